@@ -1,0 +1,102 @@
+"""The thin CLI: each command parses options, calls one core function, renders, exits.
+
+Commands are resolved lazily (module:attribute) so `ckreg --help` and
+`ckreg inspect` never import torch, sklearn or the zoo (issue #2, start-up).
+Unexpected exceptions exit 4 (EXIT_CRASH), never 1, so a crash never looks
+like a finding; `CkregError` prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ckreg import __version__
+from ckreg.errors import CkregError
+from ckreg.findings import EXIT_CRASH, EXIT_USAGE
+
+# command name -> "module:attribute" (each module owns one command or group)
+COMMANDS: dict[str, str] = {
+    "inspect": "ckreg.cli.inspect_cmd:inspect_cmd",
+    "audit": "ckreg.cli.audit_cmd:audit_cmd",
+    "demo": "ckreg.cli.audit_cmd:demo_cmd",
+    "manifest": "ckreg.cli.manifest_cmd:manifest_group",
+    "rename": "ckreg.cli.rename_cmd:rename_cmd",
+    "scaler": "ckreg.cli.scaler_cmd:scaler_group",
+    "train": "ckreg.cli.train_cmd:train_cmd",
+    "eval": "ckreg.cli.train_cmd:eval_cmd",
+    "verify": "ckreg.cli.verify_cmd:verify_cmd",
+    "retrain": "ckreg.cli.verify_cmd:retrain_cmd",
+    "registry": "ckreg.cli.registry_cmd:registry_group",
+    "export": "ckreg.cli.registry_cmd:export_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._available(name))
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        module = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(module) is not None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None or not self._available(name):
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        """Map user errors to exit 2 and crashes to exit 4 here, so CliRunner tests see the real codes."""
+        try:
+            return super().invoke(ctx)
+        except CkregError as exc:
+            click.echo(f"error: {exc.render()}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a crash: report it as one, never as a finding
+            import traceback
+
+            traceback.print_exc()
+            click.echo(f"ckreg crashed: {type(exc).__name__}: {exc} (this is a bug; please report it)", err=True)
+            ctx.exit(EXIT_CRASH)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ckreg")
+def cli() -> None:
+    """ckreg: inspect, audit, rename, retrain and register PyTorch checkpoints."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps user errors to exit 2 and crashes to exit 4."""
+    try:
+        cli.main(args=argv, prog_name="ckreg", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except CkregError as exc:
+        click.echo(f"error: {exc.render()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a crash: report it as one, never as a finding
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"ckreg crashed: {type(exc).__name__}: {exc} (this is a bug; please report it)", err=True)
+        sys.exit(EXIT_CRASH)
+    sys.exit(0)

@@ -1,0 +1,167 @@
+"""Findings are data (house style, after pip-audit and modelscan).
+
+A `Finding` is a frozen pydantic model; a `Report` keeps what was checked,
+what was found, what was skipped and what failed apart. Codes are stable and
+documented here once: the README table, SARIF rules and JUnit cases all read
+`CODES`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(str, Enum):
+    """SARIF's levels, so the mapping to code scanning is the identity."""
+
+    error = "error"
+    warning = "warning"
+    note = "note"
+
+    @property
+    def rank(self) -> int:
+        return {"note": 0, "warning": 1, "error": 2}[self.value]
+
+
+class CodeInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    code: str
+    severity: Severity
+    title: str
+    help: str
+
+
+def _c(code: str, severity: str, title: str, help: str) -> tuple[str, CodeInfo]:
+    return code, CodeInfo(code=code, severity=Severity(severity), title=title, help=help)
+
+
+# Stable codes. Add new ones at the end of their group; never rename one.
+CODES: dict[str, CodeInfo] = dict(
+    [
+        # -- reading (readers/) --
+        _c("unsafe-global", "error", "Pickle references a global outside the allowlist",
+           "Loading this file with torch.load(weights_only=False) or pickle would import and may call it. Re-save the weights as safetensors."),
+        _c("pickle-malformed", "error", "Malformed pickle stream",
+           "Unknown opcode, FRAME mismatch, stack or memo misuse: the stream is not clean and is not trusted."),
+        _c("unreadable", "error", "File cannot be read as a checkpoint",
+           "Empty, truncated, corrupt or of an unsupported format. Restore it from a backup or remove it."),
+        _c("archive-anomaly", "warning", "Zip container anomaly",
+           "Bad CRC, odd flag bits, oversized or missing members. PyTorch may still load it; a scanner must not trust it blindly."),
+        _c("safetensors-invalid", "error", "Invalid safetensors file",
+           "Header length, JSON, dtypes, offsets or __metadata__ violate the format."),
+        _c("tensor-implausible", "error", "Tensor declares an impossible size",
+           "A tensor's shape or storage is larger than the file can hold (a memory-exhaustion trick or corruption)."),
+        # -- inspection (inspect/) --
+        _c("family-unknown", "note", "No known family matches",
+           "The weights match no family in the spec; a generic description is given."),
+        _c("family-ambiguous", "warning", "Weights fit several families equally",
+           "The weights cannot tell these families apart (e.g. ScaleAware vs ScaleHard); record the family in metadata or the manifest."),
+        _c("family-broken", "warning", "Family recognised but its shapes break",
+           "The key signature matches a family but some shapes do not; the file will not load strictly into that family."),
+        _c("metadata-contradicts-weights", "warning", "Stored hyper_parameters contradict the weights",
+           "The checkpoint's hyper_parameters disagree with what the tensors show; trust the weights and fix the metadata."),
+        # -- audit (audit.py) --
+        _c("family-mislabeled", "error", "Family differs from its label",
+           "The manifest entry or the file/folder name says one family, the weights another. Rename with `ckreg rename --infer` or fix the manifest."),
+        _c("layers-mismatch", "error", "Recurrent layer count differs from the declaration", "Fix the manifest or retrain."),
+        _c("hidden-size-mismatch", "error", "Hidden size differs from the declaration", "Fix the manifest or retrain."),
+        _c("classes-mismatch", "error", "Class count differs from the declaration", "Fix the manifest or retrain."),
+        _c("input-size-mismatch", "error", "Input width differs from the declaration", "Fix the manifest or retrain."),
+        _c("hyperparameter-mismatch", "error", "A declared hyperparameter differs from the weights", "Fix the manifest or retrain."),
+        _c("shape-drift", "error", "Tensor shapes differ from the declared architecture",
+           "The code (manifest) and the weights disagree on a shape, e.g. a tower kernel; strict loading will fail."),
+        _c("param-count-mismatch", "error", "Parameter count differs from the declaration", "Fix the manifest or retrain."),
+        _c("model-missing", "error", "Declared model has no checkpoint",
+           "No file satisfies the declaration, by path or by content. Train it with `ckreg retrain --missing`."),
+        _c("checkpoint-undeclared", "warning", "Checkpoint not declared in the manifest", "Declare it or remove it."),
+        _c("scaler-missing", "warning", "Checkpoint has no scaler",
+           "Inference needs the scaler the model was trained with; recover one with `ckreg scaler recover`."),
+        _c("scaler-ambiguous", "warning", "One scaler is paired with several checkpoints",
+           "A scaler belongs to one training run; verify which with `ckreg audit --data`."),
+        _c("scaler-feature-mismatch", "error", "Scaler feature count differs from the model input", "Pair the model with its own scaler."),
+        _c("duplicate-weights", "warning", "Several files hold identical weights", "Keep one; the others waste space and confuse provenance."),
+        # -- verification (verify.py) --
+        _c("verify-failed", "error", "Checkpoint does not load or predict",
+           "Strict loading into the zoo failed or predictions are not finite."),
+        _c("accuracy-below-declared", "error", "Pair misses its declared accuracy",
+           "The checkpoint with this scaler does not reach the declared accuracy on the data."),
+        _c("scaler-recovered", "note", "A re-fitted scaler makes the pair pass",
+           "The paired scaler is wrong; the named recipe reproduces the training scaler. Run `ckreg scaler recover`."),
+    ]
+)
+
+
+class Finding(BaseModel):
+    """One thing wrong (or worth knowing) about one path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    severity: Severity
+    path: str | None = None
+    message: str
+    expected: Any = None
+    actual: Any = None
+
+    @classmethod
+    def make(cls, code: str, message: str, *, path: str | None = None, severity: Severity | str | None = None,
+             expected: Any = None, actual: Any = None) -> "Finding":
+        """Build a finding with the code's default severity (codes must be registered in CODES)."""
+        info = CODES[code]
+        sev = Severity(severity) if severity is not None else info.severity
+        return cls(code=code, severity=sev, path=path, message=message, expected=expected, actual=actual)
+
+
+class Skipped(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    path: str
+    reason: str
+
+
+class ErrorEntry(BaseModel):
+    """A failure to process a path (I/O error, crash in one file): not a finding about its content."""
+
+    model_config = ConfigDict(frozen=True)
+    path: str | None
+    message: str
+
+
+# Exit codes (issue #4). A crash (an unexpected exception) is 4, never 1.
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_NOTHING = 3
+EXIT_CRASH = 4
+
+FAIL_ON = ("error", "warning", "never")
+
+
+class Report(BaseModel):
+    """The result of a run over many files."""
+
+    tool: str = "ckreg"
+    version: str = ""
+    command: str = ""
+    root: str | None = None
+    checked: list[str] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)
+    errors: list[ErrorEntry] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def exit_code(self, fail_on: str = "error") -> int:
+        if fail_on not in FAIL_ON:
+            raise ValueError(f"fail_on must be one of {FAIL_ON}")
+        if self.errors:
+            return EXIT_USAGE
+        if not self.checked:
+            return EXIT_NOTHING
+        if fail_on == "never":
+            return EXIT_OK
+        threshold = Severity(fail_on).rank
+        if any(f.severity.rank >= threshold for f in self.findings):
+            return EXIT_FINDINGS
+        return EXIT_OK

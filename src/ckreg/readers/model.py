@@ -1,0 +1,89 @@
+"""What a reader returns: inert records, never live objects.
+
+Readers interpret bytes symbolically (issue #2: "never execute pickle code").
+A tensor is described by dtype, shape, stride and where its storage lives;
+its bytes are read only on request (`ReadResult.iter_tensor_bytes`), for
+`weights_sha256`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from ckreg.findings import Finding
+
+# torch storage/dtype names -> element size in bytes
+DTYPE_SIZES: dict[str, int] = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+    "complex64": 8, "complex128": 16, "float8_e4m3fn": 1, "float8_e5m2": 1,
+    "uint16": 2, "uint32": 4, "uint64": 8,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StorageRef:
+    """Where a tensor's bytes live, as declared by the file (not yet read)."""
+
+    key: str                      # storage key (zip: "archive/data/<key>"; legacy: persistent id; safetensors: tensor name)
+    dtype: str                    # element dtype of the storage
+    numel: int | None = None      # declared storage element count, if any
+    device: str = "cpu"
+    member: str | None = None     # zip member name holding the bytes
+    offset: int | None = None     # absolute byte offset in the file (legacy, safetensors)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRecord:
+    """One tensor of a state_dict, as declared."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    stride: tuple[int, ...] | None = None
+    storage: StorageRef | None = None
+    storage_offset: int = 0        # in elements
+    requires_grad: bool = False
+    is_parameter: bool | None = None  # True when saved as nn.Parameter (rare in state_dicts)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * DTYPE_SIZES.get(self.dtype, 4)
+
+    @property
+    def tie_key(self) -> tuple | None:
+        """Tensors sharing storage, offset, shape and stride are one tensor (tied weights count once)."""
+        if self.storage is None:
+            return None
+        return (self.storage.key, self.storage_offset, self.shape, self.stride)
+
+
+@dataclass
+class ReadResult:
+    """Everything a reader learned about one file."""
+
+    path: str
+    format: str                                   # "torch-zip" | "torch-legacy" | "safetensors" | "pickle"
+    size: int
+    sha256: str
+    tensors: dict[str, TensorRecord] = field(default_factory=dict)  # the state_dict, unwrapped
+    unwrap: list[str] = field(default_factory=list)                  # evidence lines for each unwrap step
+    metadata: dict[str, Any] = field(default_factory=dict)          # JSON-able
+    findings: list[Finding] = field(default_factory=list)
+    globals: list[str] = field(default_factory=list)                # every "module.qualname" referenced
+    bytes_read: int = 0
+    root: Any = None                                                 # the inert object tree
+    # Set by the reader: yields the raw bytes of one tensor's storage slice, streaming.
+    _byte_source: Callable[[TensorRecord], Iterator[bytes]] | None = field(default=None, repr=False)
+
+    def iter_tensor_bytes(self, record: TensorRecord) -> Iterator[bytes]:
+        """Stream the bytes of exactly this tensor's elements (used only for weights_sha256)."""
+        if self._byte_source is None:
+            raise NotImplementedError(f"{self.path}: reader offers no tensor bytes")
+        return self._byte_source(record)
