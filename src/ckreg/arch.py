@@ -149,7 +149,8 @@ class ArchSpec(BaseModel):
             fields["hidden_size"] = 64
             fields["bidirectional"] = False if family in {"GRU", "LSTM", "StackedGRU", "StackedLSTM"} else None
         fields.update(_DEFAULTS[family])
-        fields.update(NOT_IN_WEIGHTS[family])
+        # Only what ArchSpec carries ("activation" is implied by the family name).
+        fields.update({k: v for k, v in NOT_IN_WEIGHTS[family].items() if k in cls.model_fields})
         allowed = FAMILY_FIELDS[family] | {"input_size", "num_classes", "dropout", "pool"}
         for key in overrides:
             if key not in allowed:

@@ -83,6 +83,9 @@ CODES: dict[str, CodeInfo] = dict(
            "A scaler belongs to one training run; verify which with `ckreg audit --data`."),
         _c("scaler-feature-mismatch", "error", "Scaler feature count differs from the model input", "Pair the model with its own scaler."),
         _c("duplicate-weights", "warning", "Several files hold identical weights", "Keep one; the others waste space and confuse provenance."),
+        # -- rename (rename.py) --
+        _c("rename-collision", "warning", "Content-derived name is taken by another file",
+           "`ckreg rename` left this file alone: the name its content implies already belongs to a different file. Move that file, or use a --template with {hash8}."),
         # -- verification (verify.py) --
         _c("verify-failed", "error", "Checkpoint does not load or predict",
            "Strict loading into the zoo failed or predictions are not finite."),

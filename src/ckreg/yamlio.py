@@ -78,3 +78,57 @@ def _plain(obj: Any) -> Any:
 def dump(data: Any) -> str:
     """Stable, human-friendly YAML (insertion order kept, unicode kept)."""
     return yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def _render_scalar(value: str, style: str | None) -> str:
+    """`value` as a YAML scalar in the original quoting style where that is safe."""
+    import json
+
+    if style == "'" and "\n" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    if style is None and value and value == value.strip() and not any(c in value for c in ",[]{}#\n\"'"):
+        try:
+            if yaml.safe_load(value) == value and ": " not in value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value, ensure_ascii=False)   # a JSON string is a valid double-quoted YAML scalar
+
+
+def replace_scalars(text: str, edits: dict[tuple, str]) -> str:
+    """Replace string scalars at `loc` paths (e.g. ("models", 2, "path")) in YAML text, keeping
+    everything else (comments, order, quoting, layout) byte for byte.
+
+    Used by `ckreg rename -m` (issue #4) to make a manifest follow renamed files.
+    Raises KeyError for a location that is not a scalar, ValueError if the result
+    would not parse back to exactly the intended data.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    spans = []
+    for loc, new in edits.items():
+        node = root
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
+                if not match:
+                    raise KeyError(f"no key {part!r} at {loc}")
+                node = match[0]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+            else:
+                raise KeyError(f"cannot follow {part!r} at {loc}")
+        if not isinstance(node, yaml.ScalarNode):
+            raise KeyError(f"{loc} is not a scalar")
+        spans.append((node.start_mark.index, node.end_mark.index, _render_scalar(new, node.style)))
+    out = text
+    for start, end, rendered in sorted(spans, reverse=True):
+        out = out[:start] + rendered + out[end:]
+    expected = _plain(load_text(text))
+    for loc, new in edits.items():
+        node = expected
+        for part in loc[:-1]:
+            node = node[part]
+        node[loc[-1]] = new
+    if _plain(load_text(out)) != expected:
+        raise ValueError("rewriting the YAML in place would change more than the intended values")
+    return out

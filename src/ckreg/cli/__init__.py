@@ -76,7 +76,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps user errors to exit 2 and crashes to exit 4."""
     try:
-        cli.main(args=argv, prog_name="ckreg", standalone_mode=False)
+        # With standalone_mode=False click returns ctx.exit(code)'s code instead of raising.
+        rc = cli.main(args=argv, prog_name="ckreg", standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool):
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

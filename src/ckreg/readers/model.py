@@ -66,12 +66,17 @@ class TensorRecord:
 
 @dataclass
 class ReadResult:
-    """Everything a reader learned about one file."""
+    """Everything a reader learned about one file.
+
+    `sha256` (of the file bytes) is computed on first access: reading a 1 GB
+    file to hash it would defeat "inspection cost does not grow with tensor
+    bytes", so callers that do not need it never pay for it (issue #2).
+    Bytes read for it, and by `iter_tensor_bytes`, are added to `bytes_read`.
+    """
 
     path: str
     format: str                                   # "torch-zip" | "torch-legacy" | "safetensors" | "pickle"
     size: int
-    sha256: str
     tensors: dict[str, TensorRecord] = field(default_factory=dict)  # the state_dict, unwrapped
     unwrap: list[str] = field(default_factory=list)                  # evidence lines for each unwrap step
     metadata: dict[str, Any] = field(default_factory=dict)          # JSON-able
@@ -79,8 +84,36 @@ class ReadResult:
     globals: list[str] = field(default_factory=list)                # every "module.qualname" referenced
     bytes_read: int = 0
     root: Any = None                                                 # the inert object tree
+    pickles: int = 0                                                 # pickle streams scanned
+    original_names: dict[str, str] = field(default_factory=dict)     # unwrapped name -> key in the file
     # Set by the reader: yields the raw bytes of one tensor's storage slice, streaming.
     _byte_source: Callable[[TensorRecord], Iterator[bytes]] | None = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the whole file (read and cached on first access)."""
+        if self._sha256 is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            with open(self.path, "rb") as fh:
+                while True:
+                    chunk = fh.read(1 << 20)
+                    if not chunk:
+                        break
+                    self.bytes_read += len(chunk)
+                    h.update(chunk)
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    @property
+    def sha256_if_known(self) -> str | None:
+        return self._sha256
+
+    @property
+    def unsafe(self) -> bool:
+        return any(f.code == "unsafe-global" for f in self.findings)
 
     def iter_tensor_bytes(self, record: TensorRecord) -> Iterator[bytes]:
         """Stream the bytes of exactly this tensor's elements (used only for weights_sha256)."""

@@ -1,0 +1,301 @@
+"""Benchmark `ckreg audit` on a generated archive (issue #4, "Speed (benchmark)").
+
+Generates archives of N small checkpoints (default N = 250, 500, 1000; mixed
+families from the spec's reference configurations, saved with torch.save,
+bare or in Lightning-like wrappers, ~5% duplicated weights with other bytes,
+~20% with sidecar scalers plus folder-level scalers) - generation is not
+timed - then runs
+
+    ckreg audit DIR --format json --jobs 2
+
+pinned to 2 cores and prints files/s and peak memory for each N, plus the
+ratio to the obvious alternative (`torch.load(weights_only=True)` of every
+file and a sha256 of its tensors, one process).
+
+Goal (issue #4): >= 200 files/s on 2 cores, memory flat in the number of files.
+
+    python bench/bench_audit.py                      # 250/500/1000, work dir in $TMPDIR
+    python bench/bench_audit.py --sizes 1000 --work /tmp/ckreg-bench --no-baseline
+
+Peak memory is measured two ways: the largest single process of the audit
+(`getrusage(RUSAGE_CHILDREN).ru_maxrss`, read in a fresh intermediate process
+per run so runs do not mix) and the sum over the audit's process tree
+(sampled from /proc every 10 ms, Linux only; worker pools count here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GEN_VERSION = 2
+FAMILIES = ["GRU", "GRU2", "StackedGRU", "MSCSGRU", "MS3DGRU", "CNNGRU", "MSCGRU"]
+CKREG = [sys.executable, "-c", "from ckreg.cli import main; main()"]
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def _templates():
+    """One reference-size state_dict per family (families.md: C=8, H=64, K=24, F=32)."""
+    import torch
+    from torch import nn
+
+    C, H, K, F = 8, 64, 24, 32
+
+    def mlp_head():
+        return nn.Sequential(nn.Linear(H, 2 * H), nn.ReLU(), nn.Dropout(), nn.Linear(2 * H, K))
+
+    def rnn_head():
+        head = nn.Module()
+        head.output_layers = nn.Sequential(nn.Linear(H, 2 * H), nn.Dropout(), nn.Tanh(), nn.Linear(2 * H, K))
+        return head
+
+    out = {}
+    torch.manual_seed(0)
+    for fam in FAMILIES:
+        m = nn.Module()
+        if fam in ("GRU", "GRU2"):
+            m.RNN = nn.Sequential(nn.Linear(C, 2 * H), nn.GRU(2 * H, H, 2 if fam == "GRU2" else 1, batch_first=True))
+            m.output_layers = rnn_head()
+        elif fam == "StackedGRU":
+            m.RNN = nn.GRU(C, H, 2, batch_first=True)
+            m.output_layers = rnn_head()
+        elif fam == "CNNGRU":
+            m.cnn = nn.Sequential(nn.Conv1d(C, F, 3, padding=1), nn.BatchNorm1d(F))
+            m.gru = nn.GRU(F, H, batch_first=True)
+            m.output_layers = mlp_head()
+        elif fam in ("MSCSGRU", "MSCGRU"):
+            for i, k in enumerate((3, 5, 7), 1):
+                setattr(m, f"tower{i}", nn.Sequential(nn.Conv1d(C, F, k, padding=k // 2), nn.BatchNorm1d(F)))
+            m.cnn_post = nn.Sequential(nn.BatchNorm1d(3 * F))
+            if fam == "MSCSGRU":
+                m.gru1 = nn.GRU(3 * F, H, batch_first=True)
+                m.gru2 = nn.GRU(H, H, batch_first=True)
+            else:
+                m.gru = nn.GRU(3 * F, H, batch_first=True)
+            m.output_layers = mlp_head()
+        elif fam == "MS3DGRU":
+            for i, k in enumerate((3, 5, 7), 1):
+                setattr(m, f"tower{i}", nn.Sequential(nn.Conv3d(1, F, k, padding=k // 2), nn.BatchNorm3d(F)))
+            m.cnn_post = nn.Sequential(nn.BatchNorm3d(3 * F))
+            m.gru = nn.GRU(3 * F, H, batch_first=True)
+            m.output_layers = mlp_head()
+        out[fam] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    return out
+
+
+def _scaler_bytes() -> bytes:
+    """A pickled sklearn StandardScaler like the archive's (falls back to a plain dict without sklearn)."""
+    try:
+        import numpy as np
+        from sklearn.preprocessing import StandardScaler
+
+        s = StandardScaler().fit(np.random.default_rng(0).normal(size=(200, 8)))
+        return pickle.dumps(s, protocol=4)
+    except ImportError:
+        return pickle.dumps({"mean": [0.0] * 8, "scale": [1.0] * 8}, protocol=4)
+
+
+def generate(root: Path, n: int, seed: int = 0) -> dict:
+    """Write an archive of n checkpoints under root (cached by a marker file)."""
+    marker = root / ".bench.json"
+    want = {"version": GEN_VERSION, "n": n, "seed": seed}
+    if marker.is_file() and json.loads(marker.read_text()) == want:
+        return want
+    import torch
+
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    rng = random.Random(seed)
+    templates = _templates()
+    scaler = _scaler_bytes()
+    saved = []   # (state_dict) of earlier files, for duplicates
+    for i in range(n):
+        folder = root / f"run_{i // 50:03d}"
+        folder.mkdir(exist_ok=True)
+        fam = FAMILIES[i % len(FAMILIES)]
+        if saved and rng.random() < 0.05:
+            sd = rng.choice(saved)                           # identical weights, different bytes below
+        else:
+            sd = {k: v.clone() for k, v in templates[fam].items()}
+            g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+            for k, v in sd.items():
+                if v.is_floating_point() and v.dim() > 0:
+                    v.copy_(torch.randn(v.shape, generator=g) * 0.1)
+            saved.append(sd)
+        style = i % 3
+        name = rng.choice(["GRU_best", "model", "best", "ckpt", "MSCSGRU_best", "ms3dgru_best"]) + f"_{i:04d}"
+        if style == 0:
+            obj, ext = sd, ".pt"
+        else:
+            obj = {"state_dict": {"model." + k: v for k, v in sd.items()}, "epoch": i % 100, "global_step": i * 37,
+                   "pytorch-lightning_version": "2.1.0", "hyper_parameters": {"lr": 0.001, "hidden_size": 64}}
+            ext = ".ckpt"
+        torch.save(obj, folder / f"{name}{ext}")
+        if rng.random() < 0.2:
+            (folder / f"{name}.scaler.pkl").write_bytes(scaler)
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and int(folder.name.split("_")[1]) % 2 == 0:
+            (folder / "scaler.pkl").write_bytes(scaler)
+    marker.write_text(json.dumps(want))
+    return want
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Sum of VmRSS over pid and its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as fh:
+                stat = fh.read().decode(errors="replace")
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        stack.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def measure_child(path: str, jobs: int, cores: int) -> dict:
+    """Run in a fresh process: pin to `cores` CPUs, run the audit, report time and memory."""
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:cores]
+        os.sched_setaffinity(0, cpus)
+    out_path = Path(tempfile.mkstemp(suffix=".json")[1])
+    t0 = time.perf_counter()
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(CKREG + ["audit", path, "--format", "json", "--jobs", str(jobs), "--fail-on", "never"],
+                                stdout=out, stderr=subprocess.PIPE)
+        peak_tree = 0
+        sample = sys.platform.startswith("linux")
+        while proc.poll() is None:
+            if sample:
+                peak_tree = max(peak_tree, _tree_rss_kb(proc.pid))
+            time.sleep(0.01)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace")
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    maxrss_kb = ru.ru_maxrss if sys.platform != "darwin" else ru.ru_maxrss // 1024
+    try:
+        report = json.loads(out_path.read_text())
+    except ValueError:
+        report = None
+    out_path.unlink()
+    checked = len(report.get("checked", [])) if isinstance(report, dict) else None
+    return {"rc": proc.returncode, "wall_s": wall, "maxrss_mb": maxrss_kb / 1024, "tree_peak_mb": peak_tree / 1024,
+            "checked": checked, "findings": len(report.get("findings", [])) if isinstance(report, dict) else None,
+            "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "stderr": err[-2000:]}
+
+
+def measure(path: Path, jobs: int, cores: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--measure-child", str(path), "--jobs", str(jobs),
+                           "--cores", str(cores)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"measuring failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def baseline(path: Path) -> dict:
+    """The obvious alternative: torch.load(weights_only=True) every checkpoint and hash its tensors."""
+    import torch
+
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".pt", ".ckpt"))
+    t0 = time.perf_counter()
+    for f in files:
+        obj = torch.load(f, map_location="cpu", weights_only=True)
+        sd = obj.get("state_dict", obj)
+        h = hashlib.sha256()
+        for k in sorted(sd):
+            v = sd[k]
+            if torch.is_tensor(v):
+                h.update(k.encode())
+                h.update(v.contiguous().numpy().tobytes())
+    return {"files": len(files), "wall_s": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="250,500,1000", help="comma-separated archive sizes (checkpoints)")
+    ap.add_argument("--work", default=None, help="work dir for the archives (default: $TMPDIR/ckreg-bench; kept as a cache)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per size (best wall time is kept)")
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON too")
+    ap.add_argument("--measure-child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure_child:
+        print(json.dumps(measure_child(args.measure_child, args.jobs, args.cores)))
+        return
+
+    work = Path(args.work or Path(tempfile.gettempdir()) / "ckreg-bench")
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    print(f"generating archives in {work} (not timed) ...", flush=True)
+    for n in sizes:
+        t0 = time.perf_counter()
+        generate(work / f"n{n}", n)
+        print(f"  n={n}: {time.perf_counter() - t0:.1f} s", flush=True)
+    results = []
+    for n in sizes:
+        runs = [measure(work / f"n{n}", args.jobs, args.cores) for _ in range(max(1, args.repeat))]
+        best = min(runs, key=lambda r: r["wall_s"])
+        best["n"] = n
+        best["files_per_s"] = n / best["wall_s"]
+        best["peak_mb"] = max(r["maxrss_mb"] for r in runs)
+        best["tree_peak_mb_max"] = max(r["tree_peak_mb"] for r in runs)
+        results.append(best)
+        if best["rc"] not in (0, 1) or (best["checked"] is not None and best["checked"] < n):
+            print(f"  WARNING n={n}: audit rc={best['rc']} checked={best['checked']}\n{best['stderr']}", flush=True)
+    base = None if args.no_baseline else baseline(work / f"n{max(sizes)}")
+
+    print(f"\nckreg audit DIR --format json --jobs {args.jobs}, pinned to {args.cores} cores "
+          f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs on the machine)")
+    print(f"{'N':>6} {'checked':>8} {'wall s':>8} {'files/s':>9} {'peak RSS MB':>12} {'tree peak MB':>13} {'findings':>9}")
+    for r in results:
+        print(f"{r['n']:>6} {str(r['checked']):>8} {r['wall_s']:>8.2f} {r['files_per_s']:>9.1f} {r['peak_mb']:>12.1f} "
+              f"{r['tree_peak_mb_max']:>13.1f} {str(r['findings']):>9}")
+    goal = results[-1]["files_per_s"] >= 200
+    print(f"goal >= 200 files/s at N={results[-1]['n']}: {'met' if goal else 'MISSED'}")
+    if len(results) > 1:
+        growth = results[-1]["peak_mb"] / max(results[0]["peak_mb"], 1e-9)
+        print(f"peak RSS N={results[-1]['n']} / N={results[0]['n']}: {growth:.2f}x "
+              f"(files {results[-1]['n'] / results[0]['n']:.0f}x)")
+    if base:
+        rate = base["files"] / base["wall_s"]
+        print(f"baseline torch.load(weights_only=True)+sha256, 1 process, N={base['files']}: {rate:.1f} files/s; "
+              f"audit / baseline = {results[-1]['files_per_s'] / rate:.2f}x")
+    if args.json:
+        print(json.dumps({"results": results, "baseline": base}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

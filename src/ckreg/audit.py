@@ -1,0 +1,839 @@
+"""`ckreg audit`: what an archive holds against what it should hold (issue #4).
+
+The audit walks a tree (never following symlinks out of it, never looping),
+classifies files by content (cheap magic bytes, not only extensions), inspects
+every checkpoint in parallel, hashes weights only where layouts collide (as
+duplicate-file finders group by size before hashing), then reconciles:
+
+- with a manifest: each declaration is matched to files by its declared path
+  AND by content; a declaration is satisfied only by a file whose inspected
+  architecture matches it, and a file at a declared path that does not match
+  gets the precise mismatch findings (family, layers, hidden size, shapes...);
+- without one: family names found in file and folder names are the labels
+  the weights are checked against;
+- always: duplicates by `weights_sha256`, sidecar scalers paired by folder
+  (or by the manifest), scalers shared by several checkpoints, scaler feature
+  counts against model inputs, and every finding the inspection made.
+
+Codes and severities live in `ckreg.findings.CODES`; reporters (`ckreg.report`)
+render the `Report`. Torch-free: `--data` verification (issue #5) is imported
+only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ckreg import __version__
+from ckreg.arch import FAMILIES, WEIGHT_FIELDS
+from ckreg.errors import CkregError, UsageError
+from ckreg.findings import ErrorEntry, Finding, Report, Skipped
+from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
+
+HASH_POLICIES = ("collisions", "all", "none")
+
+# Extensions that name a checkpoint strongly enough to be inspected whatever the bytes say:
+# a truncated or corrupt `model.ckpt` must be reported as unreadable, not ignored.
+CKPT_EXTS = frozenset({".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".pkl", ".pickle", ".tar"})
+STRONG_CKPT_EXTS = frozenset({".ckpt", ".pt", ".pth", ".safetensors"})
+SCALER_EXTS = frozenset({".pkl", ".pickle", ".joblib", ".json"})
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
+
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+_HEAD = 4096
+
+# Declared hyperparameter -> finding code (the rest: hyperparameter-mismatch; tower kernels: shape-drift).
+_HP_CODES = {
+    "num_layers": "layers-mismatch",
+    "hidden_size": "hidden-size-mismatch",
+    "num_classes": "classes-mismatch",
+    "input_size": "input-size-mismatch",
+}
+
+Progress = Callable[[str, int, int], None]
+
+
+# -- classification by content -------------------------------------------------------------------
+
+def sniff(path: str | os.PathLike, head: bytes | None = None) -> str | None:
+    """"checkpoint", "scaler" or None, from the first bytes (and the name only where bytes cannot tell).
+
+    - torch zip (`PK` + a first member named `.../data.pkl` or `.../version`), legacy torch
+      (pickled magic number), safetensors (u64 header length + `{`), pickles that reference
+      torch: checkpoints;
+    - pickles that reference scikit-learn (a fitted scaler), JSON holding mean and scale: scalers;
+    - anything else is a checkpoint only under a strong checkpoint extension (so a corrupt
+      `model.ckpt` is reported as unreadable rather than ignored).
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if head is None:
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(_HEAD)
+        except OSError:
+            return "checkpoint" if ext in CKPT_EXTS else None
+    if not head:
+        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
+    if head[:4] == b"PK\x03\x04":
+        n = int.from_bytes(head[26:28], "little")
+        first = head[30:30 + n]
+        if first.endswith((b"data.pkl", b"/version", b".data/version")) or b"/data/" in first:
+            return "checkpoint"
+        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        if head.startswith(_LEGACY_TORCH_MAGIC):
+            return "checkpoint"
+        low = head.lower()
+        if b"sklearn" in low or b"scaler" in low:
+            return "scaler"
+        if b"torch" in head or b"ordereddict" in low:
+            return "checkpoint"
+        return "checkpoint" if ext in CKPT_EXTS else None
+    if len(head) >= 9 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 2 <= n < (1 << 30):
+            return "checkpoint"
+    if ext == ".joblib":
+        return "scaler"  # joblib dumps may be zlib-compressed: no magic to go by
+    if ext == ".json" and head.lstrip()[:1] == b"{":
+        if b'"mean' in head and (b'"scale' in head or b'"var' in head):
+            return "scaler"
+        return None
+    return "checkpoint" if ext in STRONG_CKPT_EXTS else None
+
+
+# -- walking --------------------------------------------------------------------------------------
+
+@dataclass
+class Walked:
+    """What a walk found: absolute paths (the root as given, not resolved), and what it left out."""
+
+    root: Path
+    checkpoints: list[Path] = field(default_factory=list)
+    scalers: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    errors: list[ErrorEntry] = field(default_factory=list)
+
+
+def _inside(path: Path, root_real: Path) -> bool:
+    try:
+        path.relative_to(root_real)
+        return True
+    except ValueError:
+        return False
+
+
+def walk(root: str | os.PathLike) -> Walked:
+    """Every checkpoint and scaler file under `root`, by content.
+
+    Symlinked folders are never followed (no loops, nothing outside the tree);
+    symlinked files are followed only when they resolve inside the tree; hard
+    links and links to files already seen count once. Everything left out is
+    recorded in `skipped` with the reason.
+    """
+    root = Path(root)
+    out = Walked(root=root)
+    root_real = root.resolve()
+    seen: dict[tuple[int, int], str] = {}
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix()
+
+    def onerror(exc: OSError) -> None:
+        name = getattr(exc, "filename", None)
+        where = Path(name).relative_to(root).as_posix() if name and Path(name).is_relative_to(root) else name
+        out.errors.append(ErrorEntry(path=where, message=f"cannot list folder: {exc.strerror or exc}"))
+
+    def consider(full: Path, relpath: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
+            return
+        kind = sniff(full)
+        if kind is None:
+            return
+        seen[key] = relpath
+        (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
+
+    links: list[tuple[Path, str, os.stat_result]] = []
+    for dirpath, dirnames, filenames in os.walk(root, topdown=True, onerror=onerror, followlinks=False):
+        here = Path(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            full = here / d
+            if d in SKIP_DIRS:
+                continue
+            if full.is_symlink():
+                try:
+                    target = full.resolve(strict=True)
+                    where = "inside" if _inside(target, root_real) else "outside"
+                    reason = f"symlinked folder not followed (points {where} the tree: {target})"
+                except (OSError, RuntimeError):
+                    reason = "symlinked folder not followed (broken or a loop)"
+                out.skipped.append(Skipped(path=rel(full), reason=reason))
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            full = here / name
+            relpath = rel(full)
+            try:
+                lst = os.lstat(full)
+            except OSError as exc:
+                out.errors.append(ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}"))
+                continue
+            if stat.S_ISLNK(lst.st_mode):
+                try:
+                    target = full.resolve(strict=True)
+                except RuntimeError:
+                    out.skipped.append(Skipped(path=relpath, reason="symlink loop"))
+                    continue
+                except OSError:
+                    out.skipped.append(Skipped(path=relpath, reason="broken symlink"))
+                    continue
+                if not _inside(target, root_real):
+                    if sniff(target) is not None:
+                        out.skipped.append(Skipped(path=relpath, reason=f"symlink points outside the audited tree: {target}"))
+                    continue
+                try:
+                    st = os.stat(target)
+                except OSError as exc:
+                    out.errors.append(ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}"))
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                links.append((full, relpath, st))   # after the real files, so those are the ones audited
+                continue
+            if not stat.S_ISREG(lst.st_mode):
+                continue
+            consider(full, relpath, lst)
+    for full, relpath, st in links:
+        consider(full, relpath, st)
+    return out
+
+
+# -- names as labels ------------------------------------------------------------------------------
+
+def _family_regex() -> re.Pattern[str]:
+    names = sorted(FAMILIES, key=len, reverse=True)
+    alts = "|".join(re.escape(n) for n in names)
+    # word-ish boundaries: no letter or digit before, no letter after (digits may follow: WRN16)
+    return re.compile(rf"(?<![A-Za-z0-9])({alts})(?![A-Za-z])", re.IGNORECASE)
+
+
+_FAMILY_RE = _family_regex()
+_CANON = {f.lower(): f for f in FAMILIES}
+
+
+def family_in_name(name: str) -> str | None:
+    """The family a file or folder name claims: `GRU_best.ckpt` -> GRU, `ms3dgru_best` -> MS3DGRU.
+
+    Case-insensitive, with word-ish boundaries; the longest name found wins
+    (`MSCSGRU_ScaleAware` over `MSCSGRU`).
+    """
+    found = [_CANON[m.group(1).lower()] for m in _FAMILY_RE.finditer(name)]
+    if not found:
+        return None
+    return max(found, key=len)
+
+
+def name_label(relpath: str, root_name: str = "") -> tuple[str, str] | None:
+    """(family, where) from the file name, else the nearest folder name (then the root's own name)."""
+    parts = relpath.split("/")
+    stem = parts[-1]
+    for suffix in (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".pkl", ".pickle", ".tar"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    fam = family_in_name(stem)
+    if fam:
+        return fam, f"file name {parts[-1]!r}"
+    for folder in reversed(parts[:-1]):
+        fam = family_in_name(folder)
+        if fam:
+            return fam, f"folder name {folder + '/'!r}"
+    if root_name:
+        fam = family_in_name(root_name)
+        if fam:
+            return fam, f"folder name {root_name + '/'!r}"
+    return None
+
+
+# -- comparing a file with a declaration ----------------------------------------------------------
+
+_STRIP_PREFIXES = ("model.", "module.", "_orig_mod.")
+
+
+def _shapes(layout: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The inspector's layout (name -> [dtype, shape]) as name -> shape, prefixes looked through."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, value in layout.items():
+        shape = value[1] if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], (list, tuple)) else value
+        shapes[name] = tuple(int(v) for v in shape)
+    changed = True
+    while changed and shapes:
+        changed = False
+        for prefix in _STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in shapes):
+                shapes = {k[len(prefix):]: v for k, v in shapes.items()}
+                changed = True
+    return shapes
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_norm(v) for v in value)
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
+        return "[" + ", ".join("x".join(str(x) for x in v) for v in value) + "]"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return f"{value:,}"
+    return str(value)
+
+
+def _family_fits(insp: Any, family: str) -> bool:
+    return insp.family == family or (insp.family == "ambiguous" and family in insp.ambiguous_between)
+
+
+def _layout_diff(actual: dict[str, tuple], expected: dict[str, tuple]) -> tuple[list[str], dict, dict]:
+    lines, exp, act = [], {}, {}
+    for name, shape in expected.items():
+        if name not in actual:
+            lines.append(f"{name} {list(shape)} declared, missing from the file")
+            exp[name], act[name] = list(shape), None
+        elif tuple(actual[name]) != tuple(shape):
+            lines.append(f"{name} is {list(actual[name])} in the file, {list(shape)} declared")
+            exp[name], act[name] = list(shape), list(actual[name])
+    for name, shape in actual.items():
+        if name not in expected:
+            lines.append(f"{name} {list(shape)} in the file, not in the declared architecture")
+            exp[name], act[name] = None, list(shape)
+    return lines, exp, act
+
+
+def compare(insp: Any, decl: ModelDecl, relpath: str) -> list[Finding]:
+    """Why `insp` does not satisfy `decl` (empty when it does).
+
+    Messages state the difference alone ("the weights have 2 GRU layers where 1
+    is declared"); the audit prefixes the declaration when it reports them on a file.
+    """
+    from ckreg.inspect.layouts import expected_layout
+
+    if not insp.ok:
+        return [Finding.make("unreadable", f"cannot be read: {insp.error}", path=relpath)]
+    if not _family_fits(insp, decl.family):
+        what = {"unknown": "match no known family", "ambiguous": f"fit {' or '.join(insp.ambiguous_between)}"}
+        actual = what.get(insp.family, f"are a {insp.family}")
+        return [Finding.make("family-mislabeled", f"{decl.family} is declared but the weights {actual}",
+                             path=relpath, expected=decl.family, actual=insp.family)]
+    out: list[Finding] = []
+    observed = dict(insp.hyperparameters or {})
+    mismatched: dict[str, Any] = {}
+    for key, want in decl.declared().items():
+        if key not in WEIGHT_FIELDS or key == "tower_kernels":
+            continue
+        have = observed.get(key)
+        if have is None or _norm(have) == _norm(want):
+            continue
+        mismatched[key] = have
+        code = _HP_CODES.get(key, "hyperparameter-mismatch")
+        noun = {"hidden_size": "hidden size", "num_classes": "class count",
+                "input_size": "input width"}.get(key, key)
+        if key == "num_layers":
+            text = (f"the weights have {_fmt(have)} {decl.family} layers where {_fmt(want)} "
+                    f"{'is' if want == 1 else 'are'} declared")
+        else:
+            text = f"{noun} is {_fmt(have)} in the weights, {_fmt(want)} declared"
+        out.append(Finding.make(code, text, path=relpath, expected=want, actual=have))
+    # shape drift: every tensor against the declared architecture; differences that the
+    # mismatches above already explain are not repeated.
+    actual_shapes = _shapes(insp.layout or {})
+    if actual_shapes:
+        try:
+            explained = decl.spec(observed).model_copy(update=mismatched)
+            expected = {k: tuple(v) for k, v in expected_layout(explained).items()}
+        except (CkregError, ValueError):
+            expected = None
+        if expected is not None and expected != actual_shapes:
+            lines, exp, act = _layout_diff(actual_shapes, expected)
+            if lines:
+                shown = "; ".join(lines[:6]) + (f"; and {len(lines) - 6} more" if len(lines) > 6 else "")
+                out.append(Finding.make("shape-drift", f"{len(lines)} tensor(s) differ from the declared "
+                                        f"architecture: {shown}", path=relpath, expected=exp, actual=act))
+    if decl.params is not None:
+        have = insp.params.trainable + (insp.params.buffers if decl.params_include_buffers else 0)
+        if have != decl.params:
+            what = "parameter and buffer elements" if decl.params_include_buffers else "parameters"
+            out.append(Finding.make("param-count-mismatch", f"{have:,} {what} in the weights, "
+                                    f"{decl.params:,} declared", path=relpath, expected=decl.params, actual=have))
+    return out
+
+
+# -- the audit -----------------------------------------------------------------------------------
+
+@dataclass
+class _File:
+    rel: str
+    abs: Path
+    insp: Any
+    by_path: list[str] = field(default_factory=list)     # declarations whose path matches this file
+    satisfies: list[str] = field(default_factory=list)   # declarations this file satisfies
+    scaler: str | None = None
+    scaler_source: str | None = None
+
+
+def _rel(root: Path, p: Path) -> str:
+    return p.relative_to(root).as_posix()
+
+
+def _carry(findings: Iterable[Finding], rel: str) -> list[Finding]:
+    return [f.model_copy(update={"path": rel}) for f in findings]
+
+
+def _inspect_all(paths: list[Path], *, jobs: int, hash_weights: bool, progress: Progress | None, stage: str) -> list[Any]:
+    """Inspect in parallel, results in input order.
+
+    Without a progress callback this is `inspect_paths(..., jobs=N)`; with one,
+    the same work runs on a pool whose ordered results move the bar as they arrive
+    (one pool for the whole run: chunked `inspect_paths` calls would start one each).
+    """
+    from ckreg.inspect import inspect_path, inspect_paths
+
+    if not paths:
+        return []
+    names = [str(p) for p in paths]
+    if progress is None:
+        return list(inspect_paths(names, hash_weights=hash_weights, jobs=jobs))
+    total = len(names)
+    progress(stage, 0, total)
+    out: list[Any] = []
+    if jobs <= 1 or total <= 1:
+        for name in names:
+            out.append(inspect_path(name, hash_weights=hash_weights))
+            progress(stage, len(out), total)
+        return out
+    import concurrent.futures as cf
+    import functools
+    import multiprocessing as mp
+
+    work = functools.partial(inspect_path, hash_weights=hash_weights)
+    workers = min(jobs, total)
+    try:
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        ex: cf.Executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    except (OSError, NotImplementedError, ImportError):  # sandboxes without processes
+        ex = cf.ThreadPoolExecutor(max_workers=workers)
+    with ex:
+        for insp in ex.map(work, names, chunksize=max(1, min(16, total // (workers * 4) or 1))):
+            out.append(insp)
+            progress(stage, len(out), total)
+    return out
+
+
+def _hash_collisions(files: list[_File], *, jobs: int, progress: Progress | None) -> None:
+    """Fill `weights_sha256` only where it can matter: files sharing a layout.
+
+    Within a layout group, files with the same bytes share weights by definition;
+    one representative per distinct byte hash is re-inspected with hashing on.
+    """
+    groups: dict[str, list[_File]] = {}
+    for f in files:
+        if f.insp.ok and f.insp.layout_sha256 and not f.insp.weights_sha256:
+            groups.setdefault(f.insp.layout_sha256, []).append(f)
+    todo: dict[str, list[_File]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for f in members:
+            todo.setdefault(f.insp.sha256 or f.rel, []).append(f)
+    reps = [fs[0] for fs in todo.values()]
+    if not reps:
+        return
+    hashed = _inspect_all([f.abs for f in reps], jobs=jobs, hash_weights=True, progress=progress, stage="hashing")
+    for rep, h in zip(reps, hashed):
+        digest = getattr(h, "weights_sha256", None)
+        for f in todo[rep.insp.sha256 or rep.rel]:
+            f.insp = f.insp.model_copy(update={"weights_sha256": digest})
+
+
+def _scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
+    """n_features and friends of a scaler file, read symbolically (never unpickled)."""
+    from ckreg.errors import UnsafeFileError
+
+    try:
+        from ckreg.readers import read_scaler_summary
+    except ImportError:  # pragma: no cover - readers always ship with ckreg
+        return {}, []
+    try:
+        summary = read_scaler_summary(path)
+    except UnsafeFileError as exc:
+        return {"error": str(exc)}, [Finding.make("unsafe-global", f"scaler refused: {exc}")]
+    except CkregError as exc:
+        if path.suffix.lower() == ".json":
+            return _json_scaler_info(path)
+        return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")]
+    info: dict[str, Any] = {}
+    for key in ("format", "class_name", "n_features", "n_samples_seen", "sklearn_version", "feature_names", "recipe"):
+        value = getattr(summary, key, None)
+        if value is not None:
+            info[key] = value if isinstance(value, (int, float, str, bool)) else _jsonable(value)
+    return info, list(getattr(summary, "findings", []) or [])
+
+
+def _json_scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
+    import json
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+        mean = obj.get("mean")
+        n = obj.get("n_features") or (len(mean) if isinstance(mean, list) else None)
+        return {"n_features": n, "format": "json"}, []
+    except (OSError, ValueError, AttributeError) as exc:
+        return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _input_size(insp: Any) -> int | None:
+    v = (insp.hyperparameters or {}).get("input_size")
+    if v is None and insp.family in ("MS3DGRU", "MS3DStackedGRU"):
+        return 8  # the [B, T, 4, 2] reshape needs C = 8 (spec, "MS3D families")
+    return int(v) if isinstance(v, int) else None
+
+
+def _check_data_hook(data: Any) -> None:
+    """`--data` needs `ckreg.verify` and torch; say so before any heavy work."""
+    if data is None:
+        return
+    if importlib.util.find_spec("ckreg.verify") is None:
+        raise UsageError("--data needs ckreg.verify, which this installation does not have")
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError("--data runs the models and needs torch", hint="pip install 'ckreg[train]'")
+    if not Path(data).exists():
+        raise UsageError(f"--data {data}: no such file or folder")
+
+
+def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None = None, *,
+          data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
+          progress: Progress | None = None) -> Report:
+    """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
+
+    `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
+    `jobs` inspection processes (default: min(cpu count, 8), 1 for few files). `hash_policy`:
+    "collisions" hashes weights only where layouts collide, "all" hashes every file, "none" skips
+    duplicate detection. `data` verifies every checkpoint + scaler pair on a dataset
+    (`ckreg.verify.verify_for_audit`, issue #5). `progress(stage, done, total)` is called as files
+    are inspected. A missing path is an error in the report (exit 2); a tree without any
+    checkpoint leaves `checked` empty (exit 3).
+    """
+    if hash_policy not in HASH_POLICIES:
+        raise UsageError(f"hash_policy must be one of {', '.join(HASH_POLICIES)}, got {hash_policy!r}")
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if manifest is not None and not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    _check_data_hook(data)
+
+    given = Path(path)
+    report = Report(command="audit", version=__version__, root=os.path.abspath(given))
+    report.extra["hash_policy"] = hash_policy
+    if manifest is not None:
+        report.extra["manifest"] = {"path": manifest.source, "name": manifest.name,
+                                    "models": [m.name for m in manifest.models]}
+    if not given.exists() and not given.is_symlink():
+        report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
+        return report
+    if given.is_file():
+        root = given.parent
+        walked = Walked(root=root)
+        walked.checkpoints.append(given) if sniff(given) != "scaler" else walked.scalers.append(given)
+        for sib in sorted(root.iterdir()):
+            if sib != given and sib.is_file() and not sib.is_symlink() and sniff(sib) == "scaler":
+                walked.scalers.append(sib)
+    elif given.is_dir():
+        root = given
+        walked = walk(root)
+    else:
+        report.errors.append(ErrorEntry(path=str(path), message="not a regular file or folder"))
+        return report
+    report.root = os.path.abspath(root)
+    report.skipped.extend(walked.skipped)
+    report.errors.extend(walked.errors)
+
+    n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
+    report.extra["jobs"] = n_jobs
+    inspections = _inspect_all(walked.checkpoints, jobs=n_jobs, hash_weights=(hash_policy == "all"),
+                               progress=progress, stage="inspecting")
+    files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
+    if hash_policy == "collisions":
+        _hash_collisions(files, jobs=n_jobs, progress=progress)
+
+    findings: list[Finding] = []
+    for f in files:
+        findings.extend(_carry(f.insp.findings, f.rel))
+
+    scalers = {_rel(root, p): p for p in walked.scalers}
+    decl_status = _reconcile(root, files, scalers, manifest, findings, report)
+    scaler_info = _pair_scalers(root, files, scalers, manifest, findings)
+    if hash_policy != "none":
+        _duplicates(files, findings)
+    if data is not None:
+        _verify(files, manifest, data, findings, report)
+
+    if files:
+        report.checked = [f.rel for f in files] + sorted(scalers)
+    report.findings = sorted(_dedupe(findings), key=lambda x: (x.path or "", -x.severity.rank, x.code, x.message))
+    report.extra["files"] = {f.rel: _summary(f) for f in files}
+    report.extra["scalers"] = scaler_info
+    if manifest is not None:
+        report.extra["declarations"] = decl_status
+    return report
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        key = (f.code, f.path, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def _summary(f: _File) -> dict[str, Any]:
+    i = f.insp
+    return {
+        "family": i.family,
+        "ambiguous_between": list(i.ambiguous_between) or None,
+        "hyperparameters": _jsonable(i.hyperparameters),
+        "params": i.params.trainable,
+        "buffers": i.params.buffers,
+        "format": i.format,
+        "size": i.size,
+        "sha256": i.sha256,
+        "layout_sha256": i.layout_sha256,
+        "weights_sha256": i.weights_sha256,
+        "declared_by_path": f.by_path,
+        "satisfies": f.satisfies,
+        "scaler": f.scaler,
+        "scaler_source": f.scaler_source,
+        "error": i.error,
+    }
+
+
+def _spec_text(decl: ModelDecl) -> str:
+    hp = ", ".join(f"{k}={_fmt(v)}" for k, v in decl.declared().items() if k not in ("dropout", "pool"))
+    return f"{decl.family}" + (f" ({hp})" if hp else "")
+
+
+def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
+               findings: list[Finding], report: Report) -> dict[str, Any]:
+    """Declarations against files (by path and by content); name labels where no declaration speaks."""
+    status: dict[str, Any] = {}
+    root_name = root.absolute().name
+    if manifest is not None:
+        reasons_for: dict[tuple[str, str], list[Finding]] = {}
+        for f in files:
+            for decl in manifest.models:
+                mism = compare(f.insp, decl, f.rel)
+                reasons_for[(decl.name, f.rel)] = mism
+                if not mism and f.insp.ok:
+                    f.satisfies.append(decl.name)
+                if decl.matches_path(f.rel):
+                    f.by_path.append(decl.name)
+                    # a file where a declaration says it lives: every way it differs
+                    findings.extend(x.model_copy(update={"message": f"declared as {decl.name!r}: {x.message}"})
+                                    for x in mism if x.code != "unreadable")
+        for decl in manifest.models:
+            at_path = [f for f in files if decl.name in f.by_path]
+            good_at_path = [f.rel for f in at_path if decl.name in f.satisfies]
+            good_elsewhere = [f.rel for f in files if decl.name in f.satisfies and f not in at_path]
+            entry: dict[str, Any] = {"family": decl.family, "declared": _jsonable(decl.declared()),
+                                     "path": decl.path, "line": manifest.line_of_model(decl.name)}
+            if good_at_path or good_elsewhere:
+                entry.update(status="satisfied", by="path" if good_at_path else "content",
+                             files=good_at_path or good_elsewhere)
+                status[decl.name] = entry
+                continue
+            looked: dict[str, list[str]] = {}
+            for f in at_path:
+                looked[f.rel] = [x.message for x in reasons_for[(decl.name, f.rel)]] or ["cannot be inspected"]
+            same_family = [f for f in files if f not in at_path and f.insp.ok and _family_fits(f.insp, decl.family)]
+            for f in same_family[:5]:
+                looked[f.rel] = [x.message for x in reasons_for[(decl.name, f.rel)]]
+            parts = []
+            if decl.path is None:
+                parts.append("no path is declared")
+            elif not at_path:
+                parts.append(f"nothing at the declared path {decl.path}" + (" (glob)" if is_glob(decl.path) else ""))
+            for rel, why in looked.items():
+                how = "declared path" if rel in {f.rel for f in at_path} else "same family"
+                parts.append(f"{rel} ({how}): " + "; ".join(why))
+            if not same_family:
+                parts.append(f"no other file in the tree holds {decl.family} weights")
+            entry.update(status="missing", files=[], looked_at=looked)
+            status[decl.name] = entry
+            findings.append(Finding.make(
+                "model-missing",
+                f"no checkpoint satisfies {decl.name!r} [{_spec_text(decl)}]: " + "; ".join(parts),
+                path=manifest.source,
+                expected={"model": decl.name, "family": decl.family, "hyperparameters": _jsonable(decl.declared()),
+                          "path": decl.path, "line": manifest.line_of_model(decl.name)},
+                actual={"looked_at": looked}))
+        for f in files:
+            if f.insp.ok and not f.by_path and not f.satisfies:
+                fam = f.insp.family
+                findings.append(Finding.make(
+                    "checkpoint-undeclared",
+                    f"not declared in {manifest.source or 'the manifest'}: no declaration's path matches it and "
+                    f"its weights ({fam}) satisfy none", path=f.rel, actual=fam))
+    # names as labels: for every file no declaration places (all files without a manifest)
+    for f in files:
+        if f.by_path or not f.insp.ok:
+            continue
+        label = name_label(f.rel, root_name)
+        if label is None:
+            continue
+        fam, where = label
+        if f.insp.family in ("unknown",):
+            continue
+        if _family_fits(f.insp, fam):
+            continue
+        actual = f.insp.family if f.insp.family != "ambiguous" else " or ".join(f.insp.ambiguous_between)
+        findings.append(Finding.make(
+            "family-mislabeled", f"the {where} says {fam} but the weights are {actual}",
+            path=f.rel, expected=fam, actual=f.insp.family))
+    return status
+
+
+def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
+                  findings: list[Finding]) -> dict[str, Any]:
+    """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
+    by_folder: dict[str, list[str]] = {}
+    for rel in scalers:
+        by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
+    decls = {m.name: m for m in manifest.models} if manifest is not None else {}
+    for f in files:
+        if not f.insp.ok:
+            continue
+        declared = [decls[n].scaler for n in (f.by_path or f.satisfies) if decls[n].scaler]
+        if declared:
+            want = declared[0]
+            if want in scalers or (root / want).is_file():
+                if want not in scalers:
+                    scalers[want] = root / want
+                f.scaler, f.scaler_source = want, "manifest"
+            else:
+                findings.append(Finding.make("scaler-missing", f"the declared scaler {want} does not exist",
+                                             path=f.rel, expected=want))
+            continue
+        folder = f.rel.rpartition("/")[0]
+        here = by_folder.get(folder, [])
+        stem = f.rel.rpartition("/")[2].split(".")[0].lower()
+        named = [s for s in here if s.rpartition("/")[2].lower().startswith(stem)]
+        if len(here) == 1:
+            f.scaler, f.scaler_source = here[0], "folder"
+        elif len(named) == 1:
+            f.scaler, f.scaler_source = named[0], "name"
+        elif here:
+            findings.append(Finding.make(
+                "scaler-missing", f"{len(here)} scalers in its folder and none named after it: {', '.join(here)}",
+                path=f.rel))
+        else:
+            where = f"folder {folder + '/' if folder else '(root)'}"
+            findings.append(Finding.make("scaler-missing", f"no scaler in its {where} and none declared", path=f.rel))
+    info: dict[str, Any] = {}
+    users: dict[str, list[_File]] = {}
+    for f in files:
+        if f.scaler:
+            users.setdefault(f.scaler, []).append(f)
+    for rel, p in sorted(scalers.items()):
+        summary, extra = _scaler_info(p)
+        findings.extend(_carry(extra, rel))
+        paired = users.get(rel, [])
+        info[rel] = {**summary, "paired_with": [f.rel for f in paired]}
+        if len(paired) > 1:
+            how = sorted({f.scaler_source or "" for f in paired})
+            findings.append(Finding.make(
+                "scaler-ambiguous",
+                f"one scaler is paired with {len(paired)} checkpoints ({', '.join(x.rel for x in paired)}; "
+                f"paired by {' and '.join(how)}); a scaler belongs to one training run",
+                path=rel, expected=1, actual=[x.rel for x in paired]))
+        n = summary.get("n_features")
+        if isinstance(n, int):
+            for f in paired:
+                want = _input_size(f.insp)
+                if want is not None and want != n:
+                    findings.append(Finding.make(
+                        "scaler-feature-mismatch",
+                        f"its scaler {rel} has {n} features but the model takes {want} inputs",
+                        path=f.rel, expected=want, actual=n))
+    return info
+
+
+def _duplicates(files: list[_File], findings: list[Finding]) -> None:
+    groups: dict[str, list[_File]] = {}
+    for f in files:
+        if f.insp.ok and f.insp.weights_sha256:
+            groups.setdefault(f.insp.weights_sha256, []).append(f)
+    for digest, members in groups.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda f: (f.rel.count("/"), len(f.rel), f.rel))
+        keep = members[0]
+        for f in members[1:]:
+            same_bytes = f.insp.sha256 and f.insp.sha256 == keep.insp.sha256
+            how = "a byte-identical copy" if same_bytes else "different bytes, the metadata differs"
+            findings.append(Finding.make(
+                "duplicate-weights",
+                f"holds the same weights as {keep.rel} ({how}; weights sha256 {digest[:12]})",
+                path=f.rel, expected=keep.rel, actual=digest))
+
+
+def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: list[Finding], report: Report) -> None:
+    """The `--data` hook (issue #5): verify each recognised checkpoint with its scaler."""
+    from ckreg.verify import Pair, verify_for_audit
+
+    decls = {m.name: m for m in manifest.models} if manifest is not None else {}
+    pairs = []
+    for f in files:
+        if not f.insp.ok or f.insp.family in ("unknown", "ambiguous"):
+            continue
+        names = f.satisfies or f.by_path
+        decl = decls.get(names[0]) if names else None
+        metrics = manifest.metrics_for(decl) if (manifest is not None and decl is not None) else None
+        pairs.append(Pair(ckpt=str(f.abs), scaler=str(Path(report.root or ".") / f.scaler) if f.scaler else None,
+                          expect_acc=metrics.accuracy if metrics else None,
+                          tolerance=metrics.tolerance if (metrics and metrics.accuracy is not None) else None,
+                          model=decl.name if decl else None))
+    results: list[Any] = []
+    found = verify_for_audit(pairs, data, results=results)
+    by_abs = {str(f.abs): f.rel for f in files}
+    for x in found:
+        findings.append(x.model_copy(update={"path": by_abs.get(x.path or "", x.path)}))
+    report.extra["verification"] = [
+        {"ckpt": by_abs.get(r.ckpt, r.ckpt), "scaler": r.scaler, "passed": r.passed, "accuracy": r.accuracy,
+         "expect_acc": r.expect_acc} for r in results]
+
+
+__all__ = ["audit", "walk", "sniff", "compare", "family_in_name", "name_label", "Walked", "HASH_POLICIES"]

@@ -1,0 +1,131 @@
+"""`ckreg audit` and `ckreg demo`: parse, call the core, render, exit (issue #4)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ckreg.findings import FAIL_ON
+from ckreg.report import MACHINE_FORMATS, REPORTERS
+
+PROGRESS_MIN_FILES = 20
+
+
+class _Bar:
+    """A rich progress bar on stderr, started only when there are many files and stderr is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress = None
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled or total < PROGRESS_MIN_FILES:
+            return
+        if self.progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.progress.start()
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _write_report(text: str, output: Path) -> None:
+    """Write the report atomically; never replace a checkpoint or scaler by mistake."""
+    from ckreg.audit import sniff
+    from ckreg.errors import UsageError
+
+    if output.is_dir():
+        raise UsageError(f"--output {output} is a folder; give a file name")
+    if output.exists() and sniff(output) is not None:
+        raise UsageError(f"--output {output} looks like a checkpoint or scaler; refusing to overwrite it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
+    """Render, write (file or stdout), mention I/O errors on stderr; return the exit code."""
+    from ckreg.report import render
+
+    to_terminal = output is None and sys.stdout.isatty()
+    text = render(report, fmt, fail_on=fail_on, color=(fmt == "table" and to_terminal))
+    if output is not None:
+        _write_report(text, output)
+    else:
+        click.echo(text, nl=False)
+    for e in report.errors:
+        click.echo(f"error: {e.path or ''}: {e.message}", err=True)
+    code = report.exit_code(fail_on)
+    if output is not None or fmt in MACHINE_FORMATS:
+        summary = render(report, "table", fail_on=fail_on).rstrip().splitlines()[-1]
+        where = f" (report: {output})" if output is not None else ""
+        click.echo(summary + where, err=True)
+    return code
+
+
+@click.command("audit")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-m", "--manifest", type=click.Path(path_type=Path), help="Manifest YAML declaring what PATH should hold.")
+@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS)), default="table", show_default=True,
+              help="Report format.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
+              help="Lowest severity that makes the exit code 1.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Inspection processes (default: CPUs, max 8).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Dataset to verify every checkpoint + scaler pair on (needs the [train] extra).")
+@click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
+              help="Hash weights where layouts collide (duplicates), for every file, or never.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
+@click.pass_context
+def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str, output: Path | None, fail_on: str,
+              jobs: int | None, data: Path | None, hash_policy: str, progress: bool) -> None:
+    """Audit the checkpoints under PATH (against a manifest with -m).
+
+    Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
+    error, 3 nothing checkable found, 4 crash. The report is written before exiting.
+    """
+    from ckreg.audit import audit
+    from ckreg.manifest import load_manifest
+
+    loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
+    bar = _Bar(enabled=progress and sys.stderr.isatty())
+    try:
+        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar)
+    finally:
+        bar.close()
+    ctx.exit(_emit(report, fmt, output, fail_on))
+
+
+@click.command("demo")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS)), default="table", show_default=True)
+@click.pass_context
+def demo_cmd(ctx: click.Context, directory: Path | None, fmt: str) -> None:
+    """Create a small archive with the seed archive's problems in DIRECTORY (default: a new
+    temporary folder; a non-empty one is refused), then audit it against its manifest."""
+    from ckreg.audit import audit
+    from ckreg.demo import make_demo
+
+    demo = make_demo(directory)
+    click.echo(f"demo archive: {demo.root}\ndemo manifest: {demo.manifest}\n"
+               f"audit again with: ckreg audit {demo.root} -m {demo.manifest}", err=True)
+    report = audit(demo.root, demo.manifest)
+    ctx.exit(_emit(report, fmt, None, "error"))

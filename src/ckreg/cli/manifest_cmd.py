@@ -1,0 +1,35 @@
+"""`ckreg manifest schema|check`: the manifest format for editors, and validation without an audit."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group("manifest")
+def manifest_group() -> None:
+    """Manifests: what an archive should hold (see docs/audit.md)."""
+
+
+@manifest_group.command("schema")
+def schema_cmd() -> None:
+    """Print the manifest's JSON Schema (for editors and yaml-language-server)."""
+    from ckreg.manifest import manifest_schema
+
+    click.echo(json.dumps(manifest_schema(), indent=2, ensure_ascii=False))
+
+
+@manifest_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the validated manifest as JSON.")
+def check_cmd(file: str, as_json: bool) -> None:
+    """Validate FILE; exit 0 when valid, 2 with every problem (file:line: field: what) when not."""
+    from ckreg.manifest import load_manifest
+
+    manifest = load_manifest(file)  # ManifestError -> one message, exit 2 (cli/__init__.py)
+    if as_json:
+        click.echo(manifest.model_dump_json(indent=2))
+        return
+    names = ", ".join(m.name for m in manifest.models)
+    click.echo(f"{file}: ok ({len(manifest.models)} model{'s' if len(manifest.models) != 1 else ''}: {names})")

@@ -1,0 +1,283 @@
+"""`ckreg registry add|ls|show|alias|verify|gc|upgrade|events` and `ckreg export` (issue #5).
+
+Each command parses options, calls one `ckreg.registry.Registry` method,
+renders the result and exits: 0 ok, 1 problems (`registry verify`), 2 user or
+I/O error (one line, via the lazy group's CkregError handling).
+The registry is `--registry PATH` (on the group or the command), else
+`$CKREG_REGISTRY`, else `./registry`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ckreg.cli._common import console, echo_json
+from ckreg.errors import UsageError
+from ckreg.findings import EXIT_FINDINGS, EXIT_OK
+
+_REGISTRY_HELP = "registry directory (default: $CKREG_REGISTRY, else ./registry)"
+
+
+def _registry_option(f):
+    return click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help=_REGISTRY_HELP)(f)
+
+
+def _open(ctx: click.Context, registry_path: Path | None):
+    from ckreg.registry import Registry
+
+    if registry_path is None and ctx.obj and ctx.obj.get("registry") is not None:
+        registry_path = ctx.obj["registry"]
+    return Registry(registry_path)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100.0 * x:.2f}%"
+
+
+def _read_json_file(path: Path | None, what: str) -> Any:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the {what} JSON: {exc}", path=str(path)) from exc
+
+
+def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
+    """--set key=value (values parsed as YAML: 64, true, [[3],[5],[7]])."""
+    from ckreg.yamlio import load_text
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = load_text(value) if value.strip() else None
+        except Exception as exc:  # yaml errors: a usage mistake
+            raise UsageError(f"--set {item!r}: cannot parse the value ({exc})") from exc
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump") else str(o)))
+
+
+@click.group("registry")
+@click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=_REGISTRY_HELP)
+@click.pass_context
+def registry_group(ctx: click.Context, registry_path: Path | None) -> None:
+    """Versioned, content-addressed registry of verified checkpoint + scaler pairs."""
+    ctx.ensure_object(dict)
+    ctx.obj["registry"] = registry_path
+
+
+@registry_group.command("add")
+@click.argument("ckpt", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--scaler", "scaler", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the scaler trained with this checkpoint (JSON or scaler.pkl)")
+@click.option("--name", default=None, help="model name (default: the family)")
+@click.option("--family", default=None, help="the family, where the weights cannot tell (e.g. ScaleAware vs ScaleHard)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="spec field on top of what the weights show")
+@click.option("--alias", "aliases", multiple=True, help="point this alias at the new version (repeatable)")
+@click.option("--verification", "verification_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="a verification result JSON (e.g. `ckreg verify --json` output) to record")
+@click.option("--provenance", "provenance_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="provenance JSON (training recipe, split, data hash)")
+@click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
+@_registry_option
+@click.pass_context
+def add_cmd(ctx, ckpt, scaler, name, family, sets, aliases, verification_file, provenance_file, as_json, registry_path):
+    """Register CKPT (and its scaler) as the next version of NAME; re-adding the same pair is a no-op."""
+    reg = _open(ctx, registry_path)
+    res = reg.register(ckpt, scaler, name=name, family=family, overrides=_parse_sets(sets) or None,
+                       verification=_read_json_file(verification_file, "verification"),
+                       provenance=_read_json_file(provenance_file, "provenance"), aliases=aliases)
+    v = res.version
+    if as_json:
+        echo_json({**v.summary(), "created": res.created})
+    elif res.created:
+        click.echo(f"registered {v.ref} ({v.family}, sha256 {v.sha256[:12]}, pair {v.pair_digest[:12]})"
+                   + (f" aliases: {', '.join(v.aliases)}" if v.aliases else ""))
+    else:
+        click.echo(f"already registered as {v.ref} (same checkpoint and scaler); nothing added")
+    sys.exit(EXIT_OK)
+
+
+@registry_group.command("ls")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per version")
+@_registry_option
+@click.pass_context
+def ls_cmd(ctx, name, as_json, registry_path):
+    """List registered versions (of NAME)."""
+    versions = _open(ctx, registry_path).ls(name)
+    if as_json:
+        echo_json([v.summary() for v in versions])
+        sys.exit(EXIT_OK)
+    if not versions:
+        click.echo("no versions registered" + (f" for {name}" if name else ""))
+        sys.exit(EXIT_OK)
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("ref", "aliases", "family", "accuracy", "verified", "scaler", "registered"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(v.ref, ",".join(v.aliases), v.family, _pct(v.accuracy),
+                      "yes" if v.verified else ("FAILED" if v.verification is not None else "-"),
+                      v.scaler.sha256[:12] if v.scaler else "-", v.created_at[:19])
+    console().print(table)
+    sys.exit(EXIT_OK)
+
+
+@registry_group.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@_registry_option
+@click.pass_context
+def show_cmd(ctx, ref, as_json, registry_path):
+    """Everything recorded about REF (NAME, NAME@alias, NAME@version)."""
+    detail = _open(ctx, registry_path).show(ref)
+    if as_json:
+        echo_json(detail)
+        sys.exit(EXIT_OK)
+    from ckreg.yamlio import dump
+
+    data = _plain(detail)
+    ver = data["version"]
+    if ver.get("verification") and ver["verification"].get("confusion_matrix"):
+        ver["verification"]["confusion_matrix"] = f"{len(ver['verification']['confusion_matrix'])}x"\
+            f"{len(ver['verification']['confusion_matrix'][0])} (see --json)"
+    for past in data.get("verifications", []):
+        past.pop("confusion_matrix", None)
+    click.echo(dump(data), nl=False)
+    sys.exit(EXIT_OK)
+
+
+@registry_group.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", required=False, type=int)
+@click.option("--expect", default=None, metavar="VERSION|none",
+              help="compare-and-swap: fail unless the alias points here now ('none': unset)")
+@click.option("--delete", is_flag=True, help="remove the alias")
+@_registry_option
+@click.pass_context
+def alias_cmd(ctx, name, alias, version, expect, delete, registry_path):
+    """Point NAME@ALIAS at VERSION (compare-and-swap with --expect)."""
+    from ckreg.registry import ANY
+
+    if delete == (version is not None):
+        raise UsageError("give a VERSION to point the alias at, or --delete (not both)")
+    if expect is None:
+        expected: Any = ANY
+    elif expect.lower() in ("none", "null", "-"):
+        expected = None
+    elif expect.isdigit():
+        expected = int(expect)
+    else:
+        raise UsageError(f"--expect {expect!r}: give a version number or 'none'")
+    _open(ctx, registry_path).alias(name, alias, None if delete else version, expect=expected)
+    click.echo(f"removed {name}@{alias}" if delete else f"{name}@{alias} -> {name}@{version}")
+    sys.exit(EXIT_OK)
+
+
+@registry_group.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+@_registry_option
+@click.pass_context
+def verify_cmd(ctx, as_json, registry_path):
+    """Re-hash every blob and check the index; exit 1 on any mismatch."""
+    reg = _open(ctx, registry_path)
+    problems = reg.verify()
+    if as_json:
+        echo_json({"ok": not problems, "problems": problems})
+    elif problems:
+        for p in problems:
+            click.echo(f"{p.kind}: {p.message} [{p.path}]")
+        click.echo(f"{len(problems)} problem(s) in the registry at {reg.root}", err=True)
+    else:
+        n = sum(1 for _ in reg.blobs.iter_blobs())
+        click.echo(f"ok: {n} blob(s) verified, index intact ({reg.root})")
+    sys.exit(EXIT_FINDINGS if problems else EXIT_OK)
+
+
+@registry_group.command("gc")
+@click.option("--apply", is_flag=True, help="delete (default: dry run, only list)")
+@click.option("--grace", type=float, default=3600.0, show_default=True,
+              help="spare unreferenced blobs younger than this many seconds (in-flight registrations)")
+@click.option("--json", "as_json", is_flag=True)
+@_registry_option
+@click.pass_context
+def gc_cmd(ctx, apply, grace, as_json, registry_path):
+    """Remove blobs that no version references (dry run unless --apply)."""
+    res = _open(ctx, registry_path).gc(dry_run=not apply, grace_seconds=grace)
+    if as_json:
+        echo_json(res)
+        sys.exit(EXIT_OK)
+    verb = "removed" if apply else "would remove"
+    for digest in res.removed:
+        click.echo(f"{verb} blob {digest}")
+    click.echo(f"{verb} {len(res.removed)} blob(s), {res.bytes} bytes, {len(res.temps)} stale temp file(s)"
+               + (f"; kept {len(res.kept_recent)} recent unreferenced blob(s)" if res.kept_recent else "")
+               + ("" if apply or not (res.removed or res.temps) else " (run with --apply to delete)"))
+    sys.exit(EXIT_OK)
+
+
+@registry_group.command("upgrade")
+@_registry_option
+@click.pass_context
+def upgrade_cmd(ctx, registry_path):
+    """Migrate the registry index to this ckreg's schema (a backup is kept)."""
+    reg = _open(ctx, registry_path)
+    old, new = reg.upgrade()
+    click.echo(f"schema already at version {new}; nothing to do" if old == new
+               else f"upgraded the registry at {reg.root} from schema {old} to {new}")
+    sys.exit(EXIT_OK)
+
+
+@registry_group.command("events")
+@click.option("--name", default=None, help="only this model's events")
+@click.option("--kind", default=None, help="only this kind (registered, verified, alias-moved, gc, ...)")
+@click.option("--json", "as_json", is_flag=True)
+@_registry_option
+@click.pass_context
+def events_cmd(ctx, name, kind, as_json, registry_path):
+    """The append-only event log: who did what, when."""
+    events = _open(ctx, registry_path).events(name=name, kind=kind)
+    if as_json:
+        echo_json(events)
+        sys.exit(EXIT_OK)
+    for e in events:
+        target = "" if e.name is None else (f" {e.name}" + ("" if e.version is None else f"@{e.version}"))
+        click.echo(f"{e.id:>5} {e.at} {e.who} {e.kind}{target} {json.dumps(e.data, ensure_ascii=False, sort_keys=True)}")
+    sys.exit(EXIT_OK)
+
+
+@click.command("export")
+@click.argument("ref")
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="directory to write into (created if needed)")
+@click.option("--pkl", is_flag=True, help="also write scaler.pkl (sklearn StandardScaler)")
+@click.option("--ckpt", is_flag=True, help="also write a Lightning-compatible model.ckpt")
+@click.option("--force", is_flag=True, help="overwrite existing files in the target directory")
+@click.option("--json", "as_json", is_flag=True, help="print the written paths as JSON")
+@_registry_option
+@click.pass_context
+def export_cmd(ctx, ref, to_dir, pkl, ckpt, force, as_json, registry_path):
+    """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card."""
+    paths = _open(ctx, registry_path).export(ref, to_dir, pkl=pkl, ckpt=ckpt, force=force)
+    if as_json:
+        echo_json([str(p) for p in paths])
+    else:
+        for p in paths:
+            click.echo(str(p))
+    sys.exit(EXIT_OK)

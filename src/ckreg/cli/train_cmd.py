@@ -1,0 +1,213 @@
+"""`ckreg train` and `ckreg eval` (issue #3): parse, call one core function, render, exit.
+
+The core (`ckreg.train.train` / `evaluate`) knows nothing of click or the
+terminal; the progress bar here is its `progress` callback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ckreg.cli._common import console, echo_json
+from ckreg.errors import UsageError
+from ckreg.train.loop import DEFAULTS
+
+
+def parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
+    """`--set key=value` pairs; values are YAML scalars or lists (`--set tower_kernels=[[3],[5]]`)."""
+    from ckreg.yamlio import load_text
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} is not key=value", hint="e.g. --set hidden_size=32")
+        if key in out:
+            raise UsageError(f"--set {key} given twice")
+        try:
+            value = load_text(raw)
+        except Exception as exc:  # yaml.YAMLError and friends: one line, no traceback
+            raise UsageError(f"--set {key}: cannot parse {raw!r} as a YAML value ({exc.__class__.__name__})") from exc
+        if value is None or isinstance(value, dict):
+            raise UsageError(f"--set {key} needs a number, string, boolean or list (got {raw!r})")
+        out[key] = value
+    return out
+
+
+class _Bar:
+    """The rich progress bar: epoch, step, running train loss/accuracy, last validation, best epoch."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.con = console(stderr=True)
+        self.live = self.con.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]} acc {task.fields[acc]}"),
+            TextColumn("| val loss {task.fields[vloss]} acc {task.fields[vacc]} | best {task.fields[best]}"),
+            TimeElapsedColumn(), console=self.con, transient=False, disable=not self.live,
+        )
+        self.task = None
+
+    def __enter__(self) -> "_Bar":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, ev) -> None:
+        fmt = lambda v, pct=False: "-" if v is None else (f"{v:.1%}" if pct else f"{v:.4f}")  # noqa: E731
+        if ev.kind == "start":
+            self.task = self.progress.add_task("train", total=ev.steps, epoch=f"1/{ev.epochs}", loss="-",
+                                               acc="-", vloss="-", vacc="-", best="-")
+        elif ev.kind == "batch" and self.task is not None:
+            if ev.step == 1:
+                self.progress.reset(self.task, total=ev.steps)
+            self.progress.update(self.task, completed=ev.step, epoch=f"{ev.epoch}/{ev.epochs}",
+                                 loss=fmt(ev.train_loss), acc=fmt(ev.train_acc, True))
+        elif ev.kind == "epoch" and self.task is not None:
+            self.progress.update(self.task, vloss=fmt(ev.val_loss), vacc=fmt(ev.val_acc, True),
+                                 best=str(ev.best_epoch or "-"))
+            if not self.live:  # logs and CI: one plain line per epoch instead of a live bar
+                self.con.print(f"epoch {ev.epoch}/{ev.epochs}  loss {fmt(ev.train_loss)}  acc "
+                               f"{fmt(ev.train_acc, True)}  val loss {fmt(ev.val_loss)}  val acc "
+                               f"{fmt(ev.val_acc, True)}  best {ev.best_epoch}  {ev.elapsed_s:.1f}s",
+                               highlight=False)
+
+
+@click.command("train")
+@click.argument("family")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="SignGlove folder ({class}/{session}/episode_*.csv) or .npz (X [N,T,C], y [N]).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a hyperparameter of the family (YAML value), e.g. --set hidden_size=32.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--epochs", type=int, default=None, help=f"Epoch cap (default {DEFAULTS['epochs']}, early stopping).")
+@click.option("--batch-size", type=int, default=DEFAULTS["batch_size"], show_default=True)
+@click.option("--lr", type=float, default=DEFAULTS["lr"], show_default=True, help="AdamW learning rate.")
+@click.option("--patience", type=int, default=DEFAULTS["patience"], show_default=True,
+              help="Epochs without a better validation loss before stopping.")
+@click.option("--threads", type=click.IntRange(min=1), default=DEFAULTS["threads"], show_default=True,
+              help="torch intra-op threads (recorded in metrics.json; results are bit-identical for a given count).")
+@click.option("--pkl", is_flag=True, help="Also write scaler.pkl (scikit-learn pickle) for legacy inference code.")
+@click.option("--force", is_flag=True, help="Replace the outputs of an earlier run in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, threads, pkl, force, as_json):
+    """Train FAMILY on --data and write weights, a Lightning .ckpt, the scaler and metrics into --out."""
+    from ckreg.train import train
+
+    overrides = parse_sets(sets)
+    with _Bar() as bar:
+        result = train(family, data, out, overrides=overrides, seed=seed, epochs=epochs, batch_size=batch_size,
+                       lr=lr, patience=patience, progress=bar, threads=threads, force=force, pkl=pkl)
+    if as_json:
+        payload = result.model_dump(mode="json", exclude={"metrics"})
+        payload["metrics_path"] = result.files.get("metrics")
+        echo_json(payload)
+    else:
+        _render_train(result)
+    if result.interrupted:
+        click.echo(f"interrupted: kept the best checkpoint (epoch {result.best_epoch}) in {result.out}", err=True)
+        sys.exit(130)
+
+
+def _render_train(r) -> None:
+    from rich.table import Table
+
+    con = console()
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    acc = "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%} of {r.n_test} test episodes"
+    per_epoch = (sum(r.epoch_times_s) / len(r.epoch_times_s)) if r.epoch_times_s else 0.0
+    for k, v in [("family", r.family), ("params", f"{r.params:,}"),
+                 ("epochs", f"{r.epochs_run} (best {r.best_epoch}, {r.stop_reason})"),
+                 ("best val loss", f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"),
+                 ("test accuracy", acc),
+                 ("wall time", f"{r.wall_time_s:.1f}s total, {per_epoch:.2f}s per epoch"),
+                 ("weights sha256", r.weights_sha256 or "-")]:
+        t.add_row(k, v)
+    for name, path in r.files.items():
+        t.add_row(name, path)
+    con.print(t)
+    for w in r.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+def heatmap(cm: list[list[int]], class_names: list[str], title: str = ""):
+    """The confusion matrix as a rich Table, cells shaded by the fraction of their true class."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title, show_lines=False, box=None, padding=(0, 0), header_style="bold")
+    t.add_column("true\\pred", justify="right", no_wrap=True)
+    for name in class_names:
+        t.add_column(name, justify="right", no_wrap=True, min_width=3)
+    for i, row in enumerate(cm):
+        total = sum(row)
+        cells = []
+        for j, v in enumerate(row):
+            frac = v / total if total else 0.0
+            if v == 0:
+                cells.append(Text("  ·", style="dim"))
+                continue
+            shade = int(255 - 200 * frac)
+            colour = f"rgb({shade},{shade},255)" if i == j else f"rgb(255,{shade},{shade})"
+            fg = "white" if frac > 0.6 else "black"
+            cells.append(Text(f"{v:3d}", style=f"{fg} on {colour}"))
+        t.add_row(class_names[i] if i < len(class_names) else str(i), *cells)
+    return t
+
+
+@click.command("eval")
+@click.argument("ckpt", type=click.Path(path_type=Path))
+@click.option("--scaler", "scaler", required=True, type=click.Path(path_type=Path),
+              help="scaler.json (or a scaler.pkl, read without unpickling code).")
+@click.option("--data", required=True, type=click.Path(path_type=Path))
+@click.option("--split", "split", type=click.Choice(["test", "all"]), default="test", show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Split seed (default: the one recorded with the checkpoint).")
+@click.option("--png", type=click.Path(path_type=Path), default=None, help="Also write the confusion matrix as PNG.")
+@click.option("--latency-samples", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing --png file.")
+@click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
+def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, as_json):
+    """Score CKPT with its scaler on --data: accuracy, per-class accuracy, confusion matrix, latency."""
+    from ckreg.train import evaluate
+
+    if png is not None and png.exists() and not force:
+        raise UsageError("refusing to overwrite an existing file", path=str(png), hint="pass --force or another --png")
+    result = evaluate(ckpt, scaler, data, split=split, seed=seed, latency_samples=latency_samples)
+    if png is not None:
+        from ckreg.train.png import write_confusion_png
+
+        write_confusion_png(png, result.confusion_matrix, result.class_names,
+                            f"{result.family} {split} accuracy {result.accuracy:.2%}")
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
+    con = console()
+    con.print(heatmap(result.confusion_matrix, result.class_names,
+                      f"confusion matrix ({split}, rows = true class)"))
+    lat = result.latency
+    lat_txt = (f"{result.latency_ms:.2f} ms/episode (batch 1, {lat.get('threads')} thread, "
+               f"median {lat.get('median_ms', 0):.2f}, p95 {lat.get('p95_ms', 0):.2f}, n={lat.get('samples')})"
+               if result.latency_ms is not None else "not measured")
+    worst = sorted(((a, n) for n, a in result.per_class.items() if a is not None))[:3]
+    con.print(f"[bold]{result.family}[/]  {result.split} split ({result.split_source}): "
+              f"accuracy [bold]{result.accuracy:.2%}[/] ({result.correct}/{result.n_episodes})", highlight=False)
+    con.print(f"params {result.params:,} (+{result.buffers:,} buffer elements)   latency {lat_txt}", highlight=False)
+    if worst:
+        con.print("lowest per-class: " + ", ".join(f"{n} {a:.1%}" for a, n in worst), highlight=False)
+    if png is not None:
+        con.print(f"wrote {png}", highlight=False)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)

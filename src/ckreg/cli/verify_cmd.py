@@ -1,0 +1,304 @@
+"""`ckreg verify`, `ckreg scaler recover` and `ckreg retrain` (issue #5): parse, call one core function, render.
+
+`scaler recover` is defined here (next to its core, `ckreg.verify.recover_scaler`)
+and attached to the `scaler` group by `ckreg.cli.scaler_cmd`.
+Exit codes: 0 pass, 1 fail (a finding), 2 usage or I/O error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ckreg.cli._common import console, echo_json
+from ckreg.findings import EXIT_FINDINGS, EXIT_OK
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100.0 * x:.2f}%"
+
+
+def _acc_type(value: str) -> float:
+    """--expect-acc accepts 0.9913 or 99.13 (percent)."""
+    from ckreg.verify import normalize_acc
+
+    return normalize_acc(float(value))
+
+
+class _Acc(click.ParamType):
+    name = "ACC"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            return _acc_type(value)
+        except Exception as exc:  # noqa: BLE001 - click renders it as a usage error (exit 2)
+            self.fail(f"{value!r}: {exc}", param, ctx)
+
+
+ACC = _Acc()
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_confusion(con, class_names: list[str], cm: list[list[int]], title: str = "confusion matrix") -> None:
+    """A terminal heatmap: rows are true classes, columns predicted; colour by row fraction."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not cm:
+        return
+    table = Table(title=title + " (rows: true, columns: predicted)", show_lines=False, pad_edge=False,
+                  box=None, padding=(0, 1))
+    names = class_names or [str(i) for i in range(len(cm))]
+    table.add_column("", justify="right", style="bold")
+    for name in names:
+        table.add_column(name, justify="right")
+    for i, row in enumerate(cm):
+        total = sum(row) or 1
+        cells = []
+        for j, n in enumerate(row):
+            if n == 0:
+                cells.append(Text("·", style="dim"))
+                continue
+            frac = n / total
+            if i == j:
+                style = "bold green" if frac >= 0.95 else ("green" if frac >= 0.8 else "yellow")
+            else:
+                style = "bold red" if frac >= 0.05 else "red"
+            cells.append(Text(str(n), style=style))
+        table.add_row(names[i] if i < len(names) else str(i), *cells)
+    con.print(table)
+
+
+def render_verify(res, con=None) -> None:
+    from rich.table import Table
+
+    con = con or console()
+    verdict = "[bold green]PASS[/]" if res.passed else "[bold red]FAIL[/]"
+    summary = Table(show_header=False, box=None, padding=(0, 1))
+    summary.add_row("result", verdict)
+    summary.add_row("checkpoint", res.ckpt)
+    summary.add_row("scaler", str(res.scaler))
+    if res.family:
+        summary.add_row("family", res.family)
+    summary.add_row("loaded", "yes" if res.loaded else "no")
+    summary.add_row("finite", {True: "yes", False: "no", None: "-"}[res.finite])
+    if res.data:
+        summary.add_row("data", f"{res.data} ({res.n_episodes} episodes, split {res.split})")
+        summary.add_row("data hash", str(res.data_hash))
+    summary.add_row("accuracy", _pct(res.accuracy))
+    summary.add_row("declared", f"{_pct(res.expect_acc)} (tolerance {100 * res.tolerance:.2f} points)"
+                    if res.expect_acc is not None else "none declared")
+    for reason in res.reasons:
+        summary.add_row("", reason)
+    con.print(summary)
+    if res.per_class:
+        pc = Table(title="per-class accuracy", box=None, padding=(0, 1))
+        pc.add_column("class")
+        pc.add_column("accuracy", justify="right")
+        pc.add_column("n", justify="right")
+        for k, (name, acc) in enumerate(res.per_class.items()):
+            n = sum(res.confusion_matrix[k]) if k < len(res.confusion_matrix) else 0
+            style = "" if acc is None or acc >= 0.95 else "red"
+            pc.add_row(name, _pct(acc), str(n), style=style)
+        con.print(pc)
+    render_confusion(con, res.class_names, res.confusion_matrix)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _declared_from_manifest(manifest_path: str | None, ckpt: str, model_name: str | None):
+    """(expect_acc, tolerance, model name) declared for this checkpoint in a manifest, or Nones."""
+    if not manifest_path:
+        return None, None, None
+    from ckreg.retrain import declared_for_checkpoint
+
+    return declared_for_checkpoint(manifest_path, ckpt, model_name)
+
+
+@click.command("verify")
+@click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
+@click.option("--scaler", "scaler", type=click.Path(exists=True, dir_okay=False),
+              help="Scaler (JSON or scaler.pkl). Default: the one next to the checkpoint.")
+@click.option("--data", "data", type=click.Path(exists=True), help="Dataset folder (SignGlove) or .npz.")
+@click.option("--expect-acc", type=ACC, help="Declared accuracy, a fraction (0.9913) or a percentage (99.13).")
+@click.option("--tolerance", type=float, default=None, show_default="0.005",
+              help="How far (a fraction) below the declared accuracy still passes.")
+@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True)
+@click.option("-m", "--manifest", "manifest", type=click.Path(exists=True, dir_okay=False),
+              help="Take the declared accuracy from this manifest (the model whose checkpoint this is).")
+@click.option("--model", "model_name", help="With -m: the manifest model name (default: matched by path).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, split, manifest, model_name, as_json):
+    """Verify a checkpoint + scaler pair: strict load, finite predictions, declared accuracy.
+
+    Exit 0 when the pair passes, 1 when it fails, 2 on a usage error.
+    """
+    from ckreg.verify import DEFAULT_TOLERANCE, verify_pair
+
+    m_acc, m_tol, _name = _declared_from_manifest(manifest, ckpt, model_name)
+    if expect_acc is None:
+        expect_acc = m_acc
+    if tolerance is None:
+        tolerance = m_tol if m_tol is not None else DEFAULT_TOLERANCE
+    res = verify_pair(ckpt, scaler, data, expect_acc=expect_acc, tolerance=tolerance, split=split)
+    if as_json:
+        echo_json(res)
+    else:
+        render_verify(res)
+    sys.exit(EXIT_OK if res.passed else EXIT_FINDINGS)
+
+
+# --------------------------------------------------------------------------- scaler recover
+
+
+@click.command("recover")
+@click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data", type=click.Path(exists=True), required=True, help="Dataset folder or .npz.")
+@click.option("--expect-acc", type=ACC, help="Declared accuracy the recovered scaler must reach.")
+@click.option("--tolerance", type=float, default=0.005, show_default=True)
+@click.option("--recipe", "recipes", multiple=True, type=click.Choice(["upstream", "train-split"]),
+              help="Recipes to try (default: upstream, then train-split).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Write here instead of next to the checkpoint.")
+@click.option("--pkl", is_flag=True, help="Also write a scikit-learn scaler.pkl.")
+@click.option("--dry-run", is_flag=True, help="Try the recipes, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print recipe, accuracy and path as JSON.")
+def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl, dry_run, as_json):
+    """Re-fit a checkpoint's lost scaler by the known recipes and keep the one that verifies.
+
+    Writes `<ckpt-stem>.scaler.json` next to the checkpoint (never over an
+    existing file: `-1`, `-2`, ... suffixes), recording how it was recovered.
+    Exit 0 when a scaler verifies, 1 when none does.
+    """
+    from ckreg.verify import RECIPES, recover_scaler
+
+    res = recover_scaler(ckpt, data, out_dir=out_dir, expect_acc=expect_acc, recipes=recipes or RECIPES,
+                         tolerance=tolerance, pkl=pkl, write=not dry_run)
+    if as_json:
+        doc = res.model_dump(mode="json", exclude={"verification"})
+        if res.verification is not None:
+            doc["per_class"] = res.verification.per_class
+            doc["n_episodes"] = res.verification.n_episodes
+        echo_json(doc)
+    else:
+        from rich.table import Table
+
+        con = console()
+        table = Table(title=f"scaler recovery for {ckpt}", box=None, padding=(0, 1))
+        table.add_column("recipe")
+        table.add_column("accuracy", justify="right")
+        table.add_column("verifies")
+        for c in res.candidates:
+            table.add_row(c.recipe + (" (kept)" if c.recipe == res.recipe and res.passed else ""), _pct(c.accuracy),
+                          "yes" if c.passed else "no")
+        con.print(table)
+        for reason in res.reasons:
+            con.print(reason)
+        if res.written:
+            con.print(f"wrote [bold]{res.path}[/]" + (f" and {res.pkl_path}" if res.pkl_path else ""))
+    sys.exit(EXIT_OK if res.passed else EXIT_FINDINGS)
+
+
+# --------------------------------------------------------------------------- retrain
+
+
+@click.command("retrain")
+@click.option("-m", "--manifest", "manifest", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--data", "data", type=click.Path(exists=True), required=True, help="Dataset folder or .npz.")
+@click.option("--archive", "archive", type=click.Path(exists=True, file_okay=False),
+              help="Where the existing checkpoints live (default: the manifest's root).")
+@click.option("--missing", is_flag=True, help="Train declared models that have no checkpoint (default).")
+@click.option("--failed", is_flag=True, help="Train declared models whose pair fails verification.")
+@click.option("--register-existing", is_flag=True,
+              help="Also register the existing pairs that verify (recovering their scaler when needed).")
+@click.option("--dry-run", is_flag=True, help="Say what would run and why; write nothing.")
+@click.option("--force", is_flag=True, help="Train every selected model even when up to date.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--registry", "registry", type=click.Path(file_okay=False), envvar="CKREG_REGISTRY",
+              help="Registry to register into (default: registry/ or $CKREG_REGISTRY).")
+@click.option("--no-register", is_flag=True, help="Train and verify only.")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="retrained", show_default=True,
+              help="Where trained runs go (<out>/<name>/v<N>/, lock in <out>/<name>/ckreg.lock.json).")
+@click.option("--epochs", type=click.IntRange(1, 10_000), help="Override the recipe's epoch cap.")
+@click.option("--only", "only", multiple=True, help="Restrict to these manifest model names.")
+@click.option("--json", "as_json", is_flag=True)
+def retrain_cmd(manifest, data, archive, missing, failed, register_existing, dry_run, force, jobs, registry,
+                no_register, out, epochs, only, as_json):
+    """Train the declared models that are missing or fail verification, verify them, register them.
+
+    Staleness as DVC decides it: a model is (re)trained only when its output is
+    missing or fails verification, or its recipe, hyperparameters or data hash
+    changed since the recorded run (`<out>/<name>/ckreg.lock.json`).
+    """
+    from ckreg.retrain import plan_retrain, run_retrain
+
+    if not missing and not failed and not force:
+        missing = True
+    if registry is None and not no_register:
+        registry = "registry"
+    plan = plan_retrain(manifest, data, archive_root=archive, registry=None if no_register else registry,
+                        missing=missing, failed=failed, force=force, out=out, epochs=epochs,
+                        register_existing=register_existing, only=list(only) or None)
+    if dry_run:
+        if as_json:
+            echo_json([item.model_dump(mode="json", exclude={"inputs_detail"}) for item in plan])
+        else:
+            _render_plan(plan)
+        sys.exit(EXIT_OK)
+    con = console(stderr=True)
+    if not as_json:
+        _render_plan(plan, con=console())
+
+    def progress(msg: str) -> None:
+        if not as_json:
+            con.print(msg)
+
+    result = run_retrain(plan, jobs=jobs, progress=progress)
+    if as_json:
+        echo_json(result)
+    else:
+        _render_result(result)
+    sys.exit(result.exit_code())
+
+
+def _render_plan(plan, con=None) -> None:
+    from rich.table import Table
+
+    con = con or console()
+    table = Table(title="retrain plan", box=None, padding=(0, 1))
+    table.add_column("model")
+    table.add_column("action")
+    table.add_column("why")
+    table.add_column("output")
+    for item in plan:
+        style = {"train": "bold yellow", "register": "cyan"}.get(item.action, "dim")
+        table.add_row(item.name, f"[{style}]{item.action}[/]", item.reason, item.out_dir or "")
+    con.print(table)
+
+
+def _render_result(result, con=None) -> None:
+    from rich.table import Table
+
+    con = con or console()
+    table = Table(title="retrain result", box=None, padding=(0, 1))
+    for col in ("model", "status", "accuracy", "verified", "registered", "alias", "where"):
+        table.add_column(col)
+    for o in result.outcomes:
+        style = {"trained": "green", "registered": "cyan", "failed": "bold red"}.get(o.status, "dim")
+        table.add_row(o.name, f"[{style}]{o.status}[/]", _pct(o.accuracy),
+                      {True: "yes", False: "no", None: "-"}[o.verified],
+                      f"{o.name}@{o.version}" if o.version is not None else "-",
+                      ", ".join(o.aliases) or "-", o.run_dir or o.ckpt or "")
+    con.print(table)
+    for o in result.outcomes:
+        if o.error:
+            con.print(f"[red]{o.name}: {o.error}[/]")
+
+
+__all__ = ["verify_cmd", "scaler_recover_cmd", "retrain_cmd", "render_verify", "render_confusion"]

@@ -1,0 +1,37 @@
+"""Inference: which family a state_dict is, with what hyperparameters, and why.
+
+Public API (stable, see docs/DEVELOPING.md):
+- `inspect_path(path, hash_weights=False) -> Inspection` (never raises for a bad file)
+- `inspect_paths(paths, hash_weights=False, jobs=1) -> list[Inspection]` (input order)
+- `spec_from_inspection(insp, family=None) -> ArchSpec`
+- `layouts.expected_layout(spec)`, `layouts.param_counts(spec)`
+- `inspect_tensors(tensors, metadata=..., path=...)` for a state_dict already in memory
+- `layout_sha256(tensors)`, `weights_sha256(read_result)`, `exit_code(inspections)`
+
+No torch on this path (issue #2): everything works on inert `TensorRecord`s.
+"""
+
+from __future__ import annotations
+
+from ckreg.inspect.core import (
+    NOT_RECORDED,
+    count_params,
+    exit_code,
+    hyper_parameters,
+    inspect_path,
+    inspect_paths,
+    inspect_result,
+    inspect_tensors,
+    layout_sha256,
+    spec_from_inspection,
+    weights_sha256,
+)
+from ckreg.inspect.layouts import expected_layout, param_counts
+from ckreg.inspect.model import Candidate, Inspection, ParamCounts
+
+__all__ = [
+    "Candidate", "Inspection", "ParamCounts", "NOT_RECORDED",
+    "inspect_path", "inspect_paths", "inspect_tensors", "inspect_result", "spec_from_inspection",
+    "layout_sha256", "weights_sha256", "count_params", "hyper_parameters", "exit_code",
+    "expected_layout", "param_counts",
+]

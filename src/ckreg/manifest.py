@@ -1,0 +1,487 @@
+"""The manifest: what an archive is supposed to hold (issue #4).
+
+A manifest declares the models that should exist: name, family and the
+hyperparameters that matter (partial declarations are fine; names are the
+`ckreg.arch.ArchSpec` fields), the expected parameter count, where the
+checkpoint lives (a path or glob relative to the audited root), its scaler,
+the dataset and preprocessing recipe, declared metrics, the training recipe
+(used by `ckreg retrain`, issue #5) and tags.
+
+Validation happens before any heavy work and reports every problem at once,
+each as `FILE:LINE: models[2].family: what is wrong; what was expected`
+(pydantic locations mapped to lines by `ckreg.yamlio.line_of`). Torch-free.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+import types
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model,
+                      field_validator)
+
+from ckreg import yamlio
+from ckreg.arch import FAMILIES, FAMILY_FIELDS, ArchSpec
+from ckreg.errors import CkregError, ManifestError
+
+MANIFEST_VERSION = 1
+MAX_REPORTED_ERRORS = 25
+
+# -- the declaration models ---------------------------------------------------------------------
+
+# Hyperparameters are exactly ArchSpec's fields (the shared vocabulary), all optional:
+# a declaration states only what matters; the rest is read from the weights.
+_HP_FIELDS: dict[str, Any] = {
+    name: (Optional[field.annotation], None)
+    for name, field in ArchSpec.model_fields.items()
+    if name != "family"
+}
+Hyperparameters = create_model(  # type: ignore[call-overload]
+    "Hyperparameters",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Declared hyperparameters (any subset of ArchSpec's fields; unknown names are errors).",
+    **_HP_FIELDS,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Split(_Strict):
+    """How episodes are split for training and evaluation (`ckreg.data.split`)."""
+
+    seed: int = 0
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+
+
+class Preprocessing(_Strict):
+    """How raw episodes become model input (spec, "Data the SignGlove families were trained on")."""
+
+    scaler: Literal["standard"] = "standard"
+    recipe: Literal["upstream", "train-split"] = Field(
+        "upstream", description="How the scaler is fitted: `upstream` (every step of every episode, padding "
+                                "included) or `train-split` (the training split only).")
+    T: int = Field(87, gt=0, description="Episodes are cut or padded to T rows.")
+    pad_value: float = Field(1.0, description="Raw value of padding rows, before scaling.")
+    keep_degenerate: bool = False
+
+
+class Dataset(_Strict):
+    """A dataset the models were trained on (path relative to the manifest file)."""
+
+    path: Optional[str] = None
+    format: Literal["auto", "signglove", "npz"] = "auto"
+    classes: Optional[list[str]] = None
+    channels: Optional[list[str]] = None
+    split: Split = Field(default_factory=Split)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+
+
+class Metrics(_Strict):
+    """Declared metrics. Accuracy is a fraction (0.9913, not 99.13)."""
+
+    accuracy: Optional[float] = None
+    tolerance: float = Field(0.005, ge=0, le=1, description="A pair passes at accuracy >= declared - tolerance.")
+    split: Literal["all", "train", "val", "test"] = "all"
+
+    @field_validator("accuracy")
+    @classmethod
+    def _fraction(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not 0.0 <= v <= 1.0:
+            hint = f" (did you mean {v / 100:g}?)" if 1.0 < v <= 100.0 else ""
+            raise ValueError(f"accuracy is a fraction between 0 and 1, got {v:g}{hint}")
+        return v
+
+
+class Training(_Strict):
+    """The training recipe (`ckreg retrain`, issue #5). Unset fields take the trainer's defaults."""
+
+    epochs: Optional[int] = Field(None, gt=0)
+    lr: Optional[float] = Field(None, gt=0)
+    batch_size: Optional[int] = Field(None, gt=0)
+    seed: Optional[int] = None
+    optimizer: Optional[Literal["adam", "adamw", "sgd"]] = None
+    weight_decay: Optional[float] = Field(None, ge=0)
+    scheduler: Optional[str] = None
+    patience: Optional[int] = Field(None, gt=0, description="Early-stopping patience in epochs.")
+    monitor: Optional[str] = None
+    gradient_clip: Optional[float] = Field(None, gt=0)
+
+
+class Defaults(_Strict):
+    """Applied to every model that does not say otherwise."""
+
+    dataset: Optional[str] = None
+    training: Optional[Training] = None
+    metrics: Optional[Metrics] = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class ModelDecl(_Strict):
+    """One model the archive should hold."""
+
+    name: str = Field(min_length=1)
+    family: str = Field(json_schema_extra={"enum": list(FAMILIES)})
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)  # type: ignore[valid-type]
+    params: Optional[int] = Field(None, gt=0, description="Expected parameter count (trainable elements).")
+    params_include_buffers: bool = Field(
+        False, description="True when `params` counts BatchNorm buffers too (as the SignGlove design notes did).")
+    path: Optional[str] = Field(None, description="Checkpoint path or glob, relative to the audited root.")
+    scaler: Optional[str] = Field(None, description="Scaler path, relative to the audited root.")
+    dataset: Optional[str] = Field(None, description="A key of the manifest's `datasets`.")
+    metrics: Optional[Metrics] = None
+    training: Optional[Training] = None
+    tags: list[str] = Field(default_factory=list)
+    description: Optional[str] = None
+
+    def declared(self) -> dict[str, Any]:
+        """Only the hyperparameters this declaration states."""
+        return {k: v for k, v in self.hyperparameters.model_dump().items() if v is not None}  # type: ignore[attr-defined]
+
+    def spec(self, observed: dict[str, Any] | None = None) -> ArchSpec:
+        """The declared architecture: the family's reference configuration, then what was
+        observed in a file (for what the declaration leaves open), then what is declared."""
+        allowed = FAMILY_FIELDS[self.family] | {"input_size", "num_classes", "dropout", "pool"}
+        merged = {k: v for k, v in (observed or {}).items() if k in allowed and v is not None}
+        merged.update(self.declared())
+        return ArchSpec.for_family(self.family, **merged)
+
+    def matches_path(self, relpath: str) -> bool:
+        """True when `relpath` (posix, relative to the audited root) is this declaration's path or matches its glob."""
+        return self.path is not None and path_matches(self.path, relpath)
+
+
+class Manifest(_Strict):
+    """The whole manifest file."""
+
+    version: Literal[1] = MANIFEST_VERSION
+    name: Optional[str] = None
+    description: Optional[str] = None
+    datasets: dict[str, Dataset] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    models: list[ModelDecl] = Field(min_length=1)
+
+    _source: Optional[str] = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> Optional[str]:
+        """The file this manifest was loaded from (as given), if any."""
+        return self._source
+
+    def line_of_model(self, name: str) -> Optional[int]:
+        """The line where a model's declaration starts, for locating findings (SARIF regions)."""
+        return self._lines.get(name)
+
+    def model(self, name: str) -> ModelDecl:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def training_for(self, model: ModelDecl) -> Training:
+        """The model's training recipe over the manifest's defaults."""
+        base = self.defaults.training.model_dump(exclude_none=True) if self.defaults.training else {}
+        base.update(model.training.model_dump(exclude_none=True) if model.training else {})
+        return Training(**base)
+
+    def metrics_for(self, model: ModelDecl) -> Metrics:
+        base = self.defaults.metrics.model_dump(exclude_unset=True) if self.defaults.metrics else {}
+        base.update(model.metrics.model_dump(exclude_unset=True) if model.metrics else {})
+        return Metrics(**base)
+
+    def dataset_for(self, model: ModelDecl) -> Optional[Dataset]:
+        key = model.dataset or self.defaults.dataset
+        return self.datasets.get(key) if key else None
+
+    def dataset_path(self, model: ModelDecl) -> Optional[Path]:
+        """The model's dataset path, resolved against the manifest's folder."""
+        ds = self.dataset_for(model)
+        if ds is None or ds.path is None:
+            return None
+        base = Path(self._source).parent if self._source else Path(".")
+        return (base / ds.path)
+
+    def tags_for(self, model: ModelDecl) -> list[str]:
+        return list(dict.fromkeys([*self.defaults.tags, *model.tags]))
+
+
+# -- paths and globs ----------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=512)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """`*` and `?` stay inside one path segment, `**/` spans folders (gitignore-like), `[...]` classes."""
+    i, out = 0, []
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def path_matches(pattern: str, relpath: str) -> bool:
+    """Does a posix path relative to the root match a manifest path or glob?"""
+    pattern = pattern.removeprefix("./")
+    if not is_glob(pattern):
+        return PurePosixPath(pattern) == PurePosixPath(relpath)
+    return _glob_regex(pattern).match(relpath) is not None
+
+
+# -- loading and validation ---------------------------------------------------------------------
+
+def _loc_str(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model class inside Optional[...]/list[...]/dict[..., X], if any."""
+    origin = get_origin(annotation)
+    if origin is None:
+        return annotation
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if origin in (list, tuple, set):
+        return _unwrap(args[0]) if args else None
+    if origin is dict:
+        return _unwrap(args[-1]) if args else None
+    if origin is Union or origin is types.UnionType:
+        for a in args:
+            inner = _unwrap(a)
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return None
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """Which declaration model a location points into (to list the fields it expects)."""
+    cls: Any = Manifest
+    pending_container = False
+    for part in loc:
+        if isinstance(part, int) or pending_container:
+            pending_container = False
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        ann = cls.model_fields[part].annotation
+        pending_container = get_origin(ann) is dict
+        cls = _unwrap(ann)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _describe(err: dict) -> str:
+    """One pydantic error in words, with what was expected."""
+    kind, loc, msg = err.get("type", ""), tuple(err.get("loc", ())), err.get("msg", "invalid")
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        expected = f"; expected one of: {', '.join(parent.model_fields)}" if parent else ""
+        if parent is not None and isinstance(loc[-1], str):
+            close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1)
+            if close:
+                expected += f" (did you mean {close[0]!r}?)"
+        return f"unknown field {loc[-1]!r}{expected}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind.startswith("value_error"):
+        msg = msg.removeprefix("Value error, ")
+    text = msg[0].lower() + msg[1:] if msg else msg
+    if kind not in ("missing", "value_error") and "input" in err and not isinstance(err["input"], (dict, list)):
+        text += f" (got {err['input']!r})"
+    return text
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _check_relative(value: str | None) -> str | None:
+    if value is None:
+        return None
+    p = PurePosixPath(value.replace("\\", "/"))
+    if p.is_absolute() or re.match(r"^[A-Za-z]:", value):
+        return f"expected a path relative to the audited root, got the absolute path {value!r}"
+    if ".." in p.parts:
+        return f"expected a path inside the audited root, got {value!r} (no '..')"
+    return None
+
+
+def _semantic_errors(manifest: Manifest) -> list[tuple[tuple, str]]:
+    """Checks pydantic cannot express: families, which hyperparameters a family has, references."""
+    from ckreg.inspect.layouts import expected_layout  # manifest -> inspect points inward
+
+    errors: list[tuple[tuple, str]] = []
+    seen: dict[str, int] = {}
+    for i, m in enumerate(manifest.models):
+        base = ("models", i)
+        if m.name in seen:
+            errors.append((base + ("name",), f"duplicate model name {m.name!r} (also models[{seen[m.name]}])"))
+        seen.setdefault(m.name, i)
+        for field in ("path", "scaler"):
+            problem = _check_relative(getattr(m, field))
+            if problem:
+                errors.append((base + (field,), problem))
+        key = m.dataset
+        if key is not None and key not in manifest.datasets:
+            known = ", ".join(manifest.datasets) or "none declared"
+            errors.append((base + ("dataset",), f"unknown dataset {key!r}; expected a key of `datasets` ({known})"))
+        problem = _family_problem(m.family)
+        if problem:
+            errors.append((base + ("family",), problem))
+            continue
+        allowed = FAMILY_FIELDS[m.family] | {"input_size", "num_classes", "dropout", "pool"}
+        bad = False
+        for hp in m.declared():
+            if hp not in allowed:
+                bad = True
+                errors.append((base + ("hyperparameters", hp),
+                               f"family {m.family} has no hyperparameter {hp!r}; expected one of: {', '.join(sorted(allowed))}"))
+        if bad:
+            continue
+        try:
+            expected_layout(m.spec())
+        except CkregError as exc:
+            errors.append((base + ("hyperparameters",), f"not a valid {m.family}: {exc}"))
+    if manifest.defaults.dataset is not None and manifest.defaults.dataset not in manifest.datasets:
+        errors.append((("defaults", "dataset"), f"unknown dataset {manifest.defaults.dataset!r}; expected a key of `datasets`"))
+    return errors
+
+
+def _family_problem(family: str) -> str | None:
+    if family in FAMILIES:
+        return None
+    close = difflib.get_close_matches(family, FAMILIES, n=1, cutoff=0.5)
+    close = close or [f for f in FAMILIES if f.lower() == family.lower()]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown family {family!r}{hint}; expected one of: {', '.join(FAMILIES)}"
+
+
+def _raw_family_problems(data: Any, already: set) -> list[tuple[tuple, str]]:
+    """Family names checked on the raw YAML too, so one run reports them with the structural errors."""
+    out: list[tuple[tuple, str]] = []
+    models = data.get("models") if isinstance(data, dict) else None
+    for i, m in enumerate(models if isinstance(models, list) else []):
+        fam = m.get("family") if isinstance(m, dict) else None
+        loc = ("models", i, "family")
+        if isinstance(fam, str) and loc not in already:
+            problem = _family_problem(fam)
+            if problem:
+                out.append((loc, problem))
+    return out
+
+
+def _raise(source: str, data: Any, problems: list[tuple[tuple, str]]) -> None:
+    lines = []
+    for loc, text in problems[:MAX_REPORTED_ERRORS]:
+        line = yamlio.line_of(data, loc)
+        where = f"{source}:{line}" if line else source
+        lines.append(f"{where}: {_loc_str(loc)}: {text}")
+    more = len(problems) - MAX_REPORTED_ERRORS
+    if more > 0:
+        lines.append(f"... and {more} more")
+    head = f"invalid manifest ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+    err = ManifestError(head + ":\n  " + "\n  ".join(lines), hint="run `ckreg manifest schema` for the format")
+    err.problems = [(_loc_str(loc), yamlio.line_of(data, loc), text) for loc, text in problems]  # type: ignore[attr-defined]
+    raise err
+
+
+def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
+    """Parse and validate manifest YAML; raise ManifestError naming file, line and field path."""
+    try:
+        data = yamlio.load_text(text)
+    except Exception as exc:  # yaml.YAMLError and friends
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(f"{where}: not valid YAML: {problem}") from None
+    if data is None:
+        raise ManifestError(f"{source}: the manifest is empty; expected a mapping with a `models` list",
+                            hint="run `ckreg manifest schema` for the format")
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}:1: expected a mapping with a `models` list at the top level, "
+                            f"got {type(data).__name__}")
+    try:
+        manifest = Manifest.model_validate(_plain(data))
+    except ValidationError as exc:
+        found = [(tuple(e["loc"]), _describe(e)) for e in exc.errors()]
+        _raise(source, data, found + _raw_family_problems(data, {loc for loc, _ in found}))
+    problems = _semantic_errors(manifest)
+    if problems:
+        _raise(source, data, problems)
+    manifest._source = source
+    models = data.get("models") if isinstance(data, dict) else None
+    if isinstance(models, list):
+        for m, raw in zip(manifest.models, models):
+            if getattr(raw, "line", None):
+                manifest._lines[m.name] = raw.line
+    return manifest
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Load and validate a manifest file (raises ManifestError for any problem, before heavy work)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest file") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a directory; expected a manifest YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_manifest(text, source=str(path))
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema of the manifest format (for editors: yaml-language-server `$schema`)."""
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ckreg manifest"
+    return schema
+
+
+__all__ = [
+    "Manifest", "ModelDecl", "Hyperparameters", "Dataset", "Preprocessing", "Split", "Metrics", "Training",
+    "Defaults", "load_manifest", "parse_manifest", "manifest_schema", "path_matches", "is_glob", "MANIFEST_VERSION",
+]

@@ -1,0 +1,645 @@
+"""`read_checkpoint`: any supported checkpoint -> `ReadResult`, never executing it (issue #2).
+
+Format is detected from the bytes: a zip (torch >= 1.6 `torch.save`,
+Lightning `.ckpt`), a legacy torch file (a sequence of pickles followed by raw
+storages), safetensors, or a plain pickle (protocols 0-5). Pickles go through
+the symbolic machine (`pickle_vm`); every global is judged against the
+allowlist; unsafe content becomes findings while the rest is still read.
+
+Unreadable input raises `ReadError`/`FormatError` naming the file. Such an
+error may carry `.findings` (what was learned before giving up, e.g. an
+unsafe global in a truncated file) and `.partial` (a `ReadResult` or None).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import stat
+from typing import Any, Callable, Iterator
+
+from ckreg.errors import FormatError, ReadError
+from ckreg.findings import Finding, Severity
+from ckreg.readers import zipread
+from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
+from ckreg.readers.fileio import Counter, RandomAccessFile
+from ckreg.readers.meta import decode_scalar, extract_metadata
+from ckreg.readers.model import DTYPE_SIZES, ReadResult, StorageRef, TensorRecord
+from ckreg.readers.pickle_vm import (STORAGE_DTYPES, Global, PersistentRef, PickleRun, StorageRec, TensorRef,
+                                     run_all, run_pickle)
+from ckreg.readers.safetensors_reader import looks_like_safetensors, read_safetensors
+from ckreg.readers.tensorbytes import iter_tensor
+from ckreg.readers.unwrap import find_state_dict, strip_prefixes
+
+PICKLE_CAP = 64 << 20          # a pickle member/stream larger than this is refused (zip bombs, memory)
+PLAIN_PICKLE_CAP = 256 << 20   # plain pickle files are read whole; bigger ones are refused
+SCALAR_READ_MAX = 64           # bytes: 0-d tensors in metadata are decoded only when this small
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+# members torch writes besides data.pkl and storages
+TORCH_SIDE_MEMBERS = ("byteorder", "version", ".data/version", ".data/serialization_id", ".format_version",
+                      ".storage_alignment")
+
+
+class _Ctx:
+    """Per-file state: findings and the globals seen, judged once each."""
+
+    def __init__(self, path: str, tiers: tuple[str, ...]):
+        self.path = path
+        self.tiers = tiers
+        self.findings: list[Finding] = []
+        self.globals: dict[str, str | None] = {}     # full name -> tier (None = unsafe)
+        self.pickles = 0
+        self.anomalies: list[str] = []
+
+    def add(self, code: str, message: str, *, severity: str | None = None, **kw: Any) -> None:
+        self.findings.append(Finding.make(code, f"{self.path}: {message}", path=self.path, severity=severity, **kw))
+
+    def judge(self, run: PickleRun, where: str, *, sniffed: bool = False) -> None:
+        """Judge every global of one run; report malformation (sniffed members: only as an anomaly)."""
+        self.pickles += 1
+        for g in run.globals:
+            full = g.full
+            if full in self.globals:
+                continue
+            tier = tier_of(g.module, g.name, self.tiers)
+            self.globals[full] = tier
+            if tier is None:
+                self.add("unsafe-global",
+                         f"unsafe global {full} in {where} (byte {g.pos}): loading this file with pickle "
+                         f"or torch.load(weights_only=False) would import it",
+                         actual=full)
+        for code in dict.fromkeys(run.ext_codes):
+            key = f"<extension code {code}>"
+            if key not in self.globals:
+                self.globals[key] = None
+                self.add("unsafe-global", f"pickle extension code {code} in {where}: resolves through copyreg's "
+                                          f"extension registry to a global that cannot be judged", actual=key)
+        if not run.clean:
+            if sniffed:
+                self.anomalies.append(f"{where}: looks like a pickle but is not one ({run.error} at byte {run.error_pos})")
+            else:
+                self.add("pickle-malformed", f"{where}: {run.error} at byte {run.error_pos}; the stream is not clean",
+                         actual=run.error)
+        for w in run.warnings:
+            self.add("pickle-malformed", f"{where}: {w} (pickle.dump never writes this)", severity="warning")
+
+    def flush_anomalies(self) -> None:
+        for a in dict.fromkeys(self.anomalies):
+            self.add("archive-anomaly", a)
+        self.anomalies = []
+
+    def error(self, message: str, partial: ReadResult | None = None, cls: type = FormatError) -> ReadError:
+        self.flush_anomalies()
+        err = cls(message, path=self.path)
+        err.findings = list(self.findings)  # type: ignore[attr-defined]
+        err.partial = partial  # type: ignore[attr-defined]
+        return err
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _check_path(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ReadError("symlink loop: the path never resolves to a file", path=path) from None
+        if exc.errno == errno.ENOENT:
+            if os.path.islink(path):
+                raise ReadError("dangling symlink: its target does not exist", path=path) from None
+            raise ReadError("no such file", path=path) from None
+        raise ReadError(f"cannot stat: {exc.strerror}", path=path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ReadError("is a directory, not a checkpoint file", path=path,
+                        hint="pass the files inside it, or use `ckreg audit` on the folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise ReadError("not a regular file (device, FIFO or socket)", path=path)
+    if st.st_size == 0:
+        raise ReadError("empty file (0 bytes)", path=path, hint="restore it from a backup or remove it")
+
+
+def read_checkpoint(path: str | os.PathLike, *, tiers: tuple[str, ...] = DEFAULT_TIERS) -> ReadResult:
+    """Read one checkpoint symbolically. Raises `ReadError` only when the file cannot be read at all."""
+    p = os.fspath(path)
+    _check_path(p)
+    counter = Counter()
+    try:
+        f = RandomAccessFile(p, counter)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ReadError("symlink loop: the path never resolves to a file", path=p) from None
+        raise ReadError(f"cannot open: {exc.strerror}", path=p) from None
+    ctx = _Ctx(p, tiers)
+    with f:
+        head = f.pread(0, 512)
+        if zipread.looks_like_zip(head):
+            res = _read_zip(f, ctx)
+        elif head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+            res = _read_pickle_file(f, ctx)
+        elif looks_like_safetensors(head, f.size):
+            res = _read_safetensors(f, ctx)
+        elif len(head) >= 262 and head[257:262] == b"ustar":
+            raise ctx.error("a tar-format torch checkpoint (torch < 0.4): not supported; re-save it with a "
+                            "current torch or as safetensors")
+        elif head[:1] in _PROTO01_FIRST:
+            res = _read_pickle_file(f, ctx)
+        else:
+            raise ctx.error("not a recognised checkpoint format (not a zip, pickle or safetensors file)",
+                            cls=ReadError)
+        res.bytes_read += counter.n
+    return res
+
+
+# first opcodes of protocol 0/1 pickles (dicts, lists, tuples, globals, atoms)
+_PROTO01_FIRST = {bytes([c]) for c in b"(}])cNIJKLMFGSTUVXdlt"}
+
+
+def _itemsize(dtype: str) -> int | None:
+    return DTYPE_SIZES.get(dtype) or {"qint8": 1, "quint8": 1, "qint32": 4, "quint4x2": 1, "quint2x4": 1}.get(dtype)
+
+
+def _extent(t: TensorRef) -> int:
+    """Elements of storage the tensor touches (max index + 1; 0 for empty tensors)."""
+    if any(s == 0 for s in t.shape):
+        return 0
+    stride = t.stride if t.stride is not None else _contig(t.shape)
+    if len(stride) != len(t.shape):
+        return t.storage_offset + (math.prod(t.shape) if t.shape else 1)
+    return t.storage_offset + sum((s - 1) * abs(st) for s, st in zip(t.shape, stride)) + 1
+
+
+def _contig(shape: tuple) -> tuple:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(out))
+
+
+def _walk_tensors(obj: Any, limit: int = 1_000_000) -> Iterator[TensorRef]:
+    """Every TensorRef in the object tree (iterative; cycles and depth safe)."""
+    from ckreg.readers.pickle_vm import Call, Unhashable
+
+    stack = [obj]
+    seen: set[int] = set()
+    n = 0
+    while stack and n < limit:
+        o = stack.pop()
+        n += 1
+        if isinstance(o, TensorRef):
+            yield o
+            continue
+        if isinstance(o, (dict, list, tuple, set, frozenset, Call, Unhashable)):
+            if id(o) in seen:
+                continue
+            seen.add(id(o))
+            if isinstance(o, dict):
+                stack.extend(o.values())
+            elif isinstance(o, Call):
+                stack.extend([o.args, o.state, o.kwargs, o.items, o.setitems])
+            elif isinstance(o, Unhashable):
+                stack.append(o.value)
+            else:
+                stack.extend(o)
+
+
+def _finish(ctx: _Ctx, f: RandomAccessFile, fmt: str, root: Any, storage_ref: Callable[[StorageRec], StorageRef],
+            scalar_reader, byte_source_factory) -> ReadResult:
+    sd, evidence = find_state_dict(root)
+    originals = list(sd)
+    names, ev2 = strip_prefixes(originals)
+    evidence += ev2
+    tensors: dict[str, TensorRecord] = {}
+    original_names: dict[str, str] = {}
+    refs: dict[int, StorageRef] = {}
+    for new, orig in zip(names, originals):
+        t = sd[orig]
+        sref = None
+        if isinstance(t.storage, StorageRec):
+            sref = refs.get(id(t.storage))
+            if sref is None:
+                sref = refs[id(t.storage)] = storage_ref(t.storage)
+        tensors[new] = TensorRecord(name=new, dtype=t.dtype, shape=tuple(t.shape), stride=t.stride, storage=sref,
+                                    storage_offset=t.storage_offset, requires_grad=t.requires_grad,
+                                    is_parameter=t.is_parameter or None)
+        original_names[new] = orig
+    metadata = extract_metadata(root, scalar_reader)
+    metadata["global_tiers"] = {k: v for k, v in ctx.globals.items() if v is not None}
+    ctx.flush_anomalies()
+    res = ReadResult(path=ctx.path, format=fmt, size=f.size, tensors=tensors, unwrap=evidence, metadata=metadata,
+                     findings=ctx.findings, globals=list(ctx.globals), root=root, pickles=ctx.pickles,
+                     original_names=original_names)
+    res._byte_source = byte_source_factory(res)
+    return res
+
+
+def _make_byte_source(path: str, range_for: Callable[[RandomAccessFile, TensorRecord], Callable]):
+    """A byte source that opens the file per call and adds what it reads to `res.bytes_read`."""
+
+    def factory(res: ReadResult):
+        def source(rec: TensorRecord) -> Iterator[bytes]:
+            isz = _itemsize(rec.dtype)
+            if rec.storage is None or isz is None:
+                raise ReadError(f"tensor {rec.name!r} has no readable storage (dtype {rec.dtype})", path=path)
+            counter = Counter()
+            with RandomAccessFile(path, counter) as g:
+                reader = range_for(g, rec)
+                try:
+                    for chunk in iter_tensor(reader, isz, rec.shape, rec.stride, rec.storage_offset,
+                                             f"{path}: {rec.name}"):
+                        res.bytes_read += counter.n
+                        counter.n = 0
+                        yield chunk
+                except zipread.ZipProblem as exc:
+                    raise ReadError(f"tensor {rec.name!r}: {exc}", path=path) from None
+                res.bytes_read += counter.n
+        return source
+    return factory
+
+
+def _check_tensor_sizes(ctx: _Ctx, root: Any, capacity: Callable[[StorageRec], int | None], where: str) -> None:
+    """tensor-implausible: a tensor or storage declaring more bytes than the file holds."""
+    reported: set[int] = set()
+    for t in _walk_tensors(root):
+        st = t.storage
+        if not isinstance(st, StorageRec) or id(t) in reported:
+            continue
+        isz = _itemsize(st.dtype) or 1
+        cap = capacity(st)
+        need = _extent(t) * isz
+        if cap is not None and need > cap:
+            reported.add(id(t))
+            ctx.add("tensor-implausible",
+                    f"tensor of shape {list(t.shape)} ({st.dtype}) needs {need} bytes of storage {st.key!r}, "
+                    f"which holds {cap} ({where})", expected=cap, actual=need)
+
+
+# --------------------------------------------------------------------------- torch zip
+
+
+def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
+    try:
+        idx = zipread.read_index(f)
+    except zipread.ZipProblem as exc:
+        raise ctx.error(f"corrupt or truncated zip: {exc}") from None
+    ctx.anomalies.extend(idx.anomalies)
+    members = idx.members
+    prefix = members[0].name.split("/", 1)[0] if members and "/" in members[0].name else ""
+    main = idx.get(f"{prefix}/data.pkl") if prefix else idx.get("data.pkl")
+    if main is None:
+        named = [m for m in members if m.name == "data.pkl" or m.name.endswith("/data.pkl")]
+        named.sort(key=lambda m: (m.name.count("/"), m.index))
+        main = named[0] if named else None
+        if main is not None:
+            ctx.anomalies.append(f"pickle member {main.name!r} is not under the archive's first folder "
+                                 f"{prefix!r} (torch looks for {prefix}/data.pkl)")
+    base = main.name[: -len("data.pkl")] if main is not None else (prefix + "/" if prefix else "")
+
+    storages: dict[str, list[StorageRec]] = {}
+    bad_pids: list[Any] = []
+
+    def persistent_load(pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage"):
+            st_type, key, location, numel = pid[1:5]
+            tname = st_type.name if isinstance(st_type, Global) else ""
+            rec = StorageRec(dtype=STORAGE_DTYPES.get(tname, "unknown"), key=str(key),
+                             location=str(location), numel=numel if isinstance(numel, int) else None,
+                             type_name=tname)
+            storages.setdefault(rec.key, []).append(rec)
+            return rec
+        bad_pids.append(pid)
+        return PersistentRef(pid)
+
+    root: Any = None
+    member_of: dict[str, zipread.Member] = {}
+    if main is not None:
+        try:
+            data = zipread.read_member(f, main, PICKLE_CAP, ctx.anomalies)
+        except zipread.ZipProblem as exc:
+            ctx.anomalies.append(str(exc))
+            data = None
+        if data is None:
+            _scan_other_members(f, ctx, members, main, set())
+            raise ctx.error(f"cannot read the pickle member {main.name!r}")
+        runs = run_all(data, persistent_load=persistent_load)
+        ctx.judge(runs[0], main.name)
+        for extra in runs[1:]:
+            ctx.judge(extra, f"{main.name} (pickle at byte {extra.start}, after STOP)", sniffed=True)
+            if extra.clean:
+                ctx.anomalies.append(f"{main.name}: another pickle follows STOP at byte {extra.start} "
+                                     f"(loaders ignore it; scanners must not)")
+        if runs[0].truncated:
+            ctx.anomalies.append(f"{main.name}: pickle ends before STOP (truncated member)")
+        root = runs[0].value if runs[0].clean else runs[0].partial
+        for pid in bad_pids[:3]:
+            ctx.add("pickle-malformed", f"{main.name}: persistent id {pid!r} is not a storage reference "
+                                        f"(torch.load refuses it)", severity="warning")
+        # resolve storages to members
+        by_suffix: dict[str, list[zipread.Member]] = {}
+        for m in members:
+            if "/data/" in m.name or m.name.startswith("data/"):
+                by_suffix.setdefault(m.name.rsplit("/", 1)[-1], []).append(m)
+        missing = []
+        for key in storages:
+            m = idx.get(f"{base}data/{key}")
+            if m is None:
+                cands = [c for c in by_suffix.get(key, []) if c.name.endswith(f"data/{key}")]
+                if len(cands) == 1:
+                    m = cands[0]
+                    ctx.anomalies.append(f"storage {key!r} found at {m.name!r}, not {base}data/{key}")
+            if m is None:
+                missing.append(f"{base}data/{key}")
+            else:
+                member_of[key] = m
+    _scan_other_members(f, ctx, members, main, {m.name for m in member_of.values()})
+
+    def capacity(st: StorageRec) -> int | None:
+        m = member_of.get(st.key)
+        return m.usize if m is not None else f.size
+
+    for key, recs in storages.items():
+        m = member_of.get(key)
+        for rec in recs:
+            isz = _itemsize(rec.dtype) or 1
+            if rec.numel is not None and m is not None and rec.numel * isz > m.usize:
+                ctx.add("tensor-implausible",
+                        f"storage {key!r} declares {rec.numel} x {rec.dtype} = {rec.numel * isz} bytes but its "
+                        f"member {m.name!r} holds {m.usize}", expected=m.usize, actual=rec.numel * isz)
+                break
+    _check_tensor_sizes(ctx, root, capacity, "zip")
+
+    def storage_ref(st: StorageRec) -> StorageRef:
+        m = member_of.get(st.key)
+        return StorageRef(key=st.key, dtype=st.dtype, numel=st.numel, device=st.location,
+                          member=m.name if m else f"{base}data/{st.key}")
+
+    def scalar_reader(t: TensorRef) -> Any:
+        st = t.storage
+        if not isinstance(st, StorageRec):
+            return None
+        m = member_of.get(st.key)
+        isz = _itemsize(st.dtype)
+        if m is None or isz is None or isz > SCALAR_READ_MAX or m.method != zipread.STORED:
+            return None
+        try:
+            off = zipread.resolve(f, m)
+        except zipread.ZipProblem:
+            return None
+        if (t.storage_offset + 1) * isz > m.usize:
+            return None
+        return decode_scalar(f.pread(off + t.storage_offset * isz, isz), st.dtype)
+
+    def range_for(g: RandomAccessFile, rec: TensorRecord):
+        m = idx.get(rec.storage.member) if rec.storage and rec.storage.member else None
+        if m is None:
+            raise ReadError(f"tensor {rec.name!r}: storage member missing", path=ctx.path)
+        m2 = zipread.Member(m.name, m.method, m.flags, m.crc, m.csize, m.usize, m.header_offset, m.data_offset)
+        return lambda start, length: zipread.iter_member_range(g, m2, start, length)
+
+    if main is None:
+        raise ctx.error("zip archive without a pickle member (no */data.pkl): not a torch checkpoint")
+    res = _finish(ctx, f, "torch-zip", root, storage_ref, scalar_reader, _make_byte_source(ctx.path, range_for))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ctx.error(f"zip is missing {len(missing)} storage member(s) the pickle references: {shown}",
+                        partial=res)
+    return res
+
+
+def _scan_other_members(f: RandomAccessFile, ctx: _Ctx, members: list, main, storage_names: set[str]) -> None:
+    """Every other pickle in the archive is scanned too: found by name (*.pkl) or by content."""
+    for m in members:
+        if m is main or m.name in storage_names or m.name.endswith("/"):
+            continue
+        side = any(m.name == s or m.name.endswith("/" + s) for s in TORCH_SIDE_MEMBERS)
+        if side and m.usize <= 64:
+            continue
+        in_data = "/data/" in m.name or m.name.startswith("data/")
+        if in_data:
+            ctx.anomalies.append(f"{m.name}: member not referenced by the pickle")
+        try:
+            named = m.name.endswith(".pkl")
+            if not named:
+                head = zipread.read_member_head(f, m, 2)
+                if not (len(head) == 2 and head[0] == 0x80 and head[1] <= 5):
+                    continue
+            data = zipread.read_member(f, m, PICKLE_CAP, ctx.anomalies)
+        except zipread.ZipProblem as exc:
+            ctx.anomalies.append(str(exc))
+            continue
+        for run in run_all(data):
+            ctx.judge(run, f"{m.name} (a second pickle member)", sniffed=not named)
+
+
+# --------------------------------------------------------------------------- pickle files (plain / legacy)
+
+
+def _read_pickle_file(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
+    # First pickle decides: the legacy magic number, or a plain pickle.
+    window = f.pread(0, min(f.size, 1 << 20))
+    first = run_pickle(window, 0)
+    while first.truncated and len(window) < f.size and len(window) < PICKLE_CAP:
+        window = f.pread(0, min(f.size, len(window) * 8, PICKLE_CAP))
+        first = run_pickle(window, 0)
+    if first.clean and first.value == LEGACY_MAGIC:
+        return _read_legacy(f, ctx, window, first)
+    return _read_plain(f, ctx, first)
+
+
+def _read_plain(f: RandomAccessFile, ctx: _Ctx, first: PickleRun) -> ReadResult:
+    if not first.clean and not first.truncated and first.ops < 16 and not first.globals:
+        raise ctx.error(f"not a recognised checkpoint format ({first.error} at byte {first.error_pos})",
+                        cls=ReadError)
+    if f.size > PLAIN_PICKLE_CAP:
+        ctx.judge(first, "pickle")
+        raise ctx.error(f"plain pickle of {f.size} bytes is over the {PLAIN_PICKLE_CAP}-byte limit for symbolic "
+                        f"reading; re-save the weights as safetensors")
+    data = f.pread(0, f.size)
+    runs = run_all(data, max_bytes=PLAIN_PICKLE_CAP)
+    ctx.judge(runs[0], "pickle")
+    for extra in runs[1:]:
+        ctx.judge(extra, f"pickle at byte {extra.start} (after STOP)", sniffed=True)
+        if extra.clean:
+            ctx.anomalies.append(f"another pickle follows STOP at byte {extra.start}")
+    if runs[0].truncated:
+        raise ctx.error(f"truncated pickle: the stream ends at byte {f.size} before STOP")
+    root = runs[0].value if runs[0].clean else runs[0].partial
+
+    def no_storage(st: StorageRec) -> StorageRef:
+        return StorageRef(key=st.key, dtype=st.dtype, numel=st.numel, device=st.location)
+
+    def range_for(g, rec):
+        raise ReadError(f"tensor {rec.name!r}: a plain pickle holds no tensor storages", path=ctx.path)
+
+    return _finish(ctx, f, "pickle", root, no_storage, None, _make_byte_source(ctx.path, range_for))
+
+
+def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadResult:
+    """Legacy (pre-zip) torch: magic, protocol version, sys_info, the object, storage keys, raw storages."""
+    storages: dict[str, StorageRec] = {}
+    bad_pids: list[Any] = []
+
+    def persistent_load(pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage"):
+            st_type, root_key, location, numel = pid[1:5]
+            view = pid[5] if len(pid) > 5 else None
+            tname = st_type.name if isinstance(st_type, Global) else ""
+            key = str(root_key)
+            rec = StorageRec(dtype=STORAGE_DTYPES.get(tname, "unknown"), key=key, location=str(location),
+                             numel=numel if isinstance(numel, int) else None, type_name=tname)
+            storages.setdefault(key, rec)
+            if isinstance(view, tuple) and len(view) == 3 and isinstance(view[1], int):
+                return StorageRec(dtype=rec.dtype, key=key, location=rec.location, numel=rec.numel,
+                                  type_name=tname, view_offset=view[1],
+                                  view_numel=view[2] if isinstance(view[2], int) else None)
+            return rec
+        bad_pids.append(pid)
+        return PersistentRef(pid)
+
+    names = ["magic number", "protocol version", "sys_info", "the saved object", "storage keys"]
+    runs: list[PickleRun] = [first]
+    ctx.judge(first, "pickle 1 (magic number)")
+    pos = first.end
+    while len(runs) < 5:
+        run = run_pickle(window, pos, persistent_load=persistent_load)
+        while run.truncated and len(window) < f.size and len(window) < PICKLE_CAP:
+            storages.clear()
+            window = f.pread(0, min(f.size, len(window) * 8, PICKLE_CAP))
+            run = run_pickle(window, pos, persistent_load=persistent_load)
+        i = len(runs)
+        runs.append(run)
+        ctx.judge(run, f"pickle {i + 1} ({names[i]})")
+        if not run.clean:
+            break
+        pos = run.end
+    for pid in bad_pids[:3]:
+        ctx.add("pickle-malformed", f"persistent id {pid!r} is not a storage reference", severity="warning")
+    if len(runs) < 5 or not runs[-1].clean:
+        if runs[-1].truncated:
+            raise ctx.error(f"truncated legacy torch file: {names[len(runs) - 1]} pickle ends early")
+        root = runs[3].partial if len(runs) > 3 else None
+        keys: list = []
+    else:
+        if runs[1].value != LEGACY_PROTOCOL:
+            ctx.anomalies.append(f"legacy protocol version {runs[1].value!r} (torch writes {LEGACY_PROTOCOL})")
+        root = runs[3].value
+        keys = runs[4].value if isinstance(runs[4].value, list) else []
+        if not isinstance(runs[4].value, list):
+            ctx.add("pickle-malformed", "storage-key pickle is not a list", severity="warning")
+    # walk the raw storages: 8-byte element count, then the bytes
+    offsets: dict[str, tuple[int, int]] = {}        # key -> (absolute offset, bytes)
+    missing: list[str] = []
+    spos = pos if len(runs) == 5 and runs[-1].clean else f.size
+    for key in keys:
+        key = str(key)
+        rec = storages.get(key)
+        hdr = f.pread(spos, 8)
+        if len(hdr) < 8:
+            missing.append(key)
+            continue
+        numel = int.from_bytes(hdr, "little", signed=True)
+        isz = _itemsize(rec.dtype) if rec else 1
+        nbytes = numel * (isz or 1)
+        if numel < 0 or spos + 8 + nbytes > f.size:
+            ctx.add("tensor-implausible", f"storage {key!r} declares {numel} elements ({nbytes} bytes) but only "
+                                          f"{f.size - spos - 8} bytes remain in the file",
+                    expected=f.size - spos - 8, actual=nbytes)
+            missing.append(key)
+            spos = f.size
+            continue
+        if rec is not None and rec.numel is not None and rec.numel != numel:
+            ctx.anomalies.append(f"storage {key!r}: pickle says {rec.numel} elements, data header says {numel}")
+        offsets[key] = (spos + 8, nbytes)
+        spos += 8 + nbytes
+    if spos < f.size and keys:
+        trailing = f.pread(spos, min(f.size - spos, PICKLE_CAP))
+        ctx.anomalies.append(f"{f.size - spos} byte(s) after the last storage")
+        if trailing[:1] == b"\x80" or trailing[:1] in _PROTO01_FIRST:
+            for run in run_all(trailing):
+                ctx.judge(run, f"data after the last storage (byte {spos + run.start})", sniffed=True)
+    for key in storages:
+        if key not in offsets and key not in missing and keys:
+            missing.append(key)
+
+    def capacity(st: StorageRec) -> int | None:
+        got = offsets.get(st.key)
+        return got[1] if got else None
+
+    _check_tensor_sizes(ctx, root, capacity, "legacy")
+
+    def storage_ref(st: StorageRec) -> StorageRef:
+        got = offsets.get(st.key)
+        return StorageRef(key=st.key, dtype=st.dtype, numel=st.numel, device=st.location,
+                          offset=got[0] if got else None)
+
+    def scalar_reader(t: TensorRef) -> Any:
+        st = t.storage
+        got = offsets.get(st.key) if isinstance(st, StorageRec) else None
+        isz = _itemsize(st.dtype) if isinstance(st, StorageRec) else None
+        if got is None or isz is None or isz > SCALAR_READ_MAX or (t.storage_offset + 1) * isz > got[1]:
+            return None
+        return decode_scalar(f.pread(got[0] + t.storage_offset * isz, isz), st.dtype)
+
+    def range_for(g: RandomAccessFile, rec: TensorRecord):
+        if rec.storage is None or rec.storage.offset is None:
+            raise ReadError(f"tensor {rec.name!r}: storage data missing", path=ctx.path)
+        base = rec.storage.offset
+
+        def read_range(start: int, length: int) -> Iterator[bytes]:
+            p, end = base + start, base + start + length
+            while p < end:
+                b = g.pread(p, min(1 << 20, end - p))
+                if not b:
+                    raise ReadError(f"tensor {rec.name!r}: file ends inside its storage", path=ctx.path)
+                p += len(b)
+                yield b
+        return read_range
+
+    res = _finish(ctx, f, "torch-legacy", root, storage_ref, scalar_reader, _make_byte_source(ctx.path, range_for))
+    if missing:
+        raise ctx.error(f"legacy torch file is missing data for {len(missing)} storage(s): "
+                        + ", ".join(missing[:3]), partial=res)
+    return res
+
+
+# --------------------------------------------------------------------------- safetensors
+
+
+def _read_safetensors(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
+    try:
+        tensors, meta, findings = read_safetensors(f, ctx.path)
+    except FormatError as exc:
+        exc.partial = None  # type: ignore[attr-defined]
+        raise
+    ctx.findings.extend(findings)
+    names, evidence = strip_prefixes(list(tensors))
+    evidence.insert(0, "safetensors: tensors listed in the header")
+    renamed: dict[str, TensorRecord] = {}
+    originals: dict[str, str] = {}
+    for new, (orig, rec) in zip(names, tensors.items()):
+        renamed[new] = TensorRecord(name=new, dtype=rec.dtype, shape=rec.shape, stride=rec.stride,
+                                    storage=rec.storage, storage_offset=0)
+        originals[new] = orig
+    res = ReadResult(path=ctx.path, format="safetensors", size=f.size, tensors=renamed, unwrap=evidence,
+                     metadata=meta, findings=ctx.findings, globals=[], root=None, original_names=originals)
+
+    def range_for(g: RandomAccessFile, rec: TensorRecord):
+        base = rec.storage.offset if rec.storage else None
+        if base is None:
+            raise ReadError(f"tensor {rec.name!r}: no data offset", path=ctx.path)
+
+        def read_range(start: int, length: int) -> Iterator[bytes]:
+            p, end = base + start, base + start + length
+            while p < end:
+                b = g.pread(p, min(1 << 20, end - p))
+                if not b:
+                    raise ReadError(f"tensor {rec.name!r}: file ends inside its data", path=ctx.path)
+                p += len(b)
+                yield b
+        return read_range
+
+    res._byte_source = _make_byte_source(ctx.path, range_for)(res)
+    return res

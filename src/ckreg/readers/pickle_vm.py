@@ -1,0 +1,1021 @@
+"""A symbolic pickle machine: it reads every opcode and calls nothing (issue #2).
+
+`pickle.load` resolves GLOBALs by importing modules and runs REDUCE/BUILD by
+calling whatever the stream names; that is exactly what a malicious checkpoint
+abuses. This machine simulates the same stack, MARK stack and memo as
+CPython's `pickle._Unpickler` (protocols 0-5, FRAME, MEMOIZE, STACK_GLOBAL,
+PERSID/BINPERSID, EXT1/2/4), but:
+
+- GLOBAL / STACK_GLOBAL / INST push an inert `Global(module, name)`;
+- REDUCE / NEWOBJ / NEWOBJ_EX / INST / OBJ push an inert `Call`, BUILD records
+  the state on it (`Call.state`);
+- a small table of *recognised* reconstructors (`collections.OrderedDict`,
+  `torch._utils._rebuild_tensor_v2`, numpy's `_reconstruct`/`scalar`/`dtype`,
+  ...) is interpreted symbolically into plain values or records
+  (`TensorRef`, `NumpyArray`, ...). The table never calls the named object.
+
+Anything a real unpickler would reject (unknown opcode, stack underflow, memo
+miss, FRAME mismatch, absurd lengths, truncation) stops the run with
+`PickleRun.error` set: "not clean" (the scanners' bug trackers show that a
+scanner which tolerates what the loader rejects, or the reverse, is bypassable).
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(eq=False)
+class Global:
+    """A reference to `module.name` (never imported)."""
+
+    module: str
+    name: str
+    pos: int = -1
+
+    @property
+    def full(self) -> str:
+        return f"{self.module}.{self.name}"
+
+    def __repr__(self) -> str:
+        return f"Global({self.full})"
+
+
+@dataclass(eq=False)
+class Call:
+    """`func(*args, **kwargs)` as the stream asks for it, never performed.
+
+    `kind` is the opcode family (reduce, newobj, newobj_ex, inst, obj);
+    `state` is what BUILD would pass to `__setstate__`; `items`/`setitems`
+    collect APPEND(S)/SETITEM(S) applied to the (unknown) result.
+    """
+
+    func: Any
+    args: Any
+    kind: str = "reduce"
+    kwargs: Any = None
+    state: Any = None
+    items: list = field(default_factory=list)
+    setitems: list = field(default_factory=list)
+    pos: int = -1
+
+    @property
+    def func_name(self) -> str:
+        return self.func.full if isinstance(self.func, Global) else type(self.func).__name__
+
+    def __repr__(self) -> str:
+        return f"Call({self.func_name}, ...)"
+
+
+@dataclass(eq=False)
+class PersistentRef:
+    """A persistent id the stream asked `persistent_load` to resolve."""
+
+    pid: Any
+
+
+@dataclass(eq=False)
+class ExtRef:
+    """EXT1/2/4: an extension-registry code (resolves to a global through copyreg)."""
+
+    code: int
+
+
+@dataclass(eq=False)
+class OutOfBand:
+    """NEXT_BUFFER: an out-of-band buffer (protocol 5) that the file cannot supply."""
+
+
+@dataclass(eq=False)
+class Unhashable:
+    """A dict key or set member that is a list/dict/set (kept, never hashed)."""
+
+    value: Any
+
+
+@dataclass(eq=False)
+class StorageRec:
+    """A torch storage named by a persistent id (bytes not read)."""
+
+    dtype: str
+    key: str
+    location: str = "cpu"
+    numel: int | None = None
+    type_name: str = ""
+    view_offset: int = 0          # legacy format: view into a root storage (elements)
+    view_numel: int | None = None
+
+
+@dataclass(eq=False)
+class TensorRef:
+    """What `torch._utils._rebuild_tensor*` would build, described, not built."""
+
+    storage: Any
+    storage_offset: int
+    shape: tuple
+    stride: tuple | None
+    requires_grad: bool = False
+    is_parameter: bool = False
+    rebuild: str = ""
+
+    @property
+    def dtype(self) -> str:
+        return self.storage.dtype if isinstance(self.storage, StorageRec) else "unknown"
+
+
+@dataclass(eq=False)
+class NumpyDtype:
+    """numpy.dtype(spec) plus the byte order BUILD gives it."""
+
+    spec: str
+    byteorder: str = "="
+    structured: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.spec[:1] if self.spec else ""
+
+    @property
+    def itemsize(self) -> int | None:
+        digits = "".join(ch for ch in self.spec if ch.isdigit())
+        if self.spec in ("b1", "?"):
+            return 1
+        return int(digits) if digits else None
+
+    @property
+    def name(self) -> str:
+        names = {"f": "float", "i": "int", "u": "uint", "c": "complex", "b": "bool"}
+        size = self.itemsize
+        if self.kind == "b":
+            return "bool"
+        if self.kind in names and size:
+            bits = size * 8
+            return f"{names[self.kind]}{bits}"
+        return self.spec
+
+
+@dataclass(eq=False)
+class NumpyArray:
+    """numpy's `_reconstruct(ndarray, (0,), b'b')` + BUILD state, decoded lazily."""
+
+    cls: Any = None
+    shape: tuple = ()
+    dtype: Any = None
+    fortran: bool = False
+    raw: Any = None               # bytes (numeric) or list (object arrays)
+    built: bool = False
+
+    def values(self, limit: int = 1 << 20) -> list | None:
+        """Flat list of the elements (C order as stored), or None when not decodable cheaply."""
+        if not self.built or not isinstance(self.dtype, NumpyDtype):
+            return None
+        if isinstance(self.raw, list):
+            return list(self.raw)
+        if not isinstance(self.raw, (bytes, bytearray)) or len(self.raw) > limit:
+            return None
+        return decode_numbers(bytes(self.raw), self.dtype)
+
+    def tolist(self, limit: int = 1 << 20) -> Any:
+        """Nested lists following `shape` (as numpy's tolist), or None."""
+        flat = self.values(limit)
+        if flat is None:
+            return None
+        shape = tuple(self.shape)
+        if not shape:
+            return flat[0] if flat else None
+        if math.prod(shape) != len(flat):
+            return None
+        if self.fortran and len(shape) > 1:
+            return None
+
+        def nest(items: list, dims: tuple) -> list:
+            if len(dims) == 1:
+                return items
+            step = math.prod(dims[1:])
+            return [nest(items[i * step:(i + 1) * step], dims[1:]) for i in range(dims[0])]
+
+        return nest(flat, shape)
+
+
+@dataclass(eq=False)
+class NumpyScalar:
+    """numpy's `scalar(dtype, raw_bytes)`."""
+
+    dtype: Any
+    raw: Any
+
+    @property
+    def value(self) -> Any:
+        if isinstance(self.dtype, NumpyDtype) and isinstance(self.raw, (bytes, bytearray)):
+            vals = decode_numbers(bytes(self.raw), self.dtype)
+            if vals and len(vals) == 1:
+                return vals[0]
+        return None
+
+
+_STRUCT_CODES = {
+    ("f", 2): "e", ("f", 4): "f", ("f", 8): "d",
+    ("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
+    ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
+    ("b", 1): "?",
+}
+
+
+def decode_numbers(raw: bytes, dtype: NumpyDtype) -> list | None:
+    """Decode numeric numpy bytes with `struct` (no numpy needed)."""
+    size = dtype.itemsize
+    kind = dtype.kind
+    order = {"<": "<", ">": ">", "|": "<", "=": "<"}.get(dtype.byteorder, "<")
+    if dtype.spec and dtype.spec[0] in "<>|=":
+        order = {"<": "<", ">": ">", "|": "<", "=": "<"}[dtype.spec[0]]
+        spec = dtype.spec[1:]
+        kind, digits = spec[:1], "".join(ch for ch in spec if ch.isdigit())
+        size = int(digits) if digits else size
+    if not size or len(raw) % size:
+        return None
+    n = len(raw) // size
+    if kind == "c" and size in (8, 16):
+        code = "f" if size == 8 else "d"
+        parts = struct.unpack(f"{order}{2 * n}{code}", raw)
+        return [complex(parts[2 * i], parts[2 * i + 1]) for i in range(n)]
+    code = _STRUCT_CODES.get((kind, size))
+    if code is None:
+        return None
+    return list(struct.unpack(f"{order}{n}{code}", raw))
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Malformed(Exception):
+    """Internal: the stream is not a clean pickle."""
+
+    def __init__(self, message: str, pos: int):
+        super().__init__(message)
+        self.pos = pos
+
+
+class Truncated(Malformed):
+    """Internal: the stream ended before STOP."""
+
+
+@dataclass
+class PickleRun:
+    """The result of one symbolic run (one pickle, from PROTO/first opcode to STOP)."""
+
+    value: Any = None
+    start: int = 0
+    end: int = 0                  # offset after STOP (or where it failed)
+    proto: int = 0
+    globals: list[Global] = field(default_factory=list)
+    ext_codes: list[int] = field(default_factory=list)
+    error: str | None = None
+    error_pos: int | None = None
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+    ops: int = 0
+    partial: Any = None           # bottom of the stack when the run failed
+
+    @property
+    def clean(self) -> bool:
+        return self.error is None
+
+
+# (module, name) -> interpreter(args) -> value or NotImplemented; never calls the named object
+Reducer = Callable[[tuple], Any]
+
+# Python 2 names that protocol <= 2 streams may use (pickle's NAME_MAPPING subset that matters here)
+PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg", "cPickle": "pickle"}
+
+
+def canonical(module: str, name: str) -> tuple[str, str]:
+    """Map Python 2 module names as pickle's `fix_imports` does (only the module part)."""
+    return PY2_MODULES.get(module, module), name
+
+
+MAX_BYTES_DEFAULT = 64 << 20
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, dict, set, bytearray)):
+        return Unhashable(value)
+    try:
+        hash(value)
+    except TypeError:
+        return Unhashable(value)
+    return value
+
+
+def _ensure_tuple(args: Any) -> tuple | None:
+    if isinstance(args, tuple):
+        return args
+    if isinstance(args, list):
+        return tuple(args)
+    return None
+
+
+class _VM:
+    def __init__(self, data, start: int, persistent_load, reducers, build_hook, max_bytes: int):
+        self.data = memoryview(data) if not isinstance(data, memoryview) else data
+        self.n = len(self.data)
+        self.pos = start
+        self.start = start
+        self.frame_end: int | None = None
+        self.persistent_load = persistent_load
+        self.reducers = reducers
+        self.build_hook = build_hook
+        self.max_bytes = max_bytes
+        self.stack: list = []
+        self.metastack: list = []
+        self.memo: dict[int, Any] = {}
+        self.run = PickleRun(start=start)
+
+    # -- raw reads, respecting frames ------------------------------------------------
+    def read(self, k: int) -> memoryview:
+        pos = self.pos
+        if k < 0:
+            raise Malformed("negative length", pos)
+        end = pos + k
+        if self.frame_end is not None and end > self.frame_end:
+            raise Malformed(f"opcode data crosses the end of a FRAME (frame ends at {self.frame_end})", pos)
+        if end > self.n:
+            raise Truncated("pickle data truncated", pos)
+        self.pos = end
+        return self.data[pos:end]
+
+    def readline(self) -> bytes:
+        limit = self.frame_end if self.frame_end is not None else self.n
+        i = self.pos
+        mv = self.data
+        # find newline without copying the whole buffer
+        chunk = bytes(mv[i:min(limit, i + 65536)])
+        j = chunk.find(b"\n")
+        if j < 0:
+            if i + 65536 < limit:
+                raise Malformed("text argument longer than 64 KiB", i)
+            if self.frame_end is not None:
+                raise Malformed("text argument crosses the end of a FRAME", i)
+            raise Truncated("pickle data truncated (no newline)", i)
+        line = chunk[: j + 1]
+        self.pos = i + j + 1
+        return line
+
+    def length(self, k: int, what: str) -> int:
+        if k > self.max_bytes:
+            raise Malformed(f"{what} claims {k} bytes (over the {self.max_bytes}-byte cap)", self.pos)
+        if k > self.n - self.pos:
+            raise Truncated(f"{what} claims {k} bytes but only {self.n - self.pos} remain", self.pos)
+        return k
+
+    # -- stack ------------------------------------------------------------------------
+    def pop(self) -> Any:
+        if not self.stack:
+            raise Malformed("stack underflow", self.pos)
+        return self.stack.pop()
+
+    def top(self) -> Any:
+        if not self.stack:
+            raise Malformed("stack underflow", self.pos)
+        return self.stack[-1]
+
+    def pop_mark(self) -> list:
+        if not self.metastack:
+            raise Malformed("MARK stack underflow (no MARK to pop to)", self.pos)
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    # -- semantics --------------------------------------------------------------------
+    def global_(self, module: str, name: str, pos: int) -> Global:
+        g = Global(module, name, pos)
+        self.run.globals.append(g)
+        return g
+
+    def reduce(self, func: Any, args: Any, kind: str, kwargs: Any = None, pos: int = -1) -> Any:
+        if isinstance(func, Global):
+            key = canonical(func.module, func.name)
+            interp = self.reducers.get(key)
+            targs = _ensure_tuple(args)
+            if interp is not None and targs is not None and not kwargs:
+                try:
+                    value = interp(targs)
+                except Exception:  # an interpreter must never crash the run; fall back to a record
+                    value = NotImplemented
+                if value is not NotImplemented:
+                    return value
+        return Call(func, args, kind=kind, kwargs=kwargs, pos=pos)
+
+    def build(self, inst: Any, state: Any) -> None:
+        if self.build_hook is not None and self.build_hook(self, inst, state):
+            return
+        if isinstance(inst, NumpyDtype):
+            if isinstance(state, tuple) and len(state) >= 2 and isinstance(state[1], str):
+                inst.byteorder = state[1]
+                if len(state) >= 4 and state[3] is not None:
+                    inst.structured = True
+            return
+        if isinstance(inst, NumpyArray):
+            if isinstance(state, tuple) and len(state) == 5:
+                _, shape, dtype, fortran, raw = state
+                if isinstance(shape, tuple):
+                    inst.shape, inst.dtype, inst.fortran, inst.raw, inst.built = shape, dtype, bool(fortran), raw, True
+                    return
+            inst.raw, inst.built = state, False
+            return
+        if isinstance(inst, Call):
+            if inst.state is None:
+                inst.state = state
+            else:  # a second BUILD (legal: __setstate__ called twice); keep both
+                inst.state = (inst.state, state)
+            return
+        if isinstance(inst, TensorRef):
+            return  # legacy tensors may carry BUILD state (hooks); nothing to describe
+        # dict/list/other plain values: pickle would set attributes; nothing to record
+
+    def setitem(self, target: Any, key: Any, value: Any) -> None:
+        if isinstance(target, dict):
+            target[_hashable(key)] = value
+        elif isinstance(target, Call):
+            target.setitems.append((key, value))
+        else:
+            raise Malformed(f"SETITEM on a {type(target).__name__}", self.pos)
+
+    def extend(self, target: Any, items: list) -> None:
+        if isinstance(target, list):
+            target.extend(items)
+        elif isinstance(target, Call):
+            target.items.extend(items)
+        else:
+            raise Malformed(f"APPEND on a {type(target).__name__}", self.pos)
+
+    def execute(self) -> PickleRun:
+        run = self.run
+        try:
+            self._loop()
+        except Malformed as exc:
+            run.error = str(exc)
+            run.error_pos = exc.pos
+            run.truncated = isinstance(exc, Truncated)
+            run.partial = self.metastack[0][0] if self.metastack and self.metastack[0] else (
+                self.stack[0] if self.stack else None)
+        except (RecursionError, MemoryError, ValueError, OverflowError, UnicodeDecodeError, struct.error) as exc:
+            run.error = f"{type(exc).__name__}: {exc}"
+            run.error_pos = self.pos
+            run.partial = self.stack[0] if self.stack else None
+        run.end = self.pos
+        return run
+
+    def _loop(self) -> None:  # noqa: C901 - one branch per opcode, as in pickle.py
+        run = self.run
+        read = self.read
+        push = None
+        unpack = struct.unpack
+        while True:
+            op_pos = self.pos
+            if self.frame_end is not None and op_pos == self.frame_end:
+                self.frame_end = None  # the frame ended exactly at an opcode boundary, as pickle writes it
+            b = read(1)[0]
+            run.ops += 1
+            stack = self.stack
+            push = stack.append
+            # ---- framing and protocol
+            if b == 0x80:  # PROTO
+                proto = read(1)[0]
+                if proto > 5:
+                    raise Malformed(f"unsupported pickle protocol {proto}", op_pos)
+                run.proto = proto
+            elif b == 0x95:  # FRAME
+                if self.frame_end is not None and op_pos < self.frame_end:
+                    raise Malformed("FRAME begins before the previous frame ended", op_pos)
+                (size,) = unpack("<Q", read(8))
+                self.length(size, "FRAME")
+                if size == 0:
+                    raise Malformed("empty FRAME", op_pos)
+                self.frame_end = self.pos + size
+            elif b == 0x2E:  # STOP '.'
+                value = self.pop()
+                if self.frame_end is not None and self.pos < self.frame_end:
+                    raise Malformed("STOP inside a FRAME that has unread bytes", op_pos)
+                self.frame_end = None
+                if self.stack or self.metastack:
+                    run.warnings.append(
+                        f"{len(self.stack) + sum(len(s) for s in self.metastack)} object(s) and "
+                        f"{len(self.metastack)} MARK(s) left on the stack at STOP")
+                run.value = value
+                return
+            # ---- stack manipulation
+            elif b == 0x28:  # MARK '('
+                self.metastack.append(stack)
+                self.stack = []
+            elif b == 0x30:  # POP '0'
+                if stack:
+                    stack.pop()
+                else:
+                    self.pop_mark()
+            elif b == 0x31:  # POP_MARK '1'
+                self.pop_mark()
+            elif b == 0x32:  # DUP '2'
+                push(self.top())
+            # ---- memo
+            elif b == 0x70:  # PUT 'p'
+                line = self.readline()[:-1]
+                try:
+                    idx = int(line)
+                except ValueError:
+                    raise Malformed("PUT with a non-integer index", op_pos) from None
+                if idx < 0:
+                    raise Malformed("negative PUT index", op_pos)
+                self.memo[idx] = self.top()
+            elif b == 0x71:  # BINPUT 'q'
+                self.memo[read(1)[0]] = self.top()
+            elif b == 0x72:  # LONG_BINPUT 'r'
+                (idx,) = unpack("<I", read(4))
+                self.memo[idx] = self.top()
+            elif b == 0x94:  # MEMOIZE
+                self.memo[len(self.memo)] = self.top()
+            elif b in (0x67, 0x68, 0x6A):  # GET 'g', BINGET 'h', LONG_BINGET 'j'
+                if b == 0x67:
+                    try:
+                        idx = int(self.readline()[:-1])
+                    except ValueError:
+                        raise Malformed("GET with a non-integer index", op_pos) from None
+                elif b == 0x68:
+                    idx = read(1)[0]
+                else:
+                    (idx,) = unpack("<I", read(4))
+                try:
+                    push(self.memo[idx])
+                except KeyError:
+                    raise Malformed(f"memo miss: index {idx} was never stored", op_pos) from None
+            # ---- atoms
+            elif b == 0x4E:  # NONE 'N'
+                push(None)
+            elif b == 0x88:  # NEWTRUE
+                push(True)
+            elif b == 0x89:  # NEWFALSE
+                push(False)
+            elif b == 0x49:  # INT 'I'
+                line = self.readline()[:-1]
+                if line == b"01":
+                    push(True)
+                elif line == b"00":
+                    push(False)
+                else:
+                    try:
+                        push(int(line))
+                    except ValueError:
+                        raise Malformed("INT with a non-integer value", op_pos) from None
+            elif b == 0x4A:  # BININT 'J'
+                push(unpack("<i", read(4))[0])
+            elif b == 0x4B:  # BININT1 'K'
+                push(read(1)[0])
+            elif b == 0x4D:  # BININT2 'M'
+                push(unpack("<H", read(2))[0])
+            elif b == 0x4C:  # LONG 'L'
+                line = self.readline()[:-1]
+                if line.endswith(b"L"):
+                    line = line[:-1]
+                try:
+                    push(int(line))
+                except ValueError:
+                    raise Malformed("LONG with a non-integer value", op_pos) from None
+            elif b == 0x8A:  # LONG1
+                k = read(1)[0]
+                push(int.from_bytes(read(k), "little", signed=True))
+            elif b == 0x8B:  # LONG4
+                (k,) = unpack("<i", read(4))
+                if k < 0:
+                    raise Malformed("LONG4 with a negative byte count", op_pos)
+                self.length(k, "LONG4")
+                push(int.from_bytes(read(k), "little", signed=True))
+            elif b == 0x46:  # FLOAT 'F'
+                try:
+                    push(float(self.readline()[:-1]))
+                except ValueError:
+                    raise Malformed("FLOAT with a non-float value", op_pos) from None
+            elif b == 0x47:  # BINFLOAT 'G'
+                push(unpack(">d", read(8))[0])
+            # ---- strings and bytes
+            elif b == 0x53:  # STRING 'S'
+                line = self.readline()[:-1]
+                if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
+                    line = line[1:-1]
+                else:
+                    raise Malformed("STRING argument is not quoted", op_pos)
+                raw = codecs.escape_decode(line)[0]
+                push(raw.decode("ascii", "replace") if raw.isascii() else raw)
+            elif b == 0x54:  # BINSTRING 'T'
+                (k,) = unpack("<i", read(4))
+                if k < 0:
+                    raise Malformed("BINSTRING with a negative length", op_pos)
+                raw = bytes(read(self.length(k, "BINSTRING")))
+                push(raw.decode("ascii") if raw.isascii() else raw)
+            elif b == 0x55:  # SHORT_BINSTRING 'U'
+                raw = bytes(read(read(1)[0]))
+                push(raw.decode("ascii") if raw.isascii() else raw)
+            elif b == 0x56:  # UNICODE 'V'
+                push(str(self.readline()[:-1], "raw-unicode-escape"))
+            elif b == 0x58:  # BINUNICODE 'X'
+                (k,) = unpack("<I", read(4))
+                push(str(read(self.length(k, "BINUNICODE")), "utf-8", "surrogatepass"))
+            elif b == 0x8C:  # SHORT_BINUNICODE
+                push(str(read(read(1)[0]), "utf-8", "surrogatepass"))
+            elif b == 0x8D:  # BINUNICODE8
+                (k,) = unpack("<Q", read(8))
+                push(str(read(self.length(k, "BINUNICODE8")), "utf-8", "surrogatepass"))
+            elif b == 0x42:  # BINBYTES 'B'
+                (k,) = unpack("<I", read(4))
+                push(bytes(read(self.length(k, "BINBYTES"))))
+            elif b == 0x43:  # SHORT_BINBYTES 'C'
+                push(bytes(read(read(1)[0])))
+            elif b == 0x8E:  # BINBYTES8
+                (k,) = unpack("<Q", read(8))
+                push(bytes(read(self.length(k, "BINBYTES8"))))
+            elif b == 0x96:  # BYTEARRAY8
+                (k,) = unpack("<Q", read(8))
+                push(bytearray(read(self.length(k, "BYTEARRAY8"))))
+            elif b == 0x97:  # NEXT_BUFFER
+                raise Malformed("NEXT_BUFFER: out-of-band buffer that a file cannot supply", op_pos)
+            elif b == 0x98:  # READONLY_BUFFER
+                self.top()
+            # ---- containers
+            elif b == 0x29:  # EMPTY_TUPLE ')'
+                push(())
+            elif b == 0x5D:  # EMPTY_LIST ']'
+                push([])
+            elif b == 0x7D:  # EMPTY_DICT '}'
+                push({})
+            elif b == 0x8F:  # EMPTY_SET
+                push(set())
+            elif b == 0x74:  # TUPLE 't'
+                items = self.pop_mark()
+                self.stack.append(tuple(items))
+            elif b == 0x85:  # TUPLE1
+                stack.append((self.pop(),))
+            elif b == 0x86:  # TUPLE2
+                b2 = self.pop()
+                a2 = self.pop()
+                stack.append((a2, b2))
+            elif b == 0x87:  # TUPLE3
+                c3 = self.pop()
+                b3 = self.pop()
+                a3 = self.pop()
+                stack.append((a3, b3, c3))
+            elif b == 0x6C:  # LIST 'l'
+                items = self.pop_mark()
+                self.stack.append(list(items))
+            elif b == 0x64:  # DICT 'd'
+                items = self.pop_mark()
+                if len(items) % 2:
+                    raise Malformed("DICT with an odd number of items", op_pos)
+                self.stack.append({_hashable(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+            elif b == 0x91:  # FROZENSET
+                items = self.pop_mark()
+                self.stack.append(frozenset(_hashable(x) for x in items))
+            elif b == 0x61:  # APPEND 'a'
+                value = self.pop()
+                self.extend(self.top(), [value])
+            elif b == 0x65:  # APPENDS 'e'
+                items = self.pop_mark()
+                self.extend(self.top(), items)
+            elif b == 0x73:  # SETITEM 's'
+                value = self.pop()
+                key = self.pop()
+                self.setitem(self.top(), key, value)
+            elif b == 0x75:  # SETITEMS 'u'
+                items = self.pop_mark()
+                if len(items) % 2:
+                    raise Malformed("SETITEMS with an odd number of items", op_pos)
+                target = self.top()
+                for i in range(0, len(items), 2):
+                    self.setitem(target, items[i], items[i + 1])
+            elif b == 0x90:  # ADDITEMS
+                items = self.pop_mark()
+                target = self.top()
+                if isinstance(target, set):
+                    target.update(_hashable(x) for x in items)
+                elif isinstance(target, Call):
+                    target.items.extend(items)
+                else:
+                    raise Malformed(f"ADDITEMS on a {type(target).__name__}", op_pos)
+            # ---- globals and calls (inert)
+            elif b == 0x63:  # GLOBAL 'c'
+                module = self.readline()[:-1].decode("utf-8")
+                name = self.readline()[:-1].decode("utf-8")
+                push(self.global_(module, name, op_pos))
+            elif b == 0x93:  # STACK_GLOBAL
+                name = self.pop()
+                module = self.pop()
+                if not isinstance(module, str) or not isinstance(name, str):
+                    raise Malformed("STACK_GLOBAL needs two strings", op_pos)
+                self.stack.append(self.global_(module, name, op_pos))
+            elif b in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
+                if b == 0x82:
+                    code = read(1)[0]
+                elif b == 0x83:
+                    (code,) = unpack("<H", read(2))
+                else:
+                    (code,) = unpack("<i", read(4))
+                if code <= 0:
+                    raise Malformed(f"EXT code {code} is not positive", op_pos)
+                run.ext_codes.append(code)
+                push(ExtRef(code))
+            elif b == 0x52:  # REDUCE 'R'
+                args = self.pop()
+                func = self.pop()
+                self.stack.append(self.reduce(func, args, "reduce", pos=op_pos))
+            elif b == 0x81:  # NEWOBJ
+                args = self.pop()
+                cls = self.pop()
+                self.stack.append(self.reduce(cls, args, "newobj", pos=op_pos))
+            elif b == 0x92:  # NEWOBJ_EX
+                kwargs = self.pop()
+                args = self.pop()
+                cls = self.pop()
+                self.stack.append(self.reduce(cls, args, "newobj_ex", kwargs=kwargs or None, pos=op_pos))
+            elif b == 0x69:  # INST 'i'
+                module = self.readline()[:-1].decode("utf-8")
+                name = self.readline()[:-1].decode("utf-8")
+                args = tuple(self.pop_mark())
+                g = self.global_(module, name, op_pos)
+                self.stack.append(self.reduce(g, args, "inst", pos=op_pos))
+            elif b == 0x6F:  # OBJ 'o'
+                items = self.pop_mark()
+                if not items:
+                    raise Malformed("OBJ without a class", op_pos)
+                self.stack.append(self.reduce(items[0], tuple(items[1:]), "obj", pos=op_pos))
+            elif b == 0x62:  # BUILD 'b'
+                state = self.pop()
+                self.build(self.top(), state)
+            elif b == 0x50:  # PERSID 'P'
+                pid = self.readline()[:-1].decode("ascii")
+                push(self.persistent_load(pid))
+            elif b == 0x51:  # BINPERSID 'Q'
+                pid = self.pop()
+                self.stack.append(self.persistent_load(pid))
+            else:
+                raise Malformed(f"unknown opcode 0x{b:02x}", op_pos)
+
+
+def _default_persistent_load(pid: Any) -> Any:
+    return PersistentRef(pid)
+
+
+def run_pickle(data, start: int = 0, *, persistent_load: Callable[[Any], Any] | None = None,
+               reducers: dict | None = None, build_hook=None, max_bytes: int = MAX_BYTES_DEFAULT) -> PickleRun:
+    """Run one pickle from `start` to its STOP, symbolically. Never raises for bad data."""
+    vm = _VM(data, start, persistent_load or _default_persistent_load,
+             DEFAULT_REDUCERS if reducers is None else reducers, build_hook, max_bytes)
+    return vm.execute()
+
+
+def run_all(data, *, persistent_load=None, reducers=None, build_hook=None,
+            max_bytes: int = MAX_BYTES_DEFAULT, max_pickles: int = 1 << 16) -> list[PickleRun]:
+    """Run every pickle in `data` back to back (legacy torch files and hiding tricks)."""
+    runs = []
+    pos = 0
+    n = len(data)
+    while pos < n and len(runs) < max_pickles:
+        run = run_pickle(data, pos, persistent_load=persistent_load, reducers=reducers,
+                         build_hook=build_hook, max_bytes=max_bytes)
+        runs.append(run)
+        if not run.clean or run.end <= pos:
+            break
+        pos = run.end
+    return runs
+
+
+# --------------------------------------------------------------------------- interpreters
+
+# torch storage class name -> dtype
+STORAGE_DTYPES = {
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+    "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128",
+    "QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32",
+    "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4",
+    "UntypedStorage": "uint8", "TypedStorage": "uint8",
+}
+
+# torch dtype global name (torch.float32 ...) -> dtype
+TORCH_DTYPE_NAMES = {
+    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
+    "complex64", "complex128", "complex32", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+    "float8_e5m2fnuz", "uint16", "uint32", "uint64", "qint8", "quint8", "qint32",
+}
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _int_tuple(x: Any) -> tuple | None:
+    if isinstance(x, (tuple, list)) and all(_is_int(v) for v in x):
+        return tuple(x)
+    return None
+
+
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False, how: str = "") -> Any:
+    shape = _int_tuple(size)
+    strides = _int_tuple(stride) if stride is not None else None
+    if shape is None or not _is_int(offset) or (stride is not None and strides is None):
+        return NotImplemented
+    if isinstance(storage, StorageRec) and storage.view_offset:
+        offset = offset + storage.view_offset
+    return TensorRef(storage, offset, shape, strides, bool(requires_grad), False, how)
+
+
+def _rebuild_tensor_v2(args: tuple) -> Any:
+    if len(args) < 4:
+        return NotImplemented
+    storage, offset, size, stride = args[:4]
+    rg = args[4] if len(args) > 4 else False
+    return _tensor(storage, offset, size, stride, rg, "_rebuild_tensor_v2")
+
+
+def _rebuild_tensor(args: tuple) -> Any:
+    if len(args) != 4:
+        return NotImplemented
+    return _tensor(*args, how="_rebuild_tensor")
+
+
+def _rebuild_tensor_v3(args: tuple) -> Any:
+    # (storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None)
+    if len(args) < 7:
+        return NotImplemented
+    t = _tensor(args[0], args[1], args[2], args[3], args[4], "_rebuild_tensor_v3")
+    if isinstance(t, TensorRef) and isinstance(args[6], Global) and args[6].module == "torch" and isinstance(t.storage, StorageRec):
+        t.storage.dtype = args[6].name
+    return t
+
+
+def _rebuild_parameter(args: tuple) -> Any:
+    if len(args) < 2 or not isinstance(args[0], TensorRef):
+        return NotImplemented
+    t = args[0]
+    return TensorRef(t.storage, t.storage_offset, t.shape, t.stride, bool(args[1]), True, t.rebuild)
+
+
+def _rebuild_from_type_v2(args: tuple) -> Any:
+    # (func, new_type, args, state): tensor subclasses / tensors with python attributes
+    if len(args) != 4 or not isinstance(args[0], Global):
+        return NotImplemented
+    inner = DEFAULT_REDUCERS.get(canonical(args[0].module, args[0].name))
+    inner_args = _ensure_tuple(args[2])
+    if inner is None or inner_args is None or args[0].full == "torch._tensor._rebuild_from_type_v2":
+        return NotImplemented
+    value = inner(inner_args)
+    if isinstance(value, TensorRef) and isinstance(args[1], Global) and args[1].full == "torch.nn.parameter.Parameter":
+        value.is_parameter = True
+    return value
+
+
+def _ordered_dict(args: tuple) -> Any:
+    if not args:
+        return {}
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        out = {}
+        for pair in args[0]:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                return NotImplemented
+            out[_hashable(pair[0])] = pair[1]
+        return out
+    if len(args) == 1 and isinstance(args[0], dict):
+        return dict(args[0])
+    return NotImplemented
+
+
+def _set(args: tuple) -> Any:
+    if not args:
+        return set()
+    if len(args) == 1 and isinstance(args[0], (list, tuple, set, frozenset)):
+        return {_hashable(x) for x in args[0]}
+    return NotImplemented
+
+
+def _frozenset(args: tuple) -> Any:
+    value = _set(args)
+    return frozenset(value) if isinstance(value, set) else value
+
+
+def _bytearray(args: tuple) -> Any:
+    if not args:
+        return bytearray()
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytearray(args[0])
+    return NotImplemented
+
+
+def _bytes(args: tuple) -> Any:
+    # protocol 0/1 bytes: builtins.bytes() or bytes([ints])
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (list, tuple)) and all(_is_int(x) and 0 <= x < 256 for x in args[0]):
+        return bytes(args[0])
+    return NotImplemented
+
+
+def _codecs_encode(args: tuple) -> Any:
+    # protocol-2 bytes written by Python 3: _codecs.encode('\xab...', 'latin1')
+    if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+        return args[0].encode("latin-1")
+    return NotImplemented
+
+
+def _complex(args: tuple) -> Any:
+    if 1 <= len(args) <= 2 and all(isinstance(a, (int, float)) for a in args):
+        return complex(*args)
+    return NotImplemented
+
+
+def _torch_size(args: tuple) -> Any:
+    if not args:
+        return ()
+    if len(args) == 1 and _int_tuple(args[0]) is not None:
+        return tuple(args[0])
+    return NotImplemented
+
+
+def _torch_device(args: tuple) -> Any:
+    if len(args) == 1 and isinstance(args[0], str):
+        return args[0]
+    if len(args) == 2 and isinstance(args[0], str) and (args[1] is None or _is_int(args[1])):
+        return args[0] if args[1] is None else f"{args[0]}:{args[1]}"
+    return NotImplemented
+
+
+def _np_dtype(args: tuple) -> Any:
+    if args and isinstance(args[0], str):
+        return NumpyDtype(args[0])
+    return NotImplemented
+
+
+def _np_reconstruct(args: tuple) -> Any:
+    if len(args) == 3 and isinstance(args[0], Global) and args[0].name in ("ndarray", "matrix"):
+        return NumpyArray(cls=args[0])
+    return NotImplemented
+
+
+def _np_scalar(args: tuple) -> Any:
+    if len(args) in (1, 2) and isinstance(args[0], NumpyDtype):
+        return NumpyScalar(args[0], args[1] if len(args) == 2 else None)
+    return NotImplemented
+
+
+def _np_frombuffer(args: tuple) -> Any:
+    # protocol 5 arrays: numpy's _frombuffer(buffer, dtype, shape, order)
+    if len(args) == 4 and isinstance(args[0], (bytes, bytearray)) and isinstance(args[1], NumpyDtype) \
+            and isinstance(args[2], tuple):
+        return NumpyArray(cls=None, shape=args[2], dtype=args[1], fortran=args[3] == "F", raw=args[0], built=True)
+    return NotImplemented
+
+
+def _path(args: tuple) -> Any:
+    if all(isinstance(a, str) for a in args):
+        if not args:
+            return "."
+        parts = [a for a in args if a]
+        if not parts:
+            return "."
+        out = parts[0]
+        for p in parts[1:]:
+            out = p if p.startswith("/") else (out.rstrip("/") + "/" + p)
+        return out
+    return NotImplemented
+
+
+DEFAULT_REDUCERS: dict[tuple[str, str], Reducer] = {
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("collections", "Counter"): _ordered_dict,
+    ("builtins", "set"): _set,
+    ("builtins", "frozenset"): _frozenset,
+    ("builtins", "bytearray"): _bytearray,
+    ("builtins", "bytes"): _bytes,
+    ("builtins", "complex"): _complex,
+    ("_codecs", "encode"): _codecs_encode,
+    ("torch", "Size"): _torch_size,
+    ("torch", "device"): _torch_device,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("numpy", "dtype"): _np_dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
+    ("numpy.core.multiarray", "scalar"): _np_scalar,
+    ("numpy._core.multiarray", "scalar"): _np_scalar,
+    ("numpy.core.numeric", "_frombuffer"): _np_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _np_frombuffer,
+}
+for _mod in ("pathlib", "pathlib._local"):
+    for _cls in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"):
+        DEFAULT_REDUCERS[(_mod, _cls)] = _path

@@ -1,0 +1,727 @@
+"""The registry core: `Registry(path)` over a blob store and a SQLite index (issue #5).
+
+Torch-free: registering, resolving, aliasing, verifying blobs and gc work on
+plain data. Only `export` and `ckreg.load` call into the zoo (lazily).
+
+Concurrency: SQLite in WAL mode with a busy timeout; every write runs in a
+`BEGIN IMMEDIATE` transaction, so version numbers are allocated under the
+write lock and two processes registering at once both succeed with distinct
+numbers. Blobs are written before the transaction (content-addressed, atomic
+rename), so the lock is held only for a few index rows.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ckreg.arch import FAMILIES, FAMILY_FIELDS, ArchSpec
+from ckreg.errors import CkregError, RegistryError, ScalerError, SpecError, UsageError
+from ckreg.registry import schema
+from ckreg.registry.blobs import BlobStore, PutResult
+from ckreg.registry.model import (
+    Event,
+    GcResult,
+    Problem,
+    ScalerInfo,
+    Verification,
+    Version,
+    VersionDetail,
+    _jsonable,
+    check_alias,
+    check_name,
+    pair_digest,
+    parse_ref,
+    utcnow,
+)
+
+DB_NAME = "index.sqlite"
+BUSY_TIMEOUT_S = 60.0
+GC_GRACE_S = 3600.0
+ENV_REGISTRY = "CKREG_REGISTRY"
+ENV_USER = "CKREG_USER"
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+"""`alias(..., expect=ANY)`: move unconditionally (still atomic). Pass a version or None to compare-and-swap."""
+
+
+class AliasConflictError(RegistryError):
+    """The alias moved since the caller read it (compare-and-swap lost)."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What `register` did: the version, and whether it is new (False: the pair was already there)."""
+
+    version: Version
+    created: bool
+
+
+def default_path(path: str | os.PathLike | None = None) -> Path:
+    """`path`, else `$CKREG_REGISTRY`, else `registry/` relative to the working directory."""
+    if path is not None and str(path) != "":
+        return Path(path)
+    env = os.environ.get(ENV_REGISTRY)
+    return Path(env) if env else Path("registry")
+
+
+def current_user() -> str:
+    """Who, for the event log: `$CKREG_USER`, else the login name."""
+    user = os.environ.get(ENV_USER)
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): still record something honest
+        return "unknown"
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(_jsonable(obj), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class Registry:
+    """A model registry rooted at `path` (default: `$CKREG_REGISTRY` or `./registry`).
+
+    Opening is lazy: reads on a missing registry raise `RegistryError` ("no
+    registry at X"), `add` creates it. A registry with an older schema refuses
+    to open until `upgrade()` (never an implicit migration).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.root = default_path(path)
+        self.db_path = self.root / DB_NAME
+        self.blobs = BlobStore(self.root)
+        self._conn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ connection
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def exists(self) -> bool:
+        return self.db_path.is_file()
+
+    def _missing(self) -> RegistryError:
+        return RegistryError(f"no registry at {self.root}; create one with `ckreg registry add`")
+
+    def _foreign(self) -> RegistryError:
+        return RegistryError(f"{self.db_path} is not a ckreg registry index (no schema_version table)",
+                             hint="point --registry at a ckreg registry directory")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:  # switching to WAL needs a moment alone with the file; retry while another opener holds it
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    conn.close()
+                    raise RegistryError(f"cannot open the registry index: {exc}", path=str(self.db_path)) from exc
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise RegistryError(f"cannot switch the registry index to WAL mode (got {mode!r})", path=str(self.db_path),
+                                hint="put the registry on a local filesystem")
+        return conn
+
+    def _open(self, create: bool = False) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if not self.exists():
+            if not create:
+                raise self._missing()
+            if self.root.exists() and not self.root.is_dir():
+                raise RegistryError(f"registry path {self.root} is not a directory")
+            self.root.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            found = schema.read_version(conn)
+            if found is None:
+                if _has_tables(conn):
+                    raise self._foreign()
+                if not create:  # an empty index: another process is creating it right now, or it never was
+                    raise self._missing()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if schema.read_version(conn) is None:  # another process may have created it meanwhile
+                        if _has_tables(conn):
+                            raise self._foreign()
+                        schema.migrate(conn, 0, schema.current_version())
+                        self._event(conn, "registry-created", data={"schema_version": schema.current_version()})
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                found = schema.read_version(conn)
+            self._check_schema(found)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _check_schema(self, found: int) -> None:
+        current = schema.current_version()
+        if found < current:
+            raise RegistryError(
+                f"registry at {self.root} has schema version {found}, this ckreg needs {current}; "
+                f"run `ckreg registry upgrade --registry {self.root}` to migrate it (a backup of the index is kept)")
+        if found > current:
+            raise RegistryError(
+                f"registry at {self.root} has schema version {found}, newer than this ckreg understands ({current}); "
+                "upgrade ckreg to use it")
+
+    @contextmanager
+    def _write(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so reads inside it are current."""
+        conn = self._open(create=create)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for a multi-query read."""
+        conn = self._open()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _event(self, conn: sqlite3.Connection, kind: str, name: str | None = None, version: int | None = None,
+               data: dict | None = None) -> None:
+        conn.execute("INSERT INTO events (at, who, kind, name, version, data_json) VALUES (?, ?, ?, ?, ?, ?)",
+                     (utcnow(), current_user(), kind, name, version, _dumps(data or {})))
+
+    # ------------------------------------------------------------------ schema
+    def schema_version(self) -> int:
+        if not self.exists():
+            raise self._missing()
+        conn = self._connect()
+        try:
+            found = schema.read_version(conn)
+        finally:
+            conn.close()
+        if found is None:
+            raise self._missing()
+        return found
+
+    def upgrade(self) -> tuple[int, int]:
+        """Migrate the index to this ckreg's schema, explicitly; returns (from, to).
+
+        The index is backed up first (`index.sqlite.v<old>.bak`, never
+        overwriting an earlier backup); the migration runs in one transaction.
+        """
+        self.close()
+        if not self.exists():
+            raise self._missing()
+        current = schema.current_version()
+        conn = self._connect()
+        try:
+            found = schema.read_version(conn)
+            if found is None:
+                raise self._foreign() if _has_tables(conn) else self._missing()
+            if found > current:
+                self._check_schema(found)
+            if found == current:
+                return found, current
+            backup = self.root / f"{DB_NAME}.v{found}.bak"
+            n = 1
+            while backup.exists():
+                backup = self.root / f"{DB_NAME}.v{found}.bak{n}"
+                n += 1
+            dest = sqlite3.connect(str(backup))
+            try:
+                conn.backup(dest)
+            finally:
+                dest.close()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                found = schema.read_version(conn) or 0   # re-read under the lock
+                if found < current:
+                    schema.migrate(conn, found, current)
+                    self._event(conn, "schema-upgraded", data={"from": found, "to": current, "backup": str(backup)})
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return found, current
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ add
+    def add(self, ckpt_path: str | os.PathLike, scaler_path: str | os.PathLike | None = None, name: str | None = None,
+            spec: ArchSpec | dict | None = None, verification: Any = None, provenance: dict | None = None,
+            aliases: Iterable[str] = (), **kwargs: Any) -> Version:
+        """Register a checkpoint (+ scaler) as the next version of `name`; idempotent per pair.
+
+        `name` defaults to the family; `spec` to the inspector's reading of the
+        weights (an explicit spec must agree with what the weights show).
+        Registering the same pair (same combined digest) under the same name
+        returns the existing version; a given verification is then recorded
+        only if it differs from the latest one, and aliases are moved to it.
+        Further keywords as for `register`.
+        """
+        return self.register(ckpt_path, scaler_path, name=name, spec=spec, verification=verification,
+                             provenance=provenance, aliases=aliases, **kwargs).version
+
+    def register(self, ckpt_path: str | os.PathLike, scaler_path: str | os.PathLike | None = None,
+                 name: str | None = None, spec: ArchSpec | dict | None = None, verification: Any = None,
+                 provenance: dict | None = None, aliases: Iterable[str] = (), *, family: str | None = None,
+                 overrides: dict | None = None, class_names: list[str] | None = None,
+                 inspection: Any = None) -> Registration:
+        """`add`, also saying whether a new version was created (False: the pair was already registered).
+
+        `family` settles what the weights cannot show (ScaleAware vs ScaleHard)
+        while the other hyperparameters still come from the weights;
+        `overrides` sets spec fields on top (e.g. dropout). `inspection` lets a
+        caller that already inspected with `hash_weights=True` skip a second pass.
+        """
+        ckpt = Path(ckpt_path)
+        if not ckpt.is_file():
+            raise RegistryError("no such checkpoint file", path=str(ckpt))
+        if self.exists():
+            self._open(create=True)  # schema refusals before any expensive work (an empty index is being created)
+        spec = _coerce_spec(spec)
+        if spec is not None and (family or overrides):
+            raise UsageError("give either a full spec or family/overrides, not both")
+        if family is not None and family not in FAMILIES:
+            raise SpecError(f"unknown family {family!r}", hint=f"known families: {', '.join(FAMILIES)}")
+        insp = inspection if inspection is not None else _inspect(ckpt, required=spec is None and family is None)
+        if insp is not None and getattr(insp, "error", None):
+            raise RegistryError(f"cannot register an unreadable checkpoint: {insp.error}", path=str(ckpt))
+        if spec is None:
+            spec = _spec_from(insp, ckpt, family)
+            if overrides:
+                spec = _coerce_spec({**spec.model_dump(), **dict(overrides)})
+        if insp is not None:
+            _check_spec_agrees(spec, insp, ckpt)
+        name = check_name(name or spec.family)
+        alias_list = [check_alias(a) for a in aliases]
+        scaler_fields = _scaler_summary(Path(scaler_path), spec) if scaler_path is not None else None
+        ver = Verification.from_any(verification) if verification is not None else None
+        prov = _jsonable(dict(provenance)) if provenance else None
+        if class_names is None:
+            class_names = (prov or {}).get("class_names") or ((ver.model_extra or {}).get("class_names") if ver else None)
+        if class_names is not None:
+            class_names = [str(c) for c in class_names]
+            if len(class_names) != spec.num_classes:
+                raise RegistryError(f"{len(class_names)} class names for a model with {spec.num_classes} classes",
+                                    path=str(ckpt))
+
+        self._open(create=True)
+        ck = self.blobs.put_file(ckpt)
+        if insp is not None and getattr(insp, "sha256", None) and insp.sha256 != ck.sha256:
+            raise RegistryError("the file changed while it was being registered; try again", path=str(ckpt))
+        sc: PutResult | None = self.blobs.put_file(scaler_path) if scaler_path is not None else None
+        scaler_info = ScalerInfo(sha256=sc.sha256, size=sc.size, **scaler_fields) if sc is not None else None
+        digest = pair_digest(ck.sha256, sc.sha256 if sc else None)
+
+        with self._write() as conn:
+            for blob in (ck, sc):
+                if blob is not None and not blob.path.is_file():  # a concurrent gc beat us (outside its grace period)
+                    raise RegistryError(f"blob {blob.sha256[:12]} vanished during registration (concurrent gc?); try again")
+            row = conn.execute("SELECT version FROM versions WHERE name = ? AND pair_digest = ?", (name, digest)).fetchone()
+            if row is not None:
+                number = int(row[0])
+            else:
+                if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
+                    conn.execute("INSERT INTO models (name, created_at, created_by) VALUES (?, ?, ?)",
+                                 (name, utcnow(), current_user()))
+                number = int(conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
+                                          (name,)).fetchone()[0])
+                conn.execute(
+                    "INSERT INTO versions (name, version, family, spec_json, source_path, sha256, size, format,"
+                    " weights_sha256, scaler_sha256, scaler_json, pair_digest, class_names, provenance_json,"
+                    " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, number, spec.family, spec.model_dump_json(), str(ckpt.resolve()), ck.sha256, ck.size,
+                     getattr(insp, "format", None), getattr(insp, "weights_sha256", None),
+                     sc.sha256 if sc else None, scaler_info.model_dump_json() if scaler_info else None, digest,
+                     _dumps(class_names) if class_names is not None else None,
+                     _dumps(prov) if prov is not None else None, utcnow(), current_user()))
+                self._event(conn, "registered", name, number, {
+                    "source_path": str(ckpt.resolve()), "sha256": ck.sha256, "weights_sha256": getattr(insp, "weights_sha256", None),
+                    "scaler_sha256": sc.sha256 if sc else None, "pair_digest": digest, "family": spec.family,
+                    "scaler_source_path": str(Path(scaler_path).resolve()) if scaler_path is not None else None,
+                })
+            if ver is not None:
+                self._record_verification(conn, name, number, ver, skip_if_same=row is not None)
+            for alias in alias_list:
+                self._move_alias(conn, name, alias, number, ANY)
+        return Registration(version=self.resolve(f"{name}@{number}"), created=row is None)
+
+    # ------------------------------------------------------------------ read
+    def resolve(self, ref: str) -> Version:
+        """`NAME` (latest), `NAME@version` or `NAME@alias` -> Version; RegistryError naming what exists otherwise."""
+        with self._read() as conn:
+            name, number = self._resolve_number(conn, ref)
+            return self._versions(conn, "v.name = ? AND v.version = ?", (name, number))[0]
+
+    def _resolve_number(self, conn: sqlite3.Connection, ref: str) -> tuple[str, int]:
+        name, tag = parse_ref(ref)
+        latest = conn.execute("SELECT MAX(version) FROM versions WHERE name = ?", (name,)).fetchone()[0]
+        if latest is None:
+            known = [r[0] for r in conn.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
+            hint = f"known models: {', '.join(known)}" if known else "the registry is empty; add one with `ckreg registry add`"
+            raise RegistryError(f"unknown model {name!r} in the registry at {self.root}", hint=hint)
+        if tag is None:
+            return name, int(latest)
+        if isinstance(tag, int):
+            if conn.execute("SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, tag)).fetchone() is None:
+                raise RegistryError(f"{name} has no version {tag}", hint=f"versions: 1..{latest}")
+            return name, tag
+        row = conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, tag)).fetchone()
+        if row is None:
+            known = [r[0] for r in conn.execute("SELECT alias FROM aliases WHERE name = ? ORDER BY alias", (name,))]
+            raise RegistryError(f"{name} has no alias {tag!r}",
+                                hint=f"aliases: {', '.join(known)}" if known else "it has no aliases; set one with `ckreg registry alias`")
+        return name, int(row[0])
+
+    def ls(self, name: str | None = None) -> list[Version]:
+        """Every version (of `name`, if given), by name then version."""
+        if name is not None:
+            check_name(name)
+        with self._read() as conn:
+            if name is None:
+                return self._versions(conn, "1", ())
+            return self._versions(conn, "v.name = ?", (name,))
+
+    def show(self, ref: str) -> VersionDetail:
+        """A version with its verification history, its events and its blob paths."""
+        with self._read() as conn:
+            name, number = self._resolve_number(conn, ref)
+            version = self._versions(conn, "v.name = ? AND v.version = ?", (name, number))[0]
+            vid = conn.execute("SELECT id FROM versions WHERE name = ? AND version = ?", (name, number)).fetchone()[0]
+            history = [self._verification_from_row(r) for r in conn.execute(
+                "SELECT result_json, verified_at, verified_by FROM verifications WHERE version_id = ? ORDER BY id", (vid,))]
+            events = self._events(conn, "name = ? AND (version = ? OR version IS NULL)", (name, number))
+        blobs = {"checkpoint": str(self.blobs.path_for(version.sha256))}
+        if version.scaler is not None:
+            blobs["scaler"] = str(self.blobs.path_for(version.scaler.sha256))
+        return VersionDetail(version=version, verifications=history, events=events, blobs=blobs)
+
+    def events(self, name: str | None = None, kind: str | None = None) -> list[Event]:
+        """The event log, oldest first (optionally one model's, or one kind's)."""
+        where, args = ["1"], []
+        if name is not None:
+            where.append("name = ?")
+            args.append(name)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        with self._read() as conn:
+            return self._events(conn, " AND ".join(where), tuple(args))
+
+    def _events(self, conn: sqlite3.Connection, where: str, args: tuple) -> list[Event]:
+        rows = conn.execute(f"SELECT id, at, who, kind, name, version, data_json FROM events WHERE {where} ORDER BY id", args)
+        return [Event(id=r[0], at=r[1], who=r[2], kind=r[3], name=r[4], version=r[5], data=json.loads(r[6])) for r in rows]
+
+    @staticmethod
+    def _verification_from_row(row) -> Verification:
+        data = json.loads(row[0])
+        data.setdefault("date", row[1])
+        data["by"] = row[2]
+        return Verification.model_validate(data)
+
+    def _versions(self, conn: sqlite3.Connection, where: str, args: tuple) -> list[Version]:
+        rows = conn.execute(
+            "SELECT v.id, v.name, v.version, v.family, v.spec_json, v.source_path, v.sha256, v.size, v.format,"
+            " v.weights_sha256, v.scaler_json, v.pair_digest, v.class_names, v.provenance_json, v.created_at, v.created_by"
+            f" FROM versions v WHERE {where} ORDER BY v.name, v.version", args).fetchall()
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        aliases: dict[tuple[str, int], list[str]] = {}
+        names = sorted({r[1] for r in rows})
+        for n, a, v in conn.execute(
+                f"SELECT name, alias, version FROM aliases WHERE name IN ({','.join('?' * len(names))}) ORDER BY alias", names):
+            aliases.setdefault((n, v), []).append(a)
+        latest: dict[int, Verification] = {}
+        for r in conn.execute(
+                "SELECT version_id, result_json, verified_at, verified_by FROM verifications WHERE id IN"
+                f" (SELECT MAX(id) FROM verifications WHERE version_id IN ({marks}) GROUP BY version_id)", ids):
+            latest[r[0]] = self._verification_from_row(r[1:])
+        out = []
+        for r in rows:
+            out.append(Version(
+                name=r[1], version=r[2], family=r[3], spec=ArchSpec.model_validate_json(r[4]), source_path=r[5],
+                sha256=r[6], size=r[7], format=r[8], weights_sha256=r[9],
+                scaler=ScalerInfo.model_validate_json(r[10]) if r[10] else None, pair_digest=r[11],
+                class_names=json.loads(r[12]) if r[12] else None, provenance=json.loads(r[13]) if r[13] else None,
+                created_at=r[14], created_by=r[15], aliases=aliases.get((r[1], r[2]), []), verification=latest.get(r[0])))
+        return out
+
+    # ------------------------------------------------------------------ aliases and verifications
+    def alias(self, name: str, alias: str, version: int | None, expect: Any = ANY) -> Version | None:
+        """Point `name@alias` at `version` (None removes it), compare-and-swap.
+
+        `expect` is the version the caller believes the alias points to now
+        (None: "not set"); if it moved meanwhile, `AliasConflictError` and
+        nothing changes. The default `ANY` moves it unconditionally.
+        """
+        check_name(name)
+        check_alias(alias)
+        if version is not None:
+            version = int(version)
+        with self._write() as conn:
+            self._move_alias(conn, name, alias, version, expect)
+        return None if version is None else self.resolve(f"{name}@{version}")
+
+    def _move_alias(self, conn: sqlite3.Connection, name: str, alias: str, version: int | None, expect: Any) -> None:
+        row = conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+        current = None if row is None else int(row[0])
+        if expect is not ANY and expect != current:
+            raise AliasConflictError(
+                f"{name}@{alias} points to {current if current is not None else 'nothing'}, not "
+                f"{expect if expect is not None else 'nothing'} as expected; it moved meanwhile",
+                hint="re-read it with `ckreg registry show` and try again")
+        if version is None:
+            if current is not None:
+                conn.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+                self._event(conn, "alias-removed", name, current, {"alias": alias, "from": current})
+            return
+        if conn.execute("SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, version)).fetchone() is None:
+            raise RegistryError(f"{name} has no version {version}; cannot point {name}@{alias} at it")
+        if current == version:
+            return
+        conn.execute(
+            "INSERT INTO aliases (name, alias, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (name, alias, version, utcnow(), current_user()))
+        self._event(conn, "alias-moved", name, version, {"alias": alias, "from": current, "to": version})
+
+    def record_verification(self, ref: str, result: Any) -> Version:
+        """Append a verification result to a version (its latest one is its current status)."""
+        ver = Verification.from_any(result)
+        with self._write() as conn:
+            name, number = self._resolve_number(conn, ref)
+            self._record_verification(conn, name, number, ver, skip_if_same=False)
+        return self.resolve(f"{name}@{number}")
+
+    def _record_verification(self, conn: sqlite3.Connection, name: str, number: int, ver: Verification,
+                             skip_if_same: bool) -> None:
+        vid = conn.execute("SELECT id FROM versions WHERE name = ? AND version = ?", (name, number)).fetchone()[0]
+        data = ver.model_dump(mode="json", exclude={"by"})
+        if skip_if_same:
+            row = conn.execute("SELECT result_json FROM verifications WHERE version_id = ? ORDER BY id DESC LIMIT 1",
+                               (vid,)).fetchone()
+            if row is not None:
+                old = json.loads(row[0])
+                old.pop("date", None)
+                if old == {k: v for k, v in data.items() if k != "date"}:
+                    return
+        conn.execute(
+            "INSERT INTO verifications (version_id, accuracy, passed, data_hash, result_json, verified_at, verified_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (vid, ver.accuracy, None if ver.passed is None else int(ver.passed), ver.data_hash, _dumps(data),
+             ver.date or utcnow(), current_user()))
+        self._event(conn, "verified", name, number,
+                    {"accuracy": ver.accuracy, "passed": ver.passed, "data_hash": ver.data_hash})
+
+    # ------------------------------------------------------------------ integrity and gc
+    def blob_path(self, sha256: str) -> Path:
+        """A blob's path after re-hashing it (IntegrityError when corrupted or missing)."""
+        return self.blobs.verified_path(sha256)
+
+    def _referenced(self, conn: sqlite3.Connection) -> dict[str, list[str]]:
+        refs: dict[str, list[str]] = {}
+        for name, number, ck, sc in conn.execute("SELECT name, version, sha256, scaler_sha256 FROM versions ORDER BY name, version"):
+            refs.setdefault(ck, []).append(f"{name}@{number}")
+            if sc:
+                refs.setdefault(sc, []).append(f"{name}@{number}")
+        return refs
+
+    def verify(self) -> list[Problem]:
+        """Re-hash every blob and check the index; an empty list means all is well."""
+        with self._read() as conn:
+            refs = self._referenced(conn)
+            check = conn.execute("PRAGMA quick_check").fetchall()
+        problems: list[Problem] = []
+        if [r[0] for r in check] != ["ok"]:
+            problems.append(Problem(kind="index", path=str(self.db_path),
+                                    message="SQLite quick_check: " + "; ".join(str(r[0]) for r in check)))
+        for p in self.blobs.check(set(refs)):
+            used = refs.get(p.sha256, [])
+            if p.problem == "corrupt":
+                msg = f"blob {p.sha256[:12]} is corrupted: its bytes hash to {p.actual[:12]}"
+            elif p.problem == "missing":
+                msg = f"blob {p.sha256[:12]} is missing"
+            else:
+                msg = f"{p.path.name} is not a blob address (stray file in the blob store)"
+            if used:
+                msg += f" (used by {', '.join(used)})"
+            problems.append(Problem(kind=p.problem, sha256=p.sha256, path=str(p.path), message=msg, referenced_by=used))
+        return problems
+
+    def gc(self, dry_run: bool = True, grace_seconds: float = GC_GRACE_S) -> GcResult:
+        """Remove blobs no version references (and stale temp files).
+
+        Runs under the write lock, and spares blobs younger than
+        `grace_seconds`: a registration writes its blobs before its index
+        transaction, and must not lose them to a concurrent gc.
+        """
+        result = GcResult(dry_run=dry_run)
+        now = time.time()
+        with self._write() as conn:
+            refs = self._referenced(conn)
+            for digest, path in self.blobs.iter_blobs():
+                if digest in refs or len(digest) != 64:
+                    continue
+                if now - path.stat().st_mtime < grace_seconds:
+                    result.kept_recent.append(digest)
+                    continue
+                result.removed.append(digest)
+                result.bytes += path.stat().st_size
+            result.temps = [str(p) for p in self.blobs.stale_temps(grace_seconds)]
+            if not dry_run and (result.removed or result.temps):
+                for digest in result.removed:
+                    self.blobs.remove(digest)
+                for t in result.temps:
+                    Path(t).unlink(missing_ok=True)
+                self._event(conn, "gc", data={"removed": result.removed, "bytes": result.bytes, "temps": len(result.temps)})
+        return result
+
+    # ------------------------------------------------------------------ export
+    def export(self, ref: str, to_dir: str | os.PathLike, pkl: bool = False, ckpt: bool = False,
+               force: bool = False) -> list[Path]:
+        """Write `weights.safetensors`, `scaler.json` (`scaler.pkl`), `README.md` (and `model.ckpt`) to `to_dir`."""
+        from ckreg.registry.export import export_version
+
+        return export_version(self, self.resolve(ref), Path(to_dir), pkl=pkl, ckpt=ckpt, force=force)
+
+
+# ---------------------------------------------------------------------- helpers
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+
+
+def _coerce_spec(spec: Any) -> ArchSpec | None:
+    if spec is None or isinstance(spec, ArchSpec):
+        return spec
+    try:
+        if isinstance(spec, str):
+            return ArchSpec.model_validate_json(spec)
+        return ArchSpec.model_validate(dict(spec))
+    except ValueError as exc:
+        raise SpecError(f"invalid architecture spec: {exc}") from exc
+
+
+def _inspect(path: Path, required: bool):
+    """The inspector's reading (with weights_sha256); None only when it is absent and a spec or family was given."""
+    try:
+        from ckreg.inspect import inspect_path
+    except ImportError:
+        if required:
+            raise RegistryError("the inspector (ckreg.inspect) is not available; pass the architecture spec explicitly",
+                                path=str(path)) from None
+        return None
+    return inspect_path(str(path), hash_weights=True)
+
+
+def _spec_from(insp: Any, path: Path, family: str | None = None) -> ArchSpec:
+    """The spec the weights show; `family` (when given) settles the family, the weights the rest."""
+    if insp is None:  # inspector unavailable: the family's reference configuration
+        return ArchSpec.for_family(family)
+    found = getattr(insp, "family", "unknown")
+    if family is not None and found != family:
+        candidates = list(getattr(insp, "ambiguous_between", None) or [])
+        if found == "ambiguous" and family in candidates:
+            allowed = FAMILY_FIELDS[family] | {"input_size", "num_classes"}
+            shown = {k: v for k, v in (insp.hyperparameters or {}).items() if k in allowed and v is not None}
+            return ArchSpec.for_family(family, **shown)
+        if found in FAMILIES:
+            raise RegistryError(f"the weights are a {found}, not a {family}", path=str(path),
+                                hint="drop the explicit family or register the right file")
+        raise RegistryError(f"the weights do not show a {family} ({found})", path=str(path))
+    if found not in FAMILIES:
+        extra = f" (between {', '.join(insp.ambiguous_between)})" if getattr(insp, "ambiguous_between", None) else ""
+        raise RegistryError(f"the weights do not name one family: {found}{extra}", path=str(path),
+                            hint="pass the family explicitly (--family, or family=...)")
+    try:
+        from ckreg.inspect import spec_from_inspection
+    except ImportError:
+        raise RegistryError("the inspector cannot build a spec here; pass it explicitly", path=str(path)) from None
+    try:
+        return spec_from_inspection(insp)
+    except CkregError as exc:
+        raise RegistryError(f"cannot derive the architecture from the weights: {exc}", path=str(path),
+                            hint="pass the family explicitly (--family, or family=...)") from exc
+
+
+def _norm(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=list))
+
+
+def _check_spec_agrees(spec: ArchSpec, insp: Any, path: Path) -> None:
+    """An explicit spec may settle what the weights cannot show, never contradict what they do."""
+    family = getattr(insp, "family", None)
+    if family in FAMILIES and family != spec.family:
+        raise RegistryError(f"the weights are a {family}, not a {spec.family}", path=str(path),
+                            hint="drop the explicit family or register the right file")
+    if family == "ambiguous" and spec.family not in (insp.ambiguous_between or []):
+        raise RegistryError(f"the weights fit {', '.join(insp.ambiguous_between)}, not {spec.family}", path=str(path))
+    if family in FAMILIES or family == "ambiguous":
+        shown = getattr(insp, "hyperparameters", {}) or {}
+        for key, value in spec.weight_hparams().items():
+            if key in shown and shown[key] is not None and _norm(shown[key]) != _norm(value):
+                raise RegistryError(f"spec says {key}={value!r} but the weights show {shown[key]!r}", path=str(path),
+                                    hint="fix the spec (the weights are the truth)")
+
+
+def _scaler_summary(path: Path, spec: ArchSpec) -> dict:
+    """Read the scaler safely (restricted unpickling) and check it fits the model input."""
+    if not path.is_file():
+        raise ScalerError("no such scaler file", path=str(path))
+    try:
+        from ckreg.scaler import load_scaler
+    except ImportError:
+        raise RegistryError("registering a scaler needs ckreg.scaler, which is not available", path=str(path)) from None
+    scaler = load_scaler(path)
+    n = getattr(scaler, "n_features", None)
+    if n is not None and n != spec.input_size:
+        raise ScalerError(f"the scaler has {n} features but the model takes {spec.input_size} input channels",
+                          path=str(path), hint="pair the model with its own scaler")
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip()
+    return {
+        "format": "json" if head.startswith(b"{") else "pkl",
+        "n_features": n,
+        "channel_names": list(getattr(scaler, "channel_names", None) or []) or None,
+        "recipe": getattr(scaler, "recipe", None),
+        "data_hash": getattr(scaler, "data_hash", None),
+    }

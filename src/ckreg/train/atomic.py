@@ -1,0 +1,91 @@
+"""Atomic output files: a reader sees the old file or the new one, never half of one.
+
+Issue #3: "Ctrl-C leaves the best checkpoint so far, never a half-written
+file". Every output is written under a temporary name in the SAME directory
+(so the rename cannot cross file systems), flushed and fsync'ed, then moved
+into place with `os.replace`. If anything (KeyboardInterrupt included)
+interrupts the write, the temporary file is removed.
+
+Temporary names keep the real suffix (`.ckreg-tmp-<random>-model.ckpt`),
+because some writers (matplotlib's `savefig`) choose the format from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterator
+
+TMP_PREFIX = ".ckreg-tmp-"
+
+
+def tmp_name(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path` atomically.
+
+    On any exception (KeyboardInterrupt included) the temporary file is deleted
+    and `path` is left exactly as it was.
+    """
+    path = Path(path)
+    tmp = tmp_name(path)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_with(path: str | Path, writer: Callable[[Path], object]) -> None:
+    """Atomic wrapper around a writer that only knows how to write to a path."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def leftover_temps(directory: str | Path) -> list[Path]:
+    """Temporary files a killed process (SIGKILL, power loss) may have left behind."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name.startswith(TMP_PREFIX))

@@ -1,0 +1,717 @@
+"""Verified pairs: does this checkpoint, with this scaler, do what it claims? (issue #5)
+
+A checkpoint alone proves nothing: the archive pairs one scaler with three
+checkpoints it does not belong to (issue #4), and a model scaled with the
+wrong statistics loads fine and predicts garbage. So a *pair* is verified by
+running it: build the zoo model from the inspected architecture, load it
+strictly, check the scaler against the model input, push the data through,
+and compare the accuracy with the declared one.
+
+`verify_pair` answers for one pair; `recover_scaler` re-fits the scaler by the
+known recipes (issue #3: `upstream`, `train-split`) and keeps the one that
+verifies; `verify_for_audit` is the audit's `--data` hook. torch is allowed
+here (tests/test_layering.py), but only imported inside functions so that
+importing this module stays cheap for the audit and the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ckreg import __version__
+from ckreg.errors import CkregError, DataError, ScalerError, UsageError
+from ckreg.findings import Finding
+
+DEFAULT_TOLERANCE = 0.005
+RECIPES: tuple[str, ...] = ("upstream", "train-split")
+SPLITS = ("all", "train", "val", "test")
+
+
+# --------------------------------------------------------------------------- results
+
+
+class ScalerCheck(BaseModel):
+    """The scaler against the model input and the data (issue #5: feature count and channel names)."""
+
+    path: str | None = None
+    recipe: str | None = None
+    n_features: int | None = None
+    model_input: int | None = None
+    data_channels: list[str] = Field(default_factory=list)
+    scaler_channels: list[str] = Field(default_factory=list)
+    ok: bool = True
+    problems: list[str] = Field(default_factory=list)
+
+
+class VerifyResult(BaseModel):
+    """One pair's verification. `accuracy` is a fraction; `per_class` maps class name to a fraction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ckpt: str
+    scaler: str | None = None
+    data: str | None = None
+    split: str = "all"
+    passed: bool = False
+    loaded: bool = False
+    finite: bool | None = None
+    family: str | None = None
+    spec: dict[str, Any] = Field(default_factory=dict)
+    accuracy: float | None = None
+    per_class: dict[str, float | None] = Field(default_factory=dict)
+    class_names: list[str] = Field(default_factory=list)
+    confusion_matrix: list[list[int]] = Field(default_factory=list)   # rows = true, columns = predicted
+    n_episodes: int = 0
+    data_hash: str | None = None
+    scaler_check: ScalerCheck = Field(default_factory=ScalerCheck)
+    expect_acc: float | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    accuracy_declared: bool = False
+    reasons: list[str] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    ckreg_version: str = __version__
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.expect_acc is None else self.expect_acc - self.tolerance
+
+
+class Candidate(BaseModel):
+    """One recipe tried by `recover_scaler`."""
+
+    recipe: str
+    accuracy: float | None = None
+    passed: bool = False
+    finite: bool | None = None
+    note: str | None = None
+
+
+class RecoverResult(BaseModel):
+    """What `recover_scaler` tried, what it kept and where it wrote it."""
+
+    ckpt: str
+    data: str | None = None
+    data_hash: str | None = None
+    recipe: str | None = None            # the kept recipe, None when nothing was kept
+    accuracy: float | None = None        # of the kept recipe (fraction)
+    passed: bool = False                 # the kept scaler reaches expect_acc (or: none declared)
+    chosen_by: str = ""                  # "declared-accuracy" | "best-accuracy" | "none-verifies"
+    expect_acc: float | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    candidates: list[Candidate] = Field(default_factory=list)
+    path: str | None = None              # the written scaler JSON
+    pkl_path: str | None = None
+    written: bool = False
+    reasons: list[str] = Field(default_factory=list)
+    verification: VerifyResult | None = None
+
+
+# --------------------------------------------------------------------------- adapters
+# Everything verify needs from its neighbours goes through these few functions,
+# so the interfaces of docs/DEVELOPING.md are used in one place each.
+
+_DATA_CACHE: dict[tuple[str, int], Any] = {}
+_DATA_LOCK = threading.Lock()
+
+
+def normalize_acc(value: float | None) -> float | None:
+    """Accept 0.9913 or 99.13 (percent) for a declared accuracy; return a fraction."""
+    if value is None:
+        return None
+    value = float(value)
+    if value > 1.0:
+        value /= 100.0
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"accuracy {value!r} is not a fraction in [0, 1] or a percentage")
+    return value
+
+
+def _data_key(path: Path) -> tuple[str, int]:
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return str(path.resolve()), mtime
+
+
+def load_data(data: Any):
+    """A `ckreg.data.Dataset` from a path (cached per path within the process) or a Dataset as is.
+
+    The audit verifies several pairs on one dataset, and parsing 1,444 CSV
+    files is the slow part of a verification (issue #5: "cache the loaded
+    dataset per path").
+    """
+    if data is None:
+        return None
+    if not isinstance(data, (str, os.PathLike)):
+        return data  # already a Dataset
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"data {path} does not exist", path=str(path), hint="pass --data DIR (a SignGlove folder or an .npz)")
+    key = _data_key(path)
+    with _DATA_LOCK:
+        cached = _DATA_CACHE.get(key)
+        if cached is None:
+            from ckreg.data import load_dataset
+
+            cached = load_dataset(path)
+            _DATA_CACHE[key] = cached
+    return cached
+
+
+def clear_data_cache() -> None:
+    with _DATA_LOCK:
+        _DATA_CACHE.clear()
+
+
+def _data_label(data: Any) -> str | None:
+    if data is None:
+        return None
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    return str(getattr(data, "source", "") or getattr(data, "path", "") or "<dataset>")
+
+
+def _subset_indices(dataset, split: str, split_args: dict | None = None):
+    """Indices of `split` ("all" or a part of the split `split_args` describes: seed, val, test)."""
+    import numpy as np
+
+    n = len(dataset.y)
+    if split == "all":
+        return np.arange(n)
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}", hint=f"one of {', '.join(SPLITS)}")
+    from ckreg.data import split as make_split
+
+    parts = make_split(dataset, **(split_args or {}))
+    return np.asarray(getattr(parts, split))
+
+
+def _load_scaler(scaler: Any):
+    if scaler is None or not isinstance(scaler, (str, os.PathLike)):
+        return scaler
+    from ckreg.scaler import load_scaler
+
+    return load_scaler(Path(scaler))
+
+
+def find_sidecar_scaler(ckpt: str | os.PathLike) -> Path | None:
+    """The scaler stored next to a checkpoint, by the names ckreg and upstream use (first found wins)."""
+    ckpt = Path(ckpt)
+    stem = ckpt.stem
+    names = [f"{stem}.scaler.json", f"{stem}.scaler.pkl", "scaler.json", "scaler.pkl"]
+    for name in names:
+        cand = ckpt.with_name(name)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _load_model(ckpt: Path):
+    """(module, spec, inspection) from the zoo: strict load, eval mode (issue #3)."""
+    from ckreg.zoo import load_checkpoint
+
+    return load_checkpoint(ckpt)
+
+
+def _scaled(scaler, X):
+    """The scaler applied to raw `[N, T, C]` episodes (padding rows included, as upstream did)."""
+    import numpy as np
+
+    return np.asarray(scaler.transform(np.asarray(X, dtype=np.float32)), dtype=np.float32)
+
+
+def _logits(module, X, mask, batch_size: int = 256):
+    """Logits `[N, K]` (float32 numpy) for scaled episodes: `ckreg.zoo.predict`, eval mode, no gradients."""
+    from ckreg.zoo import predict
+
+    return predict(module, X, mask, batch_size=batch_size)
+
+
+# --------------------------------------------------------------------------- scaler check
+
+
+def check_scaler(scaler, spec, dataset=None, scaler_path: str | None = None) -> ScalerCheck:
+    """The scaler's feature count against the model input and its channel names against the data's."""
+    n_features = getattr(scaler, "n_features", None)
+    if n_features is None and getattr(scaler, "mean", None) is not None:
+        n_features = len(scaler.mean)
+    s_channels = list(getattr(scaler, "channel_names", None) or [])
+    d_channels = list(getattr(dataset, "channel_names", None) or []) if dataset is not None else []
+    model_input = getattr(spec, "input_size", None)
+    check = ScalerCheck(path=scaler_path, recipe=getattr(scaler, "recipe", None), n_features=n_features,
+                        model_input=model_input, data_channels=d_channels, scaler_channels=s_channels)
+    if n_features is not None and model_input is not None and int(n_features) != int(model_input):
+        check.problems.append(f"scaler has {n_features} features, the model takes {model_input} input channels")
+    if dataset is not None and n_features is not None and getattr(dataset, "X", None) is not None:
+        c = int(dataset.X.shape[-1])
+        if c != int(n_features):
+            check.problems.append(f"scaler has {n_features} features, the data has {c} channels")
+    if s_channels and d_channels and s_channels != d_channels:
+        check.problems.append(f"scaler channels {s_channels} differ from the data's {d_channels}")
+    check.ok = not check.problems
+    return check
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _metrics(pred, y, n_classes: int, class_names: Sequence[str]):
+    import numpy as np
+
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    ok = (y >= 0) & (y < n_classes) & (pred >= 0) & (pred < n_classes)
+    np.add.at(cm, (y[ok], pred[ok]), 1)
+    acc = float((pred == y).mean()) if len(y) else 0.0
+    per_class: dict[str, float | None] = {}
+    for k in range(n_classes):
+        support = int(cm[k].sum())
+        name = class_names[k] if k < len(class_names) else str(k)
+        per_class[name] = (float(cm[k, k]) / support) if support else None
+    return acc, per_class, cm.tolist()
+
+
+# --------------------------------------------------------------------------- verify_pair
+
+
+def _fail(result: VerifyResult, code: str, reason: str, **kw) -> VerifyResult:
+    result.reasons.append(reason)
+    result.findings.append(Finding.make(code, reason, path=result.ckpt, **kw))
+    result.passed = False
+    return result
+
+
+def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, expect_acc: float | None = None,
+                tolerance: float = DEFAULT_TOLERANCE, split: str = "all", *, seed: int | None = None,
+                _model: tuple | None = None) -> VerifyResult:
+    """Verify one checkpoint + scaler pair on a dataset.
+
+    Passes when the checkpoint loads strictly into the zoo, predicts finite
+    logits, the scaler fits the model input, and (with data and a declared
+    accuracy) accuracy >= expect_acc - tolerance. Without a declared accuracy
+    it passes on load + finite and says so; without data it checks loading,
+    finiteness (on a neutral input) and the scaler only.
+
+    `scaler` is a path, a loaded `ckreg.scaler.Scaler`, or None (the sidecar
+    next to the checkpoint, if any). `data` is a path (cached per process) or
+    a `ckreg.data.Dataset`. Never raises for a bad checkpoint: that is a
+    `verify-failed` finding. Raises `CkregError` for unusable data or scaler
+    paths (user mistakes, exit 2).
+    """
+    import numpy as np
+
+    ckpt = Path(ckpt)
+    expect_acc = normalize_acc(expect_acc)
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE
+    if not 0.0 <= float(tolerance) < 1.0:
+        raise UsageError(f"tolerance {tolerance!r} must be a fraction in [0, 1)")
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}", hint=f"one of {', '.join(SPLITS)}")
+    if not ckpt.exists():
+        raise UsageError(f"checkpoint {ckpt} does not exist", path=str(ckpt))
+    if scaler is None:
+        scaler = find_sidecar_scaler(ckpt)
+    scaler_path = str(scaler) if isinstance(scaler, (str, os.PathLike)) else (
+        getattr(scaler, "source", None) or None)
+    result = VerifyResult(ckpt=str(ckpt), scaler=scaler_path, data=_data_label(data), split=split,
+                          expect_acc=expect_acc, tolerance=float(tolerance),
+                          accuracy_declared=expect_acc is not None)
+
+    dataset = load_data(data)
+    scaler_obj = _load_scaler(scaler)
+
+    # 1. strict load into the zoo
+    try:
+        module, spec, insp = _model if _model is not None else _load_model(ckpt)
+    except Exception as exc:  # any load failure is a finding about this file, not a crash
+        msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
+        return _fail(result, "verify-failed", f"does not load strictly into the zoo: {msg}")
+    result.loaded = True
+    result.family = getattr(spec, "family", None)
+    result.spec = spec.model_dump(exclude_none=True) if hasattr(spec, "model_dump") else {}
+
+    # 2. the scaler against the model input and the data
+    if scaler_obj is not None:
+        result.scaler_check = check_scaler(scaler_obj, spec, dataset, scaler_path)
+        for problem in result.scaler_check.problems:
+            _fail(result, "scaler-feature-mismatch", problem,
+                  expected=result.scaler_check.model_input, actual=result.scaler_check.n_features)
+        if not result.scaler_check.ok:
+            return result
+    elif dataset is not None:
+        return _fail(result, "verify-failed", "no scaler to verify with (none given, none next to the checkpoint); "
+                     "recover one with `ckreg scaler recover`")
+
+    # 3. run the data (or a neutral probe) through
+    if dataset is None:
+        c = int(getattr(spec, "input_size", 8) or 8)
+        X = np.zeros((2, 87, c), dtype=np.float32)
+        mask = np.zeros((2, 87), dtype=np.uint8)
+        logits = _logits(module, X, mask)
+        result.finite = bool(np.isfinite(logits).all())
+        if not result.finite:
+            return _fail(result, "verify-failed", "predictions are not finite (NaN or inf logits)")
+        result.reasons.append("no data given: accuracy not checked (load, finiteness and scaler only)")
+        if expect_acc is not None:
+            result.reasons.append("a declared accuracy needs --data to be checked")
+            result.passed = False
+            return result
+        result.passed = True
+        return result
+
+    split_args = recorded_split(insp) if seed is None else {"seed": int(seed)}
+    idx = _subset_indices(dataset, split, split_args)
+    X = np.asarray(dataset.X)[idx]
+    mask = np.asarray(dataset.mask)[idx]
+    y = np.asarray(dataset.y)[idx]
+    result.n_episodes = int(len(idx))
+    result.data_hash = getattr(dataset, "data_hash", None)
+    result.class_names = list(getattr(dataset, "class_names", None) or [])
+    if result.n_episodes == 0:
+        raise DataError(f"no episodes in split {split!r} of {result.data}")
+    n_classes = int(getattr(spec, "num_classes", 0) or 0)
+    if result.class_names and n_classes and len(result.class_names) != n_classes:
+        return _fail(result, "verify-failed",
+                     f"the model predicts {n_classes} classes, the data has {len(result.class_names)}",
+                     expected=len(result.class_names), actual=n_classes)
+    try:
+        logits = _logits(module, _scaled(scaler_obj, X), mask)
+    except Exception as exc:
+        msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
+        return _fail(result, "verify-failed", f"prediction failed: {msg}")
+    result.finite = bool(np.isfinite(logits).all())
+    if not result.finite:
+        bad = int((~np.isfinite(logits)).any(axis=1).sum())
+        return _fail(result, "verify-failed", f"predictions are not finite for {bad} of {len(logits)} episodes")
+    n_classes = n_classes or logits.shape[1]
+    pred = logits.argmax(axis=1)
+    acc, per_class, cm = _metrics(pred, y, n_classes, result.class_names)
+    result.accuracy, result.per_class, result.confusion_matrix = acc, per_class, cm
+
+    # 4. against the declared accuracy
+    if expect_acc is None:
+        result.reasons.append(f"no accuracy declared: passes on load and finite predictions (accuracy {acc:.4f})")
+        result.passed = True
+        return result
+    threshold = expect_acc - float(tolerance)
+    if acc + 1e-12 >= threshold:
+        result.passed = True
+        result.reasons.append(f"accuracy {acc:.4f} reaches the declared {expect_acc:.4f} (tolerance {tolerance:g})")
+        return result
+    return _fail(result, "accuracy-below-declared",
+                 f"accuracy {acc:.4f} on {result.n_episodes} episodes misses the declared {expect_acc:.4f} "
+                 f"(tolerance {tolerance:g})" + (f" with scaler {scaler_path}" if scaler_path else ""),
+                 expected=expect_acc, actual=round(acc, 6))
+
+
+# --------------------------------------------------------------------------- recover_scaler
+
+
+def _fit(dataset, recipe: str, split_args: dict | None = None):
+    """A scaler fitted by `recipe`; train-split uses the split the checkpoint records (seed, fractions)."""
+    from ckreg.scaler import fit_scaler
+
+    if recipe == "train-split" and split_args:
+        from ckreg.data import split as make_split
+
+        return fit_scaler(dataset, recipe="train-split", split=make_split(dataset, **split_args))
+    return fit_scaler(dataset, recipe=recipe)
+
+
+def recorded_split(insp) -> dict:
+    """The split a ckreg-trained checkpoint records (seed, val, test), for the train-split recipe; {} otherwise.
+
+    ckreg's trainer writes it into safetensors `__metadata__` (`ckreg.recipe`,
+    `ckreg.seed`) and Lightning `hyper_parameters` (train/loop.py).
+    """
+    meta = getattr(insp, "metadata", None) or {}
+    holders: list[dict] = []
+    md = meta.get("__metadata__") if isinstance(meta.get("__metadata__"), dict) else {}
+    if md.get("ckreg.recipe"):
+        try:
+            holders.append(json.loads(md["ckreg.recipe"]))
+        except (TypeError, ValueError):
+            pass
+    if "ckreg.seed" in md:
+        holders.append({"seed": md["ckreg.seed"]})
+    if isinstance(meta.get("hyper_parameters"), dict):
+        holders.append(meta["hyper_parameters"])
+    out: dict = {}
+    for h in holders:
+        for key, name in (("seed", "seed"), ("val_fraction", "val"), ("test_fraction", "test")):
+            if name not in out and h.get(key) is not None:
+                try:
+                    out[name] = int(h[key]) if name == "seed" else float(h[key])
+                except (TypeError, ValueError):
+                    pass
+    return out
+
+
+def try_recipes(ckpt: str | os.PathLike, data: Any, expect_acc: float | None = None,
+                tolerance: float = DEFAULT_TOLERANCE, recipes: Iterable[str] = RECIPES, split: str = "all",
+                _model: tuple | None = None) -> tuple[list[Candidate], dict[str, tuple[Any, VerifyResult]]]:
+    """Fit a scaler by each recipe and verify the checkpoint with it; writes nothing."""
+    ckpt = Path(ckpt)
+    dataset = load_data(data)
+    if dataset is None:
+        raise UsageError("recovering a scaler needs data (--data DIR)")
+    model = _model if _model is not None else _load_model(ckpt)
+    split_args = recorded_split(model[2])
+    cands: list[Candidate] = []
+    fitted: dict[str, tuple[Any, VerifyResult]] = {}
+    for recipe in recipes:
+        try:
+            sc = _fit(dataset, recipe, split_args)
+        except CkregError as exc:
+            cands.append(Candidate(recipe=recipe, note=exc.render()))
+            continue
+        res = verify_pair(ckpt, sc, dataset, expect_acc=expect_acc, tolerance=tolerance, split=split, _model=model)
+        res.scaler = f"<{recipe} fit>"
+        res.data = _data_label(data)
+        cands.append(Candidate(recipe=recipe, accuracy=res.accuracy, passed=res.passed, finite=res.finite,
+                               note="; ".join(res.reasons) or None))
+        fitted[recipe] = (sc, res)
+    return cands, fitted
+
+
+def _choose(cands: list[Candidate], expect_acc: float | None) -> tuple[Candidate | None, str]:
+    scored = [c for c in cands if c.accuracy is not None and c.finite]
+    if not scored:
+        return None, "none-verifies"
+    best = max(scored, key=lambda c: c.accuracy)   # ties: the first recipe in the given order
+    if expect_acc is None:
+        return best, "best-accuracy"
+    passing = [c for c in scored if c.passed]
+    if passing:
+        return max(passing, key=lambda c: c.accuracy), "declared-accuracy"
+    return best, "none-verifies"
+
+
+def _reserve(directory: Path, stem: str, exts: Sequence[str]) -> list[Path]:
+    """Free names `<stem>.scaler<ext>`, then `<stem>.scaler-1<ext>`, ...: one index for all extensions."""
+    n = 0
+    while True:
+        base = f"{stem}.scaler" if n == 0 else f"{stem}.scaler-{n}"
+        paths = [directory / f"{base}{ext}" for ext in exts]
+        if not any(p.exists() or p.is_symlink() for p in paths):
+            return paths
+        n += 1
+
+
+def _link_into_place(tmp: Path, target: Path) -> None:
+    """Publish tmp as target without ever replacing an existing file (link fails if target exists)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError as exc:
+        raise CkregError(f"{target} appeared while writing; not overwritten", path=str(target)) from exc
+    except OSError:
+        # filesystems without hard links: exclusive create + copy
+        with open(target, "xb") as dst, open(tmp, "rb") as src:
+            dst.write(src.read())
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def write_recovered(scaler, ckpt: Path, recovery: dict, out_dir: Path | None = None, pkl: bool = False) -> tuple[Path, Path | None]:
+    """Write a recovered scaler next to the checkpoint (or in out_dir) under a fresh name; never clobbers."""
+    from ckreg.scaler import save_json
+
+    directory = Path(out_dir) if out_dir is not None else ckpt.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    exts = [".json", ".pkl"] if pkl else [".json"]
+    for _attempt in range(100):
+        paths = _reserve(directory, ckpt.stem, exts)
+        json_path = paths[0]
+        tmp = directory / f".{json_path.name}.{os.getpid()}.tmp"
+        save_json(scaler, tmp)
+        doc = json.loads(tmp.read_text(encoding="utf-8"))
+        doc["recovered"] = recovery
+        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            _link_into_place(tmp, json_path)
+        except CkregError:
+            continue   # raced with another writer: take the next free name
+        pkl_path = None
+        if pkl:
+            from ckreg.scaler import save_pickle
+
+            pkl_path = paths[1]
+            ptmp = directory / f".{pkl_path.name}.{os.getpid()}.tmp"
+            save_pickle(scaler, ptmp)
+            _link_into_place(ptmp, pkl_path)
+        return json_path, pkl_path
+    raise CkregError(f"no free scaler name next to {ckpt}", path=str(ckpt))
+
+
+def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLike | None = None,
+                   expect_acc: float | None = None, recipes: Iterable[str] = RECIPES, *,
+                   tolerance: float = DEFAULT_TOLERANCE, pkl: bool = False, write: bool = True,
+                   split: str = "all") -> RecoverResult:
+    """Re-fit the scaler of a checkpoint by the known recipes and keep the one that verifies.
+
+    Chooses the most accurate recipe that reaches `expect_acc` (within
+    `tolerance`); without a declared accuracy, the most accurate one
+    (`chosen_by` says which rule applied). Writes `<ckpt-stem>.scaler.json`
+    (+ `.pkl` with `pkl=True`) next to the checkpoint, or in `out_dir`, under
+    a name that is free (`-1`, `-2`, ... suffixes): an existing file is never
+    replaced. The JSON records how it was recovered. Nothing is written when
+    no recipe verifies or `write=False`.
+    """
+    ckpt = Path(ckpt)
+    expect_acc = normalize_acc(expect_acc)
+    recipes = tuple(recipes)
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        raise UsageError(f"unknown scaler recipe(s) {unknown}", hint=f"known: {', '.join(RECIPES)}")
+    if not ckpt.exists():
+        raise UsageError(f"checkpoint {ckpt} does not exist", path=str(ckpt))
+    dataset = load_data(data)
+    result = RecoverResult(ckpt=str(ckpt), data=_data_label(data), data_hash=getattr(dataset, "data_hash", None),
+                           expect_acc=expect_acc, tolerance=tolerance)
+    try:
+        model = _load_model(ckpt)
+    except Exception as exc:
+        msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
+        result.reasons.append(f"does not load strictly into the zoo: {msg}")
+        result.chosen_by = "none-verifies"
+        return result
+    cands, fitted = try_recipes(ckpt, dataset, expect_acc, tolerance, recipes, split=split, _model=model)
+    result.candidates = cands
+    best, rule = _choose(cands, expect_acc)
+    result.chosen_by = rule
+    if best is None:
+        result.reasons.append("no recipe gives finite predictions")
+        return result
+    scaler, verification = fitted[best.recipe]
+    result.recipe, result.accuracy, result.verification = best.recipe, best.accuracy, verification
+    result.passed = rule != "none-verifies"
+    if not result.passed:
+        result.reasons.append(f"no recipe reaches the declared accuracy {expect_acc:.4f}; best is "
+                              f"{best.recipe} at {best.accuracy:.4f}; nothing written")
+        return result
+    if rule == "best-accuracy":
+        result.reasons.append(f"no accuracy declared: kept the most accurate recipe ({best.recipe}, {best.accuracy:.4f})")
+    else:
+        result.reasons.append(f"{best.recipe} reaches {best.accuracy:.4f} >= declared {expect_acc:.4f} - {tolerance:g}")
+    if not write:
+        return result
+    recovery = {
+        "recipe": best.recipe,
+        "data_hash": result.data_hash,
+        "data": result.data,
+        "accuracy": best.accuracy,
+        "n_episodes": verification.n_episodes,
+        "split": split,
+        "chosen_by": rule,
+        "expect_acc": expect_acc,
+        "checkpoint": str(ckpt),
+        "candidates": [c.model_dump() for c in cands],
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "ckreg_version": __version__,
+    }
+    json_path, pkl_path = write_recovered(scaler, ckpt, recovery, Path(out_dir) if out_dir else None, pkl=pkl)
+    result.path, result.pkl_path, result.written = str(json_path), (str(pkl_path) if pkl_path else None), True
+    verification.scaler = str(json_path)
+    return result
+
+
+# --------------------------------------------------------------------------- audit hook
+
+
+class Pair(BaseModel):
+    """A checkpoint + scaler pair the audit found, with what the manifest declares for it."""
+
+    ckpt: str
+    scaler: str | None = None
+    expect_acc: float | None = None
+    tolerance: float | None = None
+    model: str | None = None      # manifest model name, for messages
+
+
+def _as_pair(item: Any) -> Pair:
+    if isinstance(item, Pair):
+        return item
+    if isinstance(item, dict):
+        return Pair(**item)
+    if isinstance(item, (tuple, list)):
+        fields = ["ckpt", "scaler", "expect_acc", "tolerance", "model"]
+        return Pair(**{k: (str(v) if k in ("ckpt", "scaler") and v is not None else v)
+                       for k, v in zip(fields, item)})
+    return Pair(ckpt=str(item))
+
+
+def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] = RECIPES,
+                     tolerance: float = DEFAULT_TOLERANCE, split: str = "all",
+                     results: list | None = None) -> list[Finding]:
+    """The audit's `--data` hook: verify each pair; on failure, say whether a re-fitted scaler fixes it.
+
+    `pairs` holds `Pair`s, dicts or `(ckpt, scaler, expect_acc[, tolerance[, model]])`
+    tuples. Returns findings: `verify-failed`, `scaler-feature-mismatch`,
+    `accuracy-below-declared` and, when a recipe makes the pair pass,
+    `scaler-recovered` naming the recipe and the accuracy. Writes nothing
+    (the audit is read-only). Each verified pair's `VerifyResult` is appended
+    to `results` when given (the audit can show accuracies).
+    """
+    dataset = load_data(data)
+    findings: list[Finding] = []
+    models: dict[str, tuple] = {}
+    for item in pairs:
+        pair = _as_pair(item)
+        tol = tolerance if pair.tolerance is None else pair.tolerance
+        label = f"{pair.model}: " if pair.model else ""
+        try:
+            model = models.get(pair.ckpt) or _load_model(Path(pair.ckpt))
+            models[pair.ckpt] = model
+        except Exception as exc:
+            msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
+            findings.append(Finding.make("verify-failed", f"{label}does not load strictly into the zoo: {msg}",
+                                         path=pair.ckpt))
+            continue
+        res = None
+        if pair.scaler is not None:
+            try:
+                res = verify_pair(pair.ckpt, pair.scaler, dataset, expect_acc=pair.expect_acc, tolerance=tol,
+                                  split=split, _model=model)
+            except (ScalerError, CkregError) as exc:
+                findings.append(Finding.make("verify-failed", f"{label}scaler {pair.scaler} cannot be used: {exc.render()}",
+                                             path=pair.ckpt))
+            if res is not None:
+                res.data = _data_label(data)
+                if results is not None:
+                    results.append(res)
+                for f in res.findings:
+                    findings.append(f.model_copy(update={"message": label + f.message}))
+                if res.passed or not res.loaded or res.finite is False:
+                    continue
+        # a failing (or missing) scaler: does a re-fitted one make the pair pass?
+        cands, _ = try_recipes(pair.ckpt, dataset, pair.expect_acc, tol, recipes, split=split, _model=model)
+        best, rule = _choose(cands, normalize_acc(pair.expect_acc))
+        if best is not None and rule != "none-verifies":
+            was = (f"the paired scaler {pair.scaler} gives {res.accuracy:.4f}" if res is not None and res.accuracy is not None
+                   else "it has no usable scaler")
+            findings.append(Finding.make(
+                "scaler-recovered",
+                f"{label}re-fitting the scaler with recipe {best.recipe!r} reaches accuracy {best.accuracy:.4f}"
+                + (f" (declared {normalize_acc(pair.expect_acc):.4f})" if pair.expect_acc is not None else "")
+                + f"; {was}. Run `ckreg scaler recover {pair.ckpt} --data {_data_label(data)}`",
+                path=pair.ckpt, expected=pair.scaler, actual={"recipe": best.recipe, "accuracy": round(best.accuracy, 6)}))
+    return findings
+
+
+__all__ = [
+    "VerifyResult", "RecoverResult", "ScalerCheck", "Candidate", "Pair",
+    "verify_pair", "recover_scaler", "verify_for_audit", "try_recipes", "check_scaler",
+    "find_sidecar_scaler", "load_data", "clear_data_cache", "normalize_acc", "write_recovered",
+    "DEFAULT_TOLERANCE", "RECIPES",
+]
