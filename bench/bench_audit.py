@@ -157,50 +157,65 @@ def generate(root: Path, n: int, seed: int = 0) -> dict:
 # ----------------------------------------------------------------------------- measuring
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Sum of VmRSS over pid and its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-    total, stack = 0, [pid]
+def _descendants(pid: int) -> list[int]:
+    """pid and all its descendants (Linux /proc/<pid>/task/<tid>/children; cheap, no full /proc scan)."""
+    out, stack = [], [pid]
     while stack:
         p = stack.pop()
-        stack.extend(children.get(p, []))
+        out.append(p)
         try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    stack.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _sample(pids: list[int], cpu: dict[int, float]) -> int:
+    """Sum of VmRSS (kB) over pids; records each pid's CPU seconds so far into `cpu`."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat", "rb") as fh:
+                stat = fh.read().decode(errors="replace")
+            fields = stat[stat.rindex(")") + 2:].split()
+            cpu[p] = (int(fields[11]) + int(fields[12])) / _TICK     # utime + stime
             with open(f"/proc/{p}/status") as fh:
                 for line in fh:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
                         break
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
     return total
 
 
 def measure_child(path: str, jobs: int, cores: int) -> dict:
-    """Run in a fresh process: pin to `cores` CPUs, run the audit, report time and memory."""
+    """Run in a fresh process: pin to `cores` CPUs, run the audit, report time, CPU and memory.
+
+    getrusage(RUSAGE_CHILDREN) sees the audit process itself but not pool workers
+    started through a forkserver (they are not our children), so the process
+    tree is also sampled from /proc every 50 ms: peak summed RSS and CPU seconds.
+    """
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[:cores]
         os.sched_setaffinity(0, cpus)
     out_path = Path(tempfile.mkstemp(suffix=".json")[1])
+    sample = sys.platform.startswith("linux")
+    cpu: dict[int, float] = {}
+    peak_tree = 0
     t0 = time.perf_counter()
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(CKREG + ["audit", path, "--format", "json", "--jobs", str(jobs), "--fail-on", "never"],
                                 stdout=out, stderr=subprocess.PIPE)
-        peak_tree = 0
-        sample = sys.platform.startswith("linux")
         while proc.poll() is None:
             if sample:
-                peak_tree = max(peak_tree, _tree_rss_kb(proc.pid))
-            time.sleep(0.01)
+                peak_tree = max(peak_tree, _sample(_descendants(proc.pid), cpu))
+            time.sleep(0.05)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace")
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -211,9 +226,12 @@ def measure_child(path: str, jobs: int, cores: int) -> dict:
         report = None
     out_path.unlink()
     checked = len(report.get("checked", [])) if isinstance(report, dict) else None
+    main_cpu = ru.ru_utime + ru.ru_stime
+    workers_cpu = sum(v for p, v in cpu.items() if p != proc.pid)
     return {"rc": proc.returncode, "wall_s": wall, "maxrss_mb": maxrss_kb / 1024, "tree_peak_mb": peak_tree / 1024,
             "checked": checked, "findings": len(report.get("findings", [])) if isinstance(report, dict) else None,
-            "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "stderr": err[-2000:]}
+            "cpu_s": main_cpu + workers_cpu, "main_cpu_s": main_cpu, "workers_cpu_s": workers_cpu,
+            "stderr": err[-2000:]}
 
 
 def measure(path: Path, jobs: int, cores: int) -> dict:
@@ -279,15 +297,24 @@ def main() -> None:
 
     print(f"\nckreg audit DIR --format json --jobs {args.jobs}, pinned to {args.cores} cores "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs on the machine)")
-    print(f"{'N':>6} {'checked':>8} {'wall s':>8} {'files/s':>9} {'peak RSS MB':>12} {'tree peak MB':>13} {'findings':>9}")
+    print(f"{'N':>6} {'checked':>8} {'wall s':>8} {'files/s':>9} {'CPU s':>7} {'files/CPU-s':>12} "
+          f"{'main RSS MB':>12} {'tree RSS MB':>12} {'findings':>9}")
     for r in results:
-        print(f"{r['n']:>6} {str(r['checked']):>8} {r['wall_s']:>8.2f} {r['files_per_s']:>9.1f} {r['peak_mb']:>12.1f} "
-              f"{r['tree_peak_mb_max']:>13.1f} {str(r['findings']):>9}")
+        print(f"{r['n']:>6} {str(r['checked']):>8} {r['wall_s']:>8.2f} {r['files_per_s']:>9.1f} {r['cpu_s']:>7.2f} "
+              f"{r['n'] / max(r['cpu_s'], 1e-9):>12.1f} {r['peak_mb']:>12.1f} {r['tree_peak_mb_max']:>12.1f} "
+              f"{str(r['findings']):>9}")
+    try:
+        load = os.getloadavg()[0]
+        print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} CPUs"
+              + ("  - the machine is busy: wall times are pessimistic, see CPU s" if load > args.cores else ""))
+    except OSError:
+        pass
     goal = results[-1]["files_per_s"] >= 200
     print(f"goal >= 200 files/s at N={results[-1]['n']}: {'met' if goal else 'MISSED'}")
     if len(results) > 1:
         growth = results[-1]["peak_mb"] / max(results[0]["peak_mb"], 1e-9)
-        print(f"peak RSS N={results[-1]['n']} / N={results[0]['n']}: {growth:.2f}x "
+        tree = results[-1]["tree_peak_mb_max"] / max(results[0]["tree_peak_mb_max"], 1e-9)
+        print(f"peak RSS N={results[-1]['n']} / N={results[0]['n']}: main process {growth:.2f}x, process tree {tree:.2f}x "
               f"(files {results[-1]['n'] / results[0]['n']:.0f}x)")
     if base:
         rate = base["files"] / base["wall_s"]

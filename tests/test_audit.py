@@ -399,3 +399,86 @@ def test_real_archive_without_manifest(archive_dir):
     assert codes(r) == {"duplicate-weights", "scaler-ambiguous"}
     assert r.extra["files"]["best_model/ms3dgru_best.ckpt"]["family"] == "MS3DGRU"
     assert r.extra["scalers"]["best_model/scaler.pkl"]["paired_with"] == ["best_model/ms3dgru_best.ckpt"]
+
+
+# -- the CLI: thin, report written before exiting ------------------------------------------------------
+
+def test_cli_writes_the_report_then_exits(tmp_path, torch_mod):
+    from click.testing import CliRunner
+
+    from ckreg.cli import cli
+
+    archive = tmp_path / "archive"
+    save_ckpt(archive / "GRU_best.ckpt", "StackedGRU")
+    out = tmp_path / "reports" / "audit.json"
+    res = CliRunner().invoke(cli, ["audit", str(archive), "--format", "json", "--output", str(out)])
+    assert res.exit_code == EXIT_FINDINGS, res.output
+    r = Report.model_validate_json(out.read_text(encoding="utf-8"))
+    assert "family-mislabeled" in codes(r)
+    assert "exit 1" in res.stderr and res.stdout == ""
+    res = CliRunner().invoke(cli, ["audit", str(archive), "--fail-on", "never", "--format", "sarif"])
+    assert res.exit_code == EXIT_OK and json.loads(res.stdout)["version"] == "2.1.0"
+
+
+def test_cli_exit_codes_and_errors(tmp_path, torch_mod):
+    from click.testing import CliRunner
+
+    from ckreg.cli import cli
+
+    runner = CliRunner()
+    out = tmp_path / "r.xml"
+    res = runner.invoke(cli, ["audit", str(tmp_path / "typo"), "--format", "junit", "-o", str(out)])
+    assert res.exit_code == EXIT_USAGE and "no such file or folder" in out.read_text(encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    assert runner.invoke(cli, ["audit", str(tmp_path / "empty")]).exit_code == EXIT_NOTHING
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - {name: A, family: GRUU}\n", encoding="utf-8")
+    res = runner.invoke(cli, ["audit", str(tmp_path / "empty"), "-m", str(bad)])
+    assert res.exit_code == EXIT_USAGE and f"{bad}:2: models[0].family" in res.output
+    ckpt = save_ckpt(tmp_path / "x" / "model.ckpt", "GRU")
+    res = runner.invoke(cli, ["audit", str(tmp_path / "x"), "-o", str(ckpt)])
+    assert res.exit_code == EXIT_USAGE and "refusing to overwrite" in res.output
+    assert ckpt.read_bytes()[:2] == b"PK"
+
+
+# -- the --data hook (issue #5: ckreg.verify implements the verification) ------------------------------
+
+def test_data_hook_passes_pairs_with_declared_accuracy(tmp_path, torch_mod, monkeypatch):
+    import ckreg.verify as verify
+    from ckreg.findings import Finding
+
+    archive = tmp_path / "a"
+    save_ckpt(archive / "gru.ckpt", "GRU")
+    save_scaler(archive / "scaler.json")
+    (tmp_path / "data").mkdir()
+    m = manifest(tmp_path, "models:\n  - {name: G, family: GRU, path: gru.ckpt, metrics: {accuracy: 0.99, tolerance: 0.01}}\n")
+    seen = {}
+
+    def fake(pairs, data, results=None, **kw):
+        seen["pairs"], seen["data"] = [p.model_dump() for p in pairs], data
+        return [Finding.make("accuracy-below-declared", "0.50 < 0.99", path=str(archive / "gru.ckpt"))]
+
+    monkeypatch.setattr(verify, "verify_for_audit", fake)
+    r = audit(archive, m, data=tmp_path / "data")
+    (pair,) = seen["pairs"]
+    assert pair["ckpt"] == str(archive / "gru.ckpt") and pair["scaler"].endswith("scaler.json")
+    assert (pair["expect_acc"], pair["tolerance"], pair["model"]) == (0.99, 0.01, "G")
+    assert [(f.code, f.path) for f in by_code(r, "accuracy-below-declared")] == [("accuracy-below-declared", "gru.ckpt")]
+    with pytest.raises(UsageError, match="--data"):
+        audit(archive, m, data=tmp_path / "no-such-data")
+
+
+def test_pre_commit_hooks_name_real_commands():
+    import yaml
+    from click.testing import CliRunner
+
+    from ckreg.cli import cli
+
+    hooks = yaml.safe_load((Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml").read_text())
+    by_id = {h["id"]: h for h in hooks}
+    assert by_id["ckreg-audit"]["entry"] == "ckreg audit" and by_id["ckreg-audit"]["language"] == "python"
+    assert by_id["ckreg-audit"]["pass_filenames"] is False
+    for hook in hooks:
+        words = hook["entry"].split()
+        assert words[0] == "ckreg"
+        assert CliRunner().invoke(cli, [*words[1:], "--help"]).exit_code == 0

@@ -155,3 +155,11 @@ def test_cli_manifest_schema_and_check(tmp_path):
     res = runner.invoke(cli, ["manifest", "check", str(bad)])
     assert res.exit_code == 2
     assert f"{bad}:3: models[0].family" in res.output
+
+
+def test_cli_check_many_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: []\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["manifest", "check", str(MANIFEST), str(bad)])
+    assert res.exit_code == 2
+    assert "signglove.yaml: ok" in res.stdout and f"{bad}:1: models" in res.stderr

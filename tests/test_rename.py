@@ -311,9 +311,15 @@ def test_interrupted_run_leaves_each_file_once_and_undo_restores(tmp_path):
     for old, new in planned.items():
         assert (old in after) != (new in after)                            # exactly one of the two names
         assert after.get(old, after.get(new)) == before[old]
+    # renaming again before undoing could orphan a companion: refused, and said in the plan
+    again = plan(root)
+    assert any("interrupted" in n for n in again.notes)
+    with pytest.raises(CkregError, match="interrupted"):
+        apply_rename(again)
     u = undo_rename(root)
     assert u.conflicts == []
     assert snapshot(root) == before
+    assert not plan(root).notes and apply_rename(plan(root)).applied   # after undo, renaming works again
 
 
 # ------------------------------------------------------------------------- manifest

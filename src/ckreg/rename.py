@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import ctypes.util
 import errno
 import hashlib
 import json
@@ -62,7 +61,7 @@ __all__ = [
     "DEFAULT_TEMPLATE", "TEMPLATE_FIELDS", "CHECKPOINT_SUFFIXES", "JOURNAL_DIR",
     "Move", "ManifestEdit", "RenamePlan", "Journal", "UndoResult", "JournalError",
     "plan_rename", "plan_from_inspections", "apply_rename", "undo_rename",
-    "validate_template", "render_name", "variant_tokens", "find_journal", "read_journal",
+    "validate_template", "render_name", "variant_tokens", "find_journal", "read_journal", "interrupted_journals",
 ]
 
 # `{ext}` carries its dot (".ckpt"; "" for a file without one) so a template
@@ -482,6 +481,9 @@ def plan_rename(paths_or_root: str | os.PathLike | Sequence[str | os.PathLike], 
     insps = list((inspector or _default_inspector)(files, max(1, int(jobs)))) if files else []
     plan = plan_from_inspections(root, insps, template=template, manifest=manifest)
     plan.skipped[:0] = [Skipped(path=_rel(root, s.path), reason=s.reason) for s in skipped]
+    for j in interrupted_journals(root / JOURNAL_DIR):
+        plan.notes.append(f"an earlier rename was interrupted ({j}); applying is refused until "
+                          f"`ckreg rename --undo {j}` has restored it")
     return plan
 
 
@@ -696,7 +698,7 @@ def _plan_manifest(plan: RenamePlan, manifest: Path) -> None:
 
 def _libc_fn(name: str):
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)   # the running process's symbols (libc); no ldconfig subprocess
         fn = getattr(libc, name)
     except (OSError, AttributeError):
         return None
@@ -861,6 +863,10 @@ def apply_rename(plan: RenamePlan, journal_dir: str | os.PathLike | None = None)
     jdir.mkdir(parents=True, exist_ok=True)
     delay = _test_delay()
     with _Lock(jdir):
+        stopped = interrupted_journals(jdir)
+        if stopped:
+            raise CkregError(f"an earlier rename was interrupted (journal {stopped[-1]})",
+                             hint=f"run `ckreg rename --undo {stopped[-1]}` first, then rename again")
         jpath = _new_journal_path(jdir)
         result.path = str(jpath)
         jw = _JournalWriter(jpath)
@@ -980,7 +986,7 @@ def find_journal(path: str | os.PathLike | None = None) -> Path:
     if not p.is_dir():
         raise JournalError(f"{p}: no such journal or folder", hint="pass a journal-*.jsonl or the folder you renamed")
     jdir = p if p.name == JOURNAL_DIR else p / JOURNAL_DIR
-    journals = sorted(jdir.glob("journal-*.jsonl")) if jdir.is_dir() else []
+    journals = [j for j in sorted(jdir.glob("journal-*.jsonl")) if not _empty(j)] if jdir.is_dir() else []
     if not journals:
         raise JournalError(f"{p}: no rename journal found in {jdir}", hint="nothing was renamed here by ckreg")
     for j in reversed(journals):
@@ -990,6 +996,13 @@ def find_journal(path: str | os.PathLike | None = None) -> Path:
         except JournalError:
             return j   # let undo report the corruption clearly
     raise JournalError(f"{p}: every rename journal in {jdir} is already undone", hint="nothing left to undo")
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def read_journal(path: str | os.PathLike) -> list[dict]:
@@ -1024,6 +1037,28 @@ def read_journal(path: str | os.PathLike) -> list[dict]:
         if rec["type"] == "intent" and not all(isinstance(rec.get(k), str) for k in ("old", "new")):
             raise JournalError(f"corrupted journal: intent record {i + 1} lacks old/new paths", path=str(path))
     return records
+
+
+def interrupted_journals(journal_dir: str | os.PathLike) -> list[Path]:
+    """Journals of runs that stopped half-way (no `end` record) and were not undone since.
+
+    After such a run a checkpoint may carry its new name while a companion still
+    has the old stem; renaming again would orphan the companion, so apply refuses
+    until `--undo` has put the run back.
+    """
+    jdir = Path(journal_dir)
+    out = []
+    for j in sorted(jdir.glob("journal-*.jsonl")) if jdir.is_dir() else []:
+        if _empty(j):
+            continue   # killed before the header was written: nothing happened
+        try:
+            recs = read_journal(j)
+        except JournalError:
+            out.append(j)
+            continue
+        if not any(r["type"] == "end" for r in recs) and not _is_undone(recs):
+            out.append(j)
+    return out
 
 
 def _is_undone(records: list[dict]) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from ckreg.arch import FAMILIES, ArchSpec
 from ckreg.inspect import NOT_RECORDED, inspect_tensors, spec_from_inspection
 from ckreg.inspect.detectors import DETECTORS
+from ckreg.inspect.layouts import param_counts
 from ckreg.inspect.names import braces, collapse_names
 
 # Variants the archive never showed: other sizes, layers, classes, cells, kernels, WRN shapes.
@@ -38,7 +39,9 @@ VARIANTS = [
     ("MSCGRU_ScaleAware", {}),
     ("MSCGRU_ScaleAware", {"hidden_size": 32, "cnn_filters": 16}),
     ("WRN", {"depth": 16, "widen_factor": 1, "conv_dim": 1}),
+    ("WRN", {"depth": 16, "widen_factor": 1, "conv_dim": 2}),
     ("WRN", {"depth": 16, "widen_factor": 3, "conv_dim": 1}),
+    ("WRN", {"depth": 28, "widen_factor": 3, "conv_dim": 1}),
     ("WRN", {"depth": 28, "widen_factor": 1, "conv_dim": 2}),
     ("WRN", {"depth": 28, "widen_factor": 3, "conv_dim": 2, "num_classes": 10}),
 ]
@@ -56,8 +59,7 @@ def test_family_and_hyperparameters(family_state_dict, to_records, family, overr
     assert insp.confidence == 1.0
     assert insp.hyperparameters == spec.weight_hparams()
     assert insp.leftovers == [] and insp.findings == []
-    params, buffers = spec and __import__("ckreg.inspect.layouts", fromlist=["x"]).param_counts(spec)
-    assert (insp.params.trainable, insp.params.buffers) == (params, buffers)
+    assert (insp.params.trainable, insp.params.buffers) == param_counts(spec)
     assert 0.0 <= insp.confidence <= 1.0
     # the zoo contract: the inspected spec rebuilds exactly the same architecture
     assert spec_from_inspection(insp) == spec
@@ -119,6 +121,14 @@ def test_metadata_breaks_the_tie_only_when_clear(family_state_dict, to_records, 
         assert any("metadata" in e and family in e for e in insp.evidence)
         assert 0.5 < insp.confidence < 1.0
         assert not any(f.code == "family-ambiguous" for f in insp.findings)
+
+
+def test_metadata_naming_another_family_contradicts_an_ambiguous_file(family_state_dict, to_records):
+    insp = inspect_tensors(to_records(family_state_dict("MSCSGRU_ScaleHard")),
+                           metadata={"hyper_parameters": {"model_name": "MSCSGRU"}})
+    assert insp.family == "ambiguous"
+    bad = [f for f in insp.findings if f.code == "metadata-contradicts-weights"]
+    assert len(bad) == 1 and bad[0].actual == "MSCSGRU"
 
 
 def test_metadata_contradictions_and_not_recorded(family_state_dict, to_records):
@@ -259,3 +269,25 @@ def test_collapse_names_and_braces():
     assert collapse_names(grid) == ["b.{0,1}.c.{0..2}"]
     partial = ["b.0.c.0", "b.0.c.1", "b.1.c.0"]
     assert collapse_names(partial) == ["b.0.c.{0,1}", "b.1.c.0"]
+
+
+def test_odd_shapes_never_crash():
+    """Signature keys with random shapes, ranks and dtypes: candidates or unknown, never an exception."""
+    import random
+
+    from ckreg.inspect.layouts import expected_layout
+    from ckreg.readers.model import TensorRecord
+
+    rng = random.Random(7)
+    layouts = [expected_layout(ArchSpec.for_family(f)) for f in FAMILIES]
+    for _ in range(400):
+        lay = dict(rng.choice(layouts))
+        lay.update(rng.sample(list(rng.choice(layouts).items()), 4))
+        for k in rng.sample(list(lay), min(len(lay), rng.randint(1, 8))):
+            if rng.random() < 0.3:
+                del lay[k]
+            else:
+                lay[k] = tuple(rng.randint(0, 5) for _ in range(rng.randint(0, 6)))
+        recs = {k: TensorRecord(k, rng.choice(["float32", "int64"]), s) for k, s in lay.items()}
+        insp = inspect_tensors(recs, metadata={"hyper_parameters": {"hidden_size": rng.choice([1, "x", [1], None])}})
+        assert 0.0 <= insp.confidence <= 1.0 and insp.description

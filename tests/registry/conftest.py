@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ckreg.data import SIGNGLOVE_CHANNELS
 from ckreg.registry import Registry
-from reghelpers import _save, tiny_spec
+from reghelpers import tiny_spec
 
 
 @pytest.fixture
@@ -65,21 +66,21 @@ def gru_ckpt(tmp_path, torch_mod):
 
 @pytest.fixture
 def scaler_file(tmp_path):
-    """scaler_file(seed) -> path of a scaler.json for 8 channels (needs ckreg.scaler)."""
+    """scaler_file(seed, pkl=False) -> path of a scaler (JSON or sklearn pickle) for 8 channels."""
     scaler_mod = pytest.importorskip("ckreg.scaler")
     np = pytest.importorskip("numpy")
+    made: dict[tuple[int, bool], Path] = {}
 
     def make(seed: int = 0, pkl: bool = False) -> Path:
+        if (seed, pkl) in made:
+            return made[(seed, pkl)]
         rng = np.random.default_rng(seed)
-        mean = rng.normal(size=8)
         scale = rng.uniform(0.5, 2.0, size=8)
-        sc = scaler_mod.Scaler(mean=mean.tolist(), scale=scale.tolist(), var=(scale ** 2).tolist(), n_features=8,
-                               n_samples_seen=100, channel_names=["flex1", "flex2", "flex3", "flex4", "flex5",
-                                                                  "pitch", "roll", "yaw"],
+        sc = scaler_mod.Scaler(mean=rng.normal(size=8).tolist(), scale=scale.tolist(), var=(scale ** 2).tolist(),
+                               n_features=8, n_samples_seen=100, channel_names=list(SIGNGLOVE_CHANNELS),
                                recipe="train-split", data_hash=f"data-{seed}")
         path = tmp_path / "scalers" / f"scaler_{seed}.{'pkl' if pkl else 'json'}"
-        path.parent.mkdir(exist_ok=True)
-        _save(scaler_mod, sc, "save_pickle" if pkl else "save_json", path)
-        return path
+        made[(seed, pkl)] = (scaler_mod.save_pickle if pkl else scaler_mod.save_json)(sc, path)
+        return made[(seed, pkl)]
 
     return make

@@ -35,14 +35,6 @@ def stub_add(reg: Registry, path: Path, name: str = "GRU", spec: ArchSpec | None
     return reg.add(path, name=name, spec=spec, inspection=stub_inspection(path, spec), **kw)
 
 
-def _save(mod, scaler, how: str, path: Path) -> None:
-    method = getattr(scaler, how, None)
-    if callable(method):
-        method(path)
-    else:
-        getattr(mod, how)(scaler, path)
-
-
 def flip_byte(path: Path, offset: int = 100) -> None:
     """Corrupt one byte in place (blobs are read-only: make it writable first)."""
     os.chmod(path, 0o644)

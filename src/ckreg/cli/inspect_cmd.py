@@ -10,6 +10,7 @@ while the other files are still reported.
 from __future__ import annotations
 
 import math
+import os
 
 import click
 
@@ -87,6 +88,7 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
         fam = Text(insp.family + (" (recognised but broken)" if broken else ""),
                    style="yellow" if broken else "green")
     fam.append(f"   confidence {insp.confidence:.2f}", style="dim")
+    grid.add_row("file", Text(insp.path, overflow="fold"))
     grid.add_row("family", fam)
     if insp.hyperparameters:
         grid.add_row("hyperparameters", Text(", ".join(f"{k}={_hyper(v)}" for k, v in insp.hyperparameters.items())))
@@ -99,9 +101,9 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
                                     f"{_fmt(p.tensors)} tensors, {_fmt(p.bytes)} bytes ({dtypes})"))
     grid.add_row("format", Text(f"{insp.format or '-'}, {_fmt(insp.size or 0)} bytes on disk, "
                                 f"{_fmt(insp.bytes_read)} read"))
-    grid.add_row("sha256", Text(insp.sha256 or "-"))
-    grid.add_row("layout_sha256", Text(insp.layout_sha256 or "-"))
-    grid.add_row("weights_sha256", Text(insp.weights_sha256 or "(use --hash)", style="" if insp.weights_sha256 else "dim"))
+    for label, value in (("sha256", insp.sha256), ("layout_sha256", insp.layout_sha256),
+                         ("weights_sha256", insp.weights_sha256)):
+        grid.add_row(label, Text(value, overflow="fold") if value else Text("(use --hash)", style="dim"))
     meta = _meta_line(insp.metadata)
     if meta:
         grid.add_row("metadata", Text(meta))
@@ -129,7 +131,7 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
     parts = [grid]
     if tree and insp.layout:
         parts.append(module_tree(insp))
-    out.print(Panel(Group(*parts), title=Text(insp.path), title_align="left"))
+    out.print(Panel(Group(*parts), title=Text(os.path.basename(insp.path) or insp.path), title_align="left"))
 
 
 def _meta_line(meta: dict) -> str:

@@ -21,15 +21,28 @@ def schema_cmd() -> None:
 
 
 @manifest_group.command("check")
-@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the validated manifest as JSON.")
-def check_cmd(file: str, as_json: bool) -> None:
-    """Validate FILE; exit 0 when valid, 2 with every problem (file:line: field: what) when not."""
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the validated manifest(s) as JSON.")
+def check_cmd(files: tuple[str, ...], as_json: bool) -> None:
+    """Validate manifest FILES; exit 0 when all are valid, 2 with every problem (file:line: field: what)."""
+    from ckreg.errors import ManifestError
+    from ckreg.findings import EXIT_USAGE
     from ckreg.manifest import load_manifest
 
-    manifest = load_manifest(file)  # ManifestError -> one message, exit 2 (cli/__init__.py)
-    if as_json:
-        click.echo(manifest.model_dump_json(indent=2))
-        return
-    names = ", ".join(m.name for m in manifest.models)
-    click.echo(f"{file}: ok ({len(manifest.models)} model{'s' if len(manifest.models) != 1 else ''}: {names})")
+    failed = False
+    for file in files:
+        try:
+            manifest = load_manifest(file)
+        except ManifestError as exc:
+            if len(files) == 1:
+                raise  # one message, exit 2 (cli/__init__.py)
+            click.echo(f"error: {exc.render()}", err=True)
+            failed = True
+            continue
+        if as_json:
+            click.echo(manifest.model_dump_json(indent=2))
+            continue
+        names = ", ".join(m.name for m in manifest.models)
+        click.echo(f"{file}: ok ({len(manifest.models)} model{'s' if len(manifest.models) != 1 else ''}: {names})")
+    if failed:
+        click.get_current_context().exit(EXIT_USAGE)

@@ -91,23 +91,35 @@ def registry_group(ctx: click.Context, registry_path: Path | None) -> None:
               help="a verification result JSON (e.g. `ckreg verify --json` output) to record")
 @click.option("--provenance", "provenance_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="provenance JSON (training recipe, split, data hash)")
+@click.option("--data", "data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="verify the pair on this dataset (SignGlove folder or .npz) and record the result")
+@click.option("--expect-acc", "expect_acc", type=float, default=None,
+              help="with --data: the accuracy the pair must reach (fraction or percent)")
 @click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
 @_registry_option
 @click.pass_context
-def add_cmd(ctx, ckpt, scaler, name, family, sets, aliases, verification_file, provenance_file, as_json, registry_path):
+def add_cmd(ctx, ckpt, scaler, name, family, sets, aliases, verification_file, provenance_file, data, expect_acc,
+            as_json, registry_path):
     """Register CKPT (and its scaler) as the next version of NAME; re-adding the same pair is a no-op."""
     reg = _open(ctx, registry_path)
     res = reg.register(ckpt, scaler, name=name, family=family, overrides=_parse_sets(sets) or None,
                        verification=_read_json_file(verification_file, "verification"),
-                       provenance=_read_json_file(provenance_file, "provenance"), aliases=aliases)
+                       provenance=_read_json_file(provenance_file, "provenance"), aliases=aliases,
+                       data=data, expect_acc=expect_acc)
     v = res.version
     if as_json:
         echo_json({**v.summary(), "created": res.created})
-    elif res.created:
+        sys.exit(EXIT_OK)
+    if res.created:
         click.echo(f"registered {v.ref} ({v.family}, sha256 {v.sha256[:12]}, pair {v.pair_digest[:12]})"
                    + (f" aliases: {', '.join(v.aliases)}" if v.aliases else ""))
     else:
-        click.echo(f"already registered as {v.ref} (same checkpoint and scaler); nothing added")
+        click.echo(f"already registered as {v.ref} (same checkpoint and scaler); nothing added"
+                   + (f"; aliases: {', '.join(v.aliases)}" if v.aliases else ""))
+    if v.verification is not None:
+        click.echo(f"verification: accuracy {_pct(v.accuracy)}, " + ("passed" if v.verified else "FAILED"))
+    for note in (v.scaler.warnings if v.scaler else []):
+        click.echo(f"note: {note}", err=True)
     sys.exit(EXIT_OK)
 
 

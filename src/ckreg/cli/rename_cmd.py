@@ -58,7 +58,9 @@ def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, job
     if not plan.empty and not yes:
         if not sys.stdin.isatty():
             fail("refusing to rename without confirmation: pass --yes (or --dry-run to preview)", EXIT_USAGE)
-        click.confirm(f"Rename {len(plan.moves)} file(s)?", abort=True, err=True)
+        if not click.confirm(f"Rename {len(plan.moves)} file(s)?", err=True):
+            click.echo("nothing renamed", err=True)
+            sys.exit(0)
     result = core.apply_rename(plan, journal_dir=journal_dir)
     if as_json:
         echo_json({"dry_run": False, "plan": plan, "result": result})

@@ -49,52 +49,56 @@ def _parse_episode(path: Path, T: int, channels: Sequence[str]) -> tuple[list[li
     """Rows (first T, float) and reasons this episode is degenerate; rows is None when unusable.
 
     Missing columns and non-numeric or non-finite cells become NaN (reported);
-    a file with no data rows yields None.
+    a file with no data rows yields None. A well-formed file takes the fast
+    path (one numpy conversion); anything odd is re-parsed cell by cell so the
+    reason can name the column and line.
     """
-    reasons: list[str] = []
+    import numpy as np
+
     try:
         with open(path, "r", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                return None, ["empty file (no header, no rows)"]
-            names = [h.strip().lower() for h in header]
-            col = {}
-            for name in channels:
-                col[name] = names.index(name) if name in names else None
-            missing = [n for n, i in col.items() if i is None]
-            if missing:
-                reasons.append(f"missing columns: {', '.join(missing)}")
-            idx = [col[n] for n in channels]
-            rows: list[list[float]] = []
-            n_rows = 0
-            bad_cells = 0
-            first_bad = ""
-            for line_no, rec in enumerate(reader, start=2):
-                if not rec or all(not cell.strip() for cell in rec):
-                    continue  # blank line
-                n_rows += 1
-                if len(rows) >= T:
-                    continue  # cut to T; keep counting rows only
-                vals = []
-                for name, i in zip(channels, idx):
-                    if i is None:
-                        vals.append(math.nan)
-                        continue
-                    cell = rec[i].strip() if i < len(rec) else ""
-                    try:
-                        v = float(cell)
-                        if not math.isfinite(v):
-                            raise ValueError
-                    except ValueError:
-                        v = math.nan
-                        bad_cells += 1
-                        if not first_bad:
-                            first_bad = f"{cell!r} in column {name}, line {line_no}"
-                    vals.append(v)
-                rows.append(vals)
+            records = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return None, [f"unreadable: {type(exc).__name__}: {exc}"]
+    if not records:
+        return None, ["empty file (no header, no rows)"]
+    names = [h.strip().lower() for h in records[0]]
+    idx = [names.index(n) if n in names else None for n in channels]
+    body = [(line_no, rec) for line_no, rec in enumerate(records[1:], start=2)
+            if rec and any(cell.strip() for cell in rec)]
+    n_rows = len(body)
+    if n_rows and None not in idx:
+        try:
+            arr = np.array([[rec[i] for i in idx] for _, rec in body[:T]], dtype=np.float64)
+            if np.isfinite(arr).all():
+                return arr.tolist(), (["only one row"] if n_rows == 1 else [])
+        except (ValueError, IndexError):
+            pass
+    reasons: list[str] = []
+    missing = [n for n, i in zip(channels, idx) if i is None]
+    if missing:
+        reasons.append(f"missing columns: {', '.join(missing)}")
+    rows: list[list[float]] = []
+    bad_cells = 0
+    first_bad = ""
+    for line_no, rec in body[:T]:
+        vals = []
+        for name, i in zip(channels, idx):
+            if i is None:
+                vals.append(math.nan)
+                continue
+            cell = rec[i].strip() if i < len(rec) else ""
+            try:
+                v = float(cell)
+                if not math.isfinite(v):
+                    raise ValueError
+            except ValueError:
+                v = math.nan
+                bad_cells += 1
+                if not first_bad:
+                    first_bad = f"{cell!r} in column {name}, line {line_no}"
+            vals.append(v)
+        rows.append(vals)
     if bad_cells:
         reasons.append(f"{bad_cells} non-numeric or non-finite cell(s), first {first_bad}")
     if n_rows == 0:

@@ -3,8 +3,9 @@
 `inspect_path` never raises for a bad file (issue #2, "Bad input"): it sets
 `Inspection.error` and adds an `unreadable` finding. Ranking rules (documented
 in docs/inspect.md): every detector whose signature is present yields a
-candidate; validated candidates rank above broken ones, then by score (keys
-matched with the right shape over the union of file and expected keys). A tie
+candidate; validated candidates rank above broken ones, then by score (half
+keys, half elements matched with the right shape, over the union of file and
+expected). A tie
 at the top is `ambiguous` unless the checkpoint's metadata clearly names one of
 the tied families.
 """
@@ -24,7 +25,7 @@ from ckreg.inspect.describe import describe
 from ckreg.inspect.detectors import Detected, detect_all
 from ckreg.inspect.layouts import is_buffer_name
 from ckreg.inspect.model import Inspection, ParamCounts
-from ckreg.inspect.names import collapse_names, fmt_shape
+from ckreg.inspect.names import collapse_names
 from ckreg.readers.model import ReadResult, TensorRecord
 
 NOT_RECORDED = "not recorded in the weights"
@@ -212,7 +213,8 @@ def metadata_findings(insp: Inspection, hp: Mapping[str, Any]) -> list[Finding]:
     """`metadata-contradicts-weights` for each stored value the tensors disagree with."""
     findings = []
     lookup = {alias: field for field, aliases in _ALIASES.items() for alias in aliases}
-    known = insp.family in FAMILIES
+    shown = {insp.family} if insp.family in FAMILIES else set(insp.ambiguous_between)
+    shown_text = insp.family if insp.family in FAMILIES else " or ".join(insp.ambiguous_between)
     for path, key, value in _flatten(hp):
         field = lookup.get(key)
         if field and field in insp.hyperparameters:
@@ -223,13 +225,13 @@ def metadata_findings(insp: Inspection, hp: Mapping[str, Any]) -> list[Finding]:
                     "metadata-contradicts-weights",
                     f"hyper_parameters {path}={value!r} but the weights show {field}={weights!r}",
                     path=insp.path, expected=weights, actual=value))
-        elif key in _FAMILY_KEYS and known and isinstance(value, str):
+        elif key in _FAMILY_KEYS and shown and isinstance(value, str):
             named = [f for f in FAMILIES if f.lower() == value.split(".")[-1].lower()]
-            if named and named[0] != insp.family:
+            if named and named[0] not in shown:
                 findings.append(Finding.make(
                     "metadata-contradicts-weights",
-                    f"hyper_parameters {path}={value!r} but the weights are {insp.family}",
-                    path=insp.path, expected=insp.family, actual=value))
+                    f"hyper_parameters {path}={value!r} but the weights are {shown_text}",
+                    path=insp.path, expected=shown_text, actual=value))
     return findings
 
 
@@ -279,7 +281,7 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
     insp.layout = {name: [rec.dtype, list(rec.shape)] for name, rec in tensors.items()}
     insp.layout_sha256 = layout_sha256(tensors)
     insp.params = count_params(tensors)
-    insp.description = describe(shapes)[0]
+    insp.description, summary = describe(shapes)
     insp.evidence = list(evidence)
     hp = hyper_parameters(metadata)
 
@@ -298,7 +300,7 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
         findings.append(Finding.make("family-unknown", f"no known family matches {len(shapes)} tensors; "
                                      "a generic description is given", path=path))
         unrecorded_keys = ["dropout", "activation"]
-        if describe(shapes)[1].get("attention"):
+        if summary.get("attention"):
             unrecorded_keys.append("num_heads")
     else:
         chosen = top
@@ -491,4 +493,4 @@ def spec_from_inspection(insp: Inspection, family: str | None = None) -> ArchSpe
 
 __all__ = ["inspect_path", "inspect_paths", "inspect_tensors", "inspect_result", "spec_from_inspection",
            "layout_sha256", "weights_sha256", "count_params", "hyper_parameters", "exit_code", "rank",
-           "NOT_RECORDED", "fmt_shape"]
+           "NOT_RECORDED"]

@@ -72,7 +72,7 @@ def describe(shapes: Shapes) -> tuple[list[str], dict]:
     for m in mods:
         if "in_proj_weight" in m.leaves:
             e = m.leaves["in_proj_weight"]
-            attn[m.name] = f"fused in_proj {fmt_shape(e)}, embed dim {e[-1]}"
+            attn[m.name] = f"fused in_proj {fmt_shape(e)}" + (f", embed dim {e[-1]}" if e else "")
             attn_parts.add(m.name)
             if f"{m.name}.out_proj" in {x.name for x in mods}:
                 attn_parts.add(f"{m.name}.out_proj")
@@ -131,7 +131,7 @@ def describe(shapes: Shapes) -> tuple[list[str], dict]:
         ih = m.leaves.get("weight_ih_l0")
         layers = sorted({int(g.group(3)) for leaf in m.leaves if (g := _RNN_KEY.match(leaf)) and g.group(2) == "ih"})
         bi = "weight_ih_l0_reverse" in m.leaves
-        if hh and ih and len(hh) == 2 and hh[1]:
+        if hh and ih and len(hh) == 2 and len(ih) == 2 and hh[1]:
             rows, hidden = hh
             cell = _CELL_OF_GATES.get(rows // hidden, f"{rows // hidden}-gate") if rows % hidden == 0 else "unknown cell"
             proj = m.leaves.get("weight_hr_l0")

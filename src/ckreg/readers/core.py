@@ -26,8 +26,8 @@ from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
 from ckreg.readers.fileio import Counter, RandomAccessFile
 from ckreg.readers.meta import decode_scalar, extract_metadata
 from ckreg.readers.model import DTYPE_SIZES, ReadResult, StorageRef, TensorRecord
-from ckreg.readers.pickle_vm import (STORAGE_DTYPES, Global, PersistentRef, PickleRun, StorageRec, TensorRef,
-                                     run_all, run_pickle)
+from ckreg.readers.pickle_vm import (DEFAULT_REDUCERS, canonical, STORAGE_DTYPES, Global, PersistentRef, PickleRun, StorageRec,
+                                     TensorRef, run_all, run_pickle)
 from ckreg.readers.safetensors_reader import looks_like_safetensors, read_safetensors
 from ckreg.readers.tensorbytes import iter_tensor
 from ckreg.readers.unwrap import find_state_dict, strip_prefixes
@@ -66,8 +66,10 @@ class _Ctx:
             tier = tier_of(g.module, g.name, self.tiers)
             self.globals[full] = tier
             if tier is None:
+                canon = ".".join(canonical(g.module, g.name))
+                alias = f" (= {canon})" if canon != full else ""
                 self.add("unsafe-global",
-                         f"unsafe global {full} in {where} (byte {g.pos}): loading this file with pickle "
+                         f"unsafe global {full}{alias} in {where} (byte {g.pos}): loading this file with pickle "
                          f"or torch.load(weights_only=False) would import it",
                          actual=full)
         for code in dict.fromkeys(run.ext_codes):
@@ -287,6 +289,10 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
         raise ctx.error(f"corrupt or truncated zip: {exc}") from None
     ctx.anomalies.extend(idx.anomalies)
     members = idx.members
+    if any("/code/" in m.name or m.name.endswith("constants.pkl") for m in members):
+        ctx.add("archive-anomaly", "TorchScript archive (code/ and constants.pkl members): torch.load hands it to "
+                                   "torch.jit.load, which runs its code (torch < 2.6 even with weights_only=True, "
+                                   "CVE-2025-32434); it is not a weights file", severity="error")
     prefix = members[0].name.split("/", 1)[0] if members and "/" in members[0].name else ""
     main = idx.get(f"{prefix}/data.pkl") if prefix else idx.get("data.pkl")
     if main is None:
@@ -458,8 +464,13 @@ def _read_plain(f: RandomAccessFile, ctx: _Ctx, first: PickleRun) -> ReadResult:
         raise ctx.error(f"plain pickle of {f.size} bytes is over the {PLAIN_PICKLE_CAP}-byte limit for symbolic "
                         f"reading; re-save the weights as safetensors")
     data = f.pread(0, f.size)
-    runs = run_all(data, max_bytes=PLAIN_PICKLE_CAP)
+    nested: list[PickleRun] = []
+    reducers = dict(DEFAULT_REDUCERS)
+    reducers[("torch.storage", "_load_from_bytes")] = lambda args: _storage_from_bytes(args, nested)
+    runs = run_all(data, max_bytes=PLAIN_PICKLE_CAP, reducers=reducers)
     ctx.judge(runs[0], "pickle")
+    for i, inner in enumerate(nested):
+        ctx.judge(inner, f"pickle embedded by torch.storage._load_from_bytes (#{i + 1})")
     for extra in runs[1:]:
         ctx.judge(extra, f"pickle at byte {extra.start} (after STOP)", sniffed=True)
         if extra.clean:
@@ -475,6 +486,30 @@ def _read_plain(f: RandomAccessFile, ctx: _Ctx, first: PickleRun) -> ReadResult:
         raise ReadError(f"tensor {rec.name!r}: a plain pickle holds no tensor storages", path=ctx.path)
 
     return _finish(ctx, f, "pickle", root, no_storage, None, _make_byte_source(ctx.path, range_for))
+
+
+def _storage_from_bytes(args: tuple, nested: list[PickleRun]) -> Any:
+    """`torch.storage._load_from_bytes(b)` (how plain pickle saves a tensor's storage): the bytes are
+    a legacy torch file holding one storage; read them symbolically for its dtype and size, and keep
+    every embedded pickle run so that its globals are judged too."""
+    if len(args) != 1 or not isinstance(args[0], (bytes, bytearray)):
+        return NotImplemented
+    found: list[StorageRec] = []
+
+    def persistent_load(pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            tname = pid[1].name if isinstance(pid[1], Global) else ""
+            rec = StorageRec(dtype=STORAGE_DTYPES.get(tname, "unknown"), key=str(pid[2]), location=str(pid[3]),
+                             numel=pid[4] if isinstance(pid[4], int) else None, type_name=tname)
+            found.append(rec)
+            return rec
+        return PersistentRef(pid)
+
+    runs = run_all(bytes(args[0]), persistent_load=persistent_load, max_pickles=5)
+    nested.extend(runs)
+    if len(runs) >= 4 and runs[3].clean and isinstance(runs[3].value, StorageRec):
+        return runs[3].value
+    return NotImplemented
 
 
 def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadResult:

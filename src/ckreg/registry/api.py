@@ -12,6 +12,7 @@ zoo/, train/, verify.py).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +138,9 @@ def load(ref: str, registry: Any = None) -> LoadedModel:
     if version.scaler is not None:
         from ckreg.scaler import load_scaler
 
-        scaler = load_scaler(reg.blob_path(version.scaler.sha256))
+        with warnings.catch_warnings():   # version skew was recorded at registration (Version.scaler.warnings)
+            warnings.simplefilter("ignore")
+            scaler = load_scaler(reg.blob_path(version.scaler.sha256))
     pre = preprocessing(version)
     return LoadedModel(model=module, scaler=scaler, spec=version.spec, version=version,
                        class_names=version.class_names, T=pre["T"], pad_value=pre["pad_value"])

@@ -20,11 +20,12 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckreg import __version__
-from ckreg.errors import RegistryError
+from ckreg.errors import IntegrityError, RegistryError
 from ckreg.registry.model import Version
 from ckreg.yamlio import dump as yaml_dump
 
@@ -158,6 +159,19 @@ def _save_scaler(scaler: Any, how: str, path: Path) -> None:
     getattr(scaler_mod, how)(scaler, path)
 
 
+def _check_weights(path: Path, version: Version, name: str) -> None:
+    """The exported tensors must hash to the registered `weights_sha256` (container-independent digest)."""
+    if version.weights_sha256 is None:
+        return
+    from ckreg.inspect import inspect_path
+
+    insp = inspect_path(str(path), hash_weights=True)
+    if insp.weights_sha256 != version.weights_sha256:
+        raise IntegrityError(f"exported {name} does not reproduce the registered weights "
+                             f"(weights_sha256 {str(insp.weights_sha256)[:12]} != {version.weights_sha256[:12]})",
+                             hint="this is a bug in the export; nothing was written")
+
+
 def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = False, ckpt: bool = False,
                    force: bool = False) -> list[Path]:
     if to_dir.exists() and not to_dir.is_dir():
@@ -179,14 +193,16 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
 
     to_dir.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
-    temps: dict[str, Path] = {n: to_dir / f".{n}.{tag}.tmp" for n in names}
+    temps: dict[str, Path] = {n: to_dir / f".ckreg-tmp-{tag}-{n}" for n in names}   # suffix kept for readers
     try:
         state = read_state_dict(ck_blob)
         write_safetensors(state, temps[WEIGHTS], safetensors_metadata(version))
         if sc_blob is not None:
             from ckreg.scaler import load_scaler
 
-            scaler = load_scaler(sc_blob)
+            with warnings.catch_warnings():   # version skew was recorded at registration
+                warnings.simplefilter("ignore")
+                scaler = load_scaler(sc_blob)
             _save_scaler(scaler, "save_json", temps[SCALER_JSON])
             if pkl:
                 _save_scaler(scaler, "save_pickle", temps[SCALER_PKL])
@@ -195,9 +211,13 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
                 "name": version.name, "version": version.version, "sha256": version.sha256,
                 "weights_sha256": version.weights_sha256, "pair_digest": version.pair_digest,
             })
+        for n in (WEIGHTS, CKPT):
+            if n in temps:
+                _check_weights(temps[n], version, n)
         files = {n: _sha256(temps[n]) for n in names if n != CARD}
         temps[CARD].write_text(model_card(version, files), encoding="utf-8")
         for n in names:
+            os.chmod(temps[n], 0o644)   # temp files are private (mkstemp); the export is an ordinary file
             with open(temps[n], "rb+") as fh:
                 os.fsync(fh.fileno())
         done: list[Path] = []

@@ -84,6 +84,8 @@ class ScalerInfo(BaseModel):
     channel_names: list[str] | None = None
     recipe: str | None = None
     data_hash: str | None = None
+    sklearn_version: str | None = None
+    warnings: list[str] = Field(default_factory=list)   # e.g. scikit-learn version skew of a pickle
 
 
 class Verification(BaseModel):

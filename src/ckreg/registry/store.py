@@ -17,6 +17,7 @@ import json
 import os
 import sqlite3
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,13 +303,16 @@ class Registry:
                  name: str | None = None, spec: ArchSpec | dict | None = None, verification: Any = None,
                  provenance: dict | None = None, aliases: Iterable[str] = (), *, family: str | None = None,
                  overrides: dict | None = None, class_names: list[str] | None = None,
-                 inspection: Any = None) -> Registration:
+                 inspection: Any = None, data: Any = None, expect_acc: float | None = None) -> Registration:
         """`add`, also saying whether a new version was created (False: the pair was already registered).
 
         `family` settles what the weights cannot show (ScaleAware vs ScaleHard)
         while the other hyperparameters still come from the weights;
         `overrides` sets spec fields on top (e.g. dropout). `inspection` lets a
         caller that already inspected with `hash_weights=True` skip a second pass.
+        `data` (a dataset path or `ckreg.data.Dataset`) verifies the pair on the
+        way in with `ckreg.verify.verify_pair(..., expect_acc)` and records the
+        result (pass or fail), instead of a ready `verification`.
         """
         ckpt = Path(ckpt_path)
         if not ckpt.is_file():
@@ -332,6 +336,14 @@ class Registry:
         name = check_name(name or spec.family)
         alias_list = [check_alias(a) for a in aliases]
         scaler_fields = _scaler_summary(Path(scaler_path), spec) if scaler_path is not None else None
+        if data is not None:
+            if verification is not None:
+                raise UsageError("give a verification result or data to verify on, not both")
+            from ckreg.verify import verify_pair
+
+            verification = verify_pair(ckpt, scaler_path, data, expect_acc=expect_acc)
+        elif expect_acc is not None:
+            raise UsageError("an expected accuracy needs data to verify on (--data)")
         ver = Verification.from_any(verification) if verification is not None else None
         prov = _jsonable(dict(provenance)) if provenance else None
         if class_names is None:
@@ -711,7 +723,9 @@ def _scaler_summary(path: Path, spec: ArchSpec) -> dict:
         from ckreg.scaler import load_scaler
     except ImportError:
         raise RegistryError("registering a scaler needs ckreg.scaler, which is not available", path=str(path)) from None
-    scaler = load_scaler(path)
+    with warnings.catch_warnings():  # version skew is recorded in ScalerInfo.warnings, not printed mid-run
+        warnings.simplefilter("ignore")
+        scaler = load_scaler(path)
     n = getattr(scaler, "n_features", None)
     if n is not None and n != spec.input_size:
         raise ScalerError(f"the scaler has {n} features but the model takes {spec.input_size} input channels",
@@ -724,4 +738,6 @@ def _scaler_summary(path: Path, spec: ArchSpec) -> dict:
         "channel_names": list(getattr(scaler, "channel_names", None) or []) or None,
         "recipe": getattr(scaler, "recipe", None),
         "data_hash": getattr(scaler, "data_hash", None),
+        "sklearn_version": getattr(scaler, "sklearn_version", None),
+        "warnings": [str(w) for w in (getattr(scaler, "warnings", None) or [])],
     }

@@ -22,7 +22,6 @@ from ckreg.findings import CODES, Finding, Report
 from ckreg.report._common import absolute, jsonable, line_of
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://github.com/ckreg/ckreg"
 RULE_INDEX = {code: i for i, code in enumerate(CODES)}
 
 
@@ -113,7 +112,6 @@ def build(report: Report, *, fail_on: str = "error", base: str | os.PathLike | N
             "name": "ckreg",
             "version": report.version or __version__,
             "semanticVersion": report.version or __version__,
-            "informationUri": INFORMATION_URI,
             "rules": _rules(),
         }},
         "originalUriBaseIds": {

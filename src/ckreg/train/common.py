@@ -195,3 +195,42 @@ def count_params(model: "torch.nn.Module") -> tuple[int, int]:
             params += p.numel()
     buffers = sum(b.numel() for b in model.buffers())
     return int(params), int(buffers)
+
+
+_ST_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+}
+
+
+def safetensors_bytes(state_dict: "dict[str, torch.Tensor]", metadata: dict[str, str]) -> bytes:
+    """A safetensors file with a canonical layout: same tensors and metadata -> same bytes.
+
+    `safetensors.torch.save` orders `__metadata__` by a per-process hash map, so
+    two identical runs gave different file bytes; content-addressed storage
+    (the registry) and "same seed -> same file" need canonical bytes. Header:
+    JSON with sorted keys, tensors in sorted name order, padded with spaces to
+    a multiple of 8 (the format's alignment). Loads with `safetensors.safe_open`.
+    """
+    import torch
+
+    header: dict[str, Any] = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous()
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in _ST_DTYPES:
+            raise ValueError(f"{name}: dtype {dtype} has no safetensors code")
+        if t.dtype == torch.bfloat16:
+            data = t.view(torch.int16).numpy().astype("<i2").tobytes()
+        else:
+            a = t.numpy()
+            data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(chunks)

@@ -97,6 +97,21 @@ def check_out(out: str | Path, force: bool) -> Path:
     return out
 
 
+def _set_deterministic(mode: bool, warn_only: bool) -> None:
+    """torch.use_deterministic_algorithms without its `import torch._inductor` (seconds, up to 19 s
+    measured on a loaded 2-core box) when inductor is not loaded: its only extra effect is
+    inductor's own flag, which matters to torch.compile, which the trainer does not use."""
+    import sys
+
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if "torch._inductor.config" in sys.modules or setter is None:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def _deterministic(seed: int, threads: int | None):
     """Seeded, deterministic torch for the duration of a run; restores the caller's settings."""
@@ -107,13 +122,13 @@ def _deterministic(seed: int, threads: int | None):
     prev_threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _set_deterministic(True, warn_only=True)
         if threads:
             torch.set_num_threads(threads)
         try:
             yield
         finally:
-            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+            _set_deterministic(prev_det, warn_only=prev_warn)
             torch.set_num_threads(prev_threads)
 
 
@@ -157,6 +172,18 @@ def lightning_checkpoint(state: dict, spec: ArchSpec, recipe: dict, epoch: int, 
             },
         }
     return ckpt
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    """torch.save into memory: the zip's folder is then "archive" (as Lightning's files have),
+    not the temporary file's name, so identical checkpoints are identical bytes."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def _score(model, X, mask, y, class_names, batch_size=256) -> dict[str, Any]:
@@ -300,13 +327,11 @@ def train(
         best = state["best"]
         wsha = common.weights_sha256(best)
         state["wsha"] = wsha
-        from safetensors.torch import save as st_save
-
         meta = _safetensors_metadata(spec, recipe, ds.data_hash, wsha, state["best_epoch"], seed)
-        write_bytes(files["weights"], st_save(best, metadata=meta))
+        write_bytes(files["weights"], common.safetensors_bytes(best, meta))
         ck = lightning_checkpoint(best, spec, recipe, state["best_epoch"] - 1, state["best_step"], wsha,
                                   ds.data_hash, state["best_val"])
-        write_with(files["ckpt"], lambda tmp: torch.save(ck, tmp))
+        write_bytes(files["ckpt"], _torch_bytes(ck))
         write_text(files["metrics"], json.dumps(base_metrics("running", ""), indent=2, ensure_ascii=False))
         state["saved_epoch"] = state["best_epoch"]
 
