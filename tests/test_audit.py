@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 
 import pytest
@@ -482,3 +481,15 @@ def test_pre_commit_hooks_name_real_commands():
         words = hook["entry"].split()
         assert words[0] == "ckreg"
         assert CliRunner().invoke(cli, [*words[1:], "--help"]).exit_code == 0
+
+
+def test_declared_parameter_count_with_buffers(tmp_path, torch_mod):
+    save_ckpt(tmp_path / "mscsgru.ckpt", "MSCSGRU")
+    params, buffers = param_counts(tiny_spec("MSCSGRU"))
+    assert buffers > 0
+    ok = manifest(tmp_path, f"models:\n  - {{name: M, family: MSCSGRU, path: mscsgru.ckpt, params: {params + buffers}, "
+                            f"params_include_buffers: true}}\n")
+    assert "param-count-mismatch" not in codes(audit(tmp_path, ok))
+    bad = manifest(tmp_path, f"models:\n  - {{name: M, family: MSCSGRU, path: mscsgru.ckpt, params: {params + buffers}}}\n")
+    (f,) = by_code(audit(tmp_path, bad), "param-count-mismatch")
+    assert (f.expected, f.actual) == (params + buffers, params)

@@ -39,13 +39,22 @@ def make_dataset(path: Path, k: int = 4, per_class: int = 30, T: int = 16, seed:
     return path
 
 
-def train_tiny(dataset, scaler, family: str = "GRU", hidden: int = 8, steps: int = 300, seed: int = 0):
-    """A zoo module trained full-batch on `dataset` scaled by `scaler` (deterministic on CPU)."""
+def train_tiny(dataset, scaler, family: str = "GRU", hidden: int = 8, steps: int = 60, seed: int = 0):
+    """A zoo module trained full-batch on `dataset` scaled by `scaler` (deterministic on CPU, one thread)."""
     import torch
 
     from ckreg.arch import ArchSpec
     from ckreg.zoo import build
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny tensors: threads only add overhead on a shared 2-core machine
+    try:
+        return _train(dataset, scaler, family, hidden, steps, seed, torch, ArchSpec, build)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(dataset, scaler, family, hidden, steps, seed, torch, ArchSpec, build):
     torch.manual_seed(seed)
     overrides = {"hidden_size": hidden, "num_classes": len(dataset.class_names), "input_size": 8}
     if family == "GRU":

@@ -158,7 +158,10 @@ class ArchSpec(BaseModel):
                                 hint=f"settable: {', '.join(sorted(allowed))}")
         fields.update(overrides)
         if family in {"GRU", "LSTM"} and "proj_size" not in overrides and "hidden_size" in overrides:
-            fields["proj_size"] = 2 * int(fields["hidden_size"])
+            try:
+                fields["proj_size"] = 2 * int(fields["hidden_size"])
+            except (TypeError, ValueError):
+                pass  # a non-integer hidden_size: pydantic names it below, as a SpecError (--set hidden_size=abc)
         try:
             return cls(family=family, **fields)
         except ValueError as exc:  # pydantic.ValidationError is a ValueError

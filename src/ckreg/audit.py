@@ -198,9 +198,8 @@ def walk(root: str | os.PathLike) -> Walked:
                 except OSError:
                     out.skipped.append(Skipped(path=relpath, reason="broken symlink"))
                     continue
-                if not _inside(target, root_real):
-                    if sniff(target) is not None:
-                        out.skipped.append(Skipped(path=relpath, reason=f"symlink points outside the audited tree: {target}"))
+                if not _inside(target, root_real):  # not even sniffed: nothing outside the tree is read
+                    out.skipped.append(Skipped(path=relpath, reason=f"symlink points outside the audited tree: {target}"))
                     continue
                 try:
                     st = os.stat(target)
@@ -402,51 +401,90 @@ def _carry(findings: Iterable[Finding], rel: str) -> list[Finding]:
     return [f.model_copy(update={"path": rel}) for f in findings]
 
 
-def _inspect_all(paths: list[Path], *, jobs: int, hash_weights: bool, progress: Progress | None, stage: str) -> list[Any]:
-    """Inspect in parallel, results in input order.
+def _weights_digest(path: str) -> str | None:
+    """weights_sha256 of one file: read + hash only (no family detection), for the collision pass."""
+    from ckreg.inspect import weights_sha256
+    from ckreg.readers import read_checkpoint
 
-    Without a progress callback this is `inspect_paths(..., jobs=N)`; with one,
-    the same work runs on a pool whose ordered results move the bar as they arrive
-    (one pool for the whole run: chunked `inspect_paths` calls would start one each).
-    """
-    from ckreg.inspect import inspect_path, inspect_paths
-
-    if not paths:
-        return []
-    names = [str(p) for p in paths]
-    if progress is None:
-        return list(inspect_paths(names, hash_weights=hash_weights, jobs=jobs))
-    total = len(names)
-    progress(stage, 0, total)
-    out: list[Any] = []
-    if jobs <= 1 or total <= 1:
-        for name in names:
-            out.append(inspect_path(name, hash_weights=hash_weights))
-            progress(stage, len(out), total)
-        return out
-    import concurrent.futures as cf
-    import functools
-    import multiprocessing as mp
-
-    work = functools.partial(inspect_path, hash_weights=hash_weights)
-    workers = min(jobs, total)
     try:
-        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        ex: cf.Executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    except (OSError, NotImplementedError, ImportError):  # sandboxes without processes
-        ex = cf.ThreadPoolExecutor(max_workers=workers)
-    with ex:
-        for insp in ex.map(work, names, chunksize=max(1, min(16, total // (workers * 4) or 1))):
-            out.append(insp)
-            progress(stage, len(out), total)
-    return out
+        return weights_sha256(read_checkpoint(path))
+    except Exception:  # an unreadable file was already reported by the inspection
+        return None
 
 
-def _hash_collisions(files: list[_File], *, jobs: int, progress: Progress | None) -> None:
+class _Runner:
+    """Runs per-file work in input order on one pool kept for the whole audit.
+
+    Parsing is pure Python, so processes (forkserver, else spawn) rather than
+    threads; sandboxes without processes fall back to threads. The same pool
+    serves the inspection and the collision-hashing pass (one start-up cost).
+    """
+
+    def __init__(self, jobs: int, progress: Progress | None):
+        self.jobs = jobs
+        self.progress = progress
+        self._ex: Any = None
+
+    def _executor(self, n: int) -> Any:
+        if self._ex is None:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            workers = min(self.jobs, max(n, 1))
+            try:
+                ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+                self._ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            except (OSError, NotImplementedError, ImportError):
+                self._ex = cf.ThreadPoolExecutor(max_workers=workers)
+        return self._ex
+
+    def map(self, fn: Callable[[str], Any], names: list[str], stage: str) -> list[Any]:
+        total = len(names)
+        if not names:
+            return []
+        out: list[Any] = []
+
+        def take(values: Iterable[Any]) -> None:
+            for value in values:
+                out.append(value)
+                if self.progress:
+                    self.progress(stage, len(out), total)
+
+        if self.progress:
+            self.progress(stage, 0, total)
+        if self.jobs <= 1 or total == 1:
+            take(map(fn, names))
+            return out
+        import concurrent.futures as cf
+
+        try:
+            take(self._executor(total).map(fn, names, chunksize=max(1, min(32, total // (self.jobs * 4)))))
+        except (OSError, cf.process.BrokenProcessPool):  # sandboxes that forbid processes: threads
+            self._ex = cf.ThreadPoolExecutor(max_workers=min(self.jobs, total))
+            take(self._ex.map(fn, names[len(out):]))
+        return out
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown()
+            self._ex = None
+
+
+def _inspect_all(runner: _Runner, paths: list[Path], *, hash_weights: bool) -> list[Any]:
+    """`inspect_path` on every file (never raises for bad files), results in input order."""
+    import functools
+
+    from ckreg.inspect import inspect_path
+
+    return runner.map(functools.partial(inspect_path, hash_weights=hash_weights), [str(p) for p in paths],
+                      "inspecting")
+
+
+def _hash_collisions(files: list[_File], runner: _Runner) -> None:
     """Fill `weights_sha256` only where it can matter: files sharing a layout.
 
     Within a layout group, files with the same bytes share weights by definition;
-    one representative per distinct byte hash is re-inspected with hashing on.
+    one representative per distinct byte hash is read again and hashed.
     """
     groups: dict[str, list[_File]] = {}
     for f in files:
@@ -459,11 +497,8 @@ def _hash_collisions(files: list[_File], *, jobs: int, progress: Progress | None
         for f in members:
             todo.setdefault(f.insp.sha256 or f.rel, []).append(f)
     reps = [fs[0] for fs in todo.values()]
-    if not reps:
-        return
-    hashed = _inspect_all([f.abs for f in reps], jobs=jobs, hash_weights=True, progress=progress, stage="hashing")
-    for rep, h in zip(reps, hashed):
-        digest = getattr(h, "weights_sha256", None)
+    digests = runner.map(_weights_digest, [str(f.abs) for f in reps], "hashing")
+    for rep, digest in zip(reps, digests):
         for f in todo[rep.insp.sha256 or rep.rel]:
             f.insp = f.insp.model_copy(update={"weights_sha256": digest})
 
@@ -566,7 +601,10 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     if given.is_file():
         root = given.parent
         walked = Walked(root=root)
-        walked.checkpoints.append(given) if sniff(given) != "scaler" else walked.scalers.append(given)
+        if sniff(given) == "scaler":
+            walked.scalers.append(given)
+        else:  # a file named explicitly is checked whatever its bytes
+            walked.checkpoints.append(given)
         for sib in sorted(root.iterdir()):
             if sib != given and sib.is_file() and not sib.is_symlink() and sniff(sib) == "scaler":
                 walked.scalers.append(sib)
@@ -582,11 +620,14 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
 
     n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
     report.extra["jobs"] = n_jobs
-    inspections = _inspect_all(walked.checkpoints, jobs=n_jobs, hash_weights=(hash_policy == "all"),
-                               progress=progress, stage="inspecting")
-    files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
-    if hash_policy == "collisions":
-        _hash_collisions(files, jobs=n_jobs, progress=progress)
+    runner = _Runner(n_jobs, progress)
+    try:
+        inspections = _inspect_all(runner, walked.checkpoints, hash_weights=(hash_policy == "all"))
+        files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
+        if hash_policy == "collisions":
+            _hash_collisions(files, runner)
+    finally:
+        runner.close()
 
     findings: list[Finding] = []
     for f in files:

@@ -18,7 +18,6 @@ inside zoo/). What it reproduces, and what the audit should say:
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +101,11 @@ def make_demo(directory: str | Path | None = None) -> Demo:
     Refuses a folder that exists and is not empty (never overwrites a user's files).
     Needs torch (the [train] extra): the models come from the zoo.
     """
-    if importlib.util.find_spec("torch") is None:
-        raise UsageError("ckreg demo builds its models with the zoo and needs torch",
-                         hint="pip install 'ckreg[train]'")
+    try:
+        from ckreg.zoo.io import write_lightning_ckpt  # torch lives behind the zoo
+    except ImportError as exc:
+        raise UsageError(f"ckreg demo builds its models with the zoo and needs torch ({exc})",
+                         hint="pip install 'ckreg[train]'") from None
     if directory is None:
         target = Path(tempfile.mkdtemp(prefix="ckreg-demo-"))
     else:
@@ -114,7 +115,6 @@ def make_demo(directory: str | Path | None = None) -> Demo:
         if target.is_dir() and any(target.iterdir()):
             raise UsageError(f"{target} is not empty; give a new or empty folder (the demo never overwrites files)")
         target.mkdir(parents=True, exist_ok=True)
-    from ckreg.zoo.io import write_lightning_ckpt
 
     root = target / "archive"
     for sub in ("best_model", "checkpoints", "stacked"):

@@ -126,3 +126,21 @@ def test_registered_scaler_must_fit_the_model(reg, gru_ckpt, tmp_path):
     with pytest.raises(ScalerError, match="5 features"):
         reg.add(path, bad)
     assert not Registry(reg.root).exists()
+
+
+def test_family_settles_what_the_weights_cannot_show(reg, tmp_path, torch_mod):
+    """ScaleAware vs ScaleHard: identical keys (spec, 'What weights cannot tell'); the registry records the choice."""
+    import ckreg
+    from ckreg.arch import ArchSpec
+    from ckreg.zoo import build
+
+    spec = ArchSpec.for_family("MSCSGRU_ScaleHard", hidden_size=8, cnn_filters=4, num_classes=4)
+    path = tmp_path / "scalehard.pt"
+    torch_mod.save(build(spec).state_dict(), path)
+    with pytest.raises(RegistryError, match="several families equally"):
+        reg.add(path)
+    with pytest.raises(RegistryError, match="do not show a GRU"):
+        reg.add(path, family="GRU")
+    v = reg.add(path, family="MSCSGRU_ScaleHard", name="hard")
+    assert v.spec == spec, "the family from the user, every other hyperparameter from the weights"
+    assert ckreg.load("hard", registry=reg).model.spec.family == "MSCSGRU_ScaleHard", "built as registered"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import ckreg
 from ckreg.errors import DataError, RegistryError, ScalerError
 from ckreg.registry.api import pad_episodes
+
+np = pytest.importorskip("numpy")
 
 
 def test_pad_episodes_cuts_and_pads_like_the_signglove_loader():

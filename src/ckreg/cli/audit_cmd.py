@@ -74,7 +74,9 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
         click.echo(f"error: {e.path or ''}: {e.message}", err=True)
     code = report.exit_code(fail_on)
     if output is not None or fmt in MACHINE_FORMATS:
-        summary = render(report, "table", fail_on=fail_on).rstrip().splitlines()[-1]
+        from ckreg.report.table import summary_line
+
+        summary = summary_line(report, fail_on)
         where = f" (report: {output})" if output is not None else ""
         click.echo(summary + where, err=True)
     return code

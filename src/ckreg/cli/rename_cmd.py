@@ -65,7 +65,7 @@ def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, job
     if as_json:
         echo_json({"dry_run": False, "plan": plan, "result": result})
     else:
-        _show_applied(result)
+        _show_applied(result, plan)
     sys.exit(result.exit_code())
 
 
@@ -113,26 +113,27 @@ def _show_left(con, skipped, findings) -> None:
                   highlight=False)
 
 
-def _show_applied(result) -> None:
-    con = console()
+def _show_applied(result, plan) -> None:
+    # plain echo, not rich: paths must stay on one line to be copied
     if result.path is None:
-        con.print("nothing to rename: every checkpoint is already named by its content (or was left alone)",
-                  highlight=False)
+        click.echo("nothing to rename: every checkpoint is already named by its content (or was left alone)")
         return
-    con.print(f"renamed {len(result.applied)} file(s); journal: {result.path}", highlight=False)
+    click.echo(f"renamed {len(result.applied)} file(s); journal: {result.path}")
     if result.manifest_updated:
-        con.print(f"manifest updated: {result.manifest}", highlight=False)
-    con.print(f"undo with: ckreg rename --undo {result.path}", highlight=False)
+        click.echo(f"manifest updated: {result.manifest}")
+    late_skips, late_findings = result.skipped[len(plan.skipped):], result.findings[len(plan.findings):]
+    if late_skips or late_findings:   # what changed between planning and applying
+        _show_left(console(), late_skips, late_findings)
+    click.echo(f"undo with: ckreg rename --undo {result.path}")
 
 
 def _show_undo(result, as_json: bool) -> None:
     if as_json:
         echo_json(result)
         return
-    con = console()
-    con.print(f"restored {len(result.restored)} file(s) from {result.journal}"
-              + (f"; {len(result.already)} already under their old name" if result.already else ""), highlight=False)
+    click.echo(f"restored {len(result.restored)} file(s) from {result.journal}"
+               + (f"; {len(result.already)} already under their old name" if result.already else ""))
     if result.manifest_restored:
-        con.print(f"manifest restored: {result.manifest}", highlight=False)
+        click.echo(f"manifest restored: {result.manifest}")
     if result.conflicts:
-        _show_left(con, result.conflicts, [])
+        _show_left(console(), result.conflicts, [])

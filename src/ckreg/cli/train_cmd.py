@@ -42,10 +42,10 @@ def parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
 class _Bar:
     """The rich progress bar: epoch, step, running train loss/accuracy, last validation, best epoch."""
 
-    def __init__(self) -> None:
+    def __init__(self, con=None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.con = console(stderr=True)
+        self.con = con or console(stderr=True)
         self.live = self.con.is_terminal
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -148,7 +148,7 @@ def heatmap(cm: list[list[int]], class_names: list[str], title: str = ""):
     from rich.text import Text
 
     t = Table(title=title, show_lines=False, box=None, padding=(0, 0), header_style="bold")
-    t.add_column("true\\pred", justify="right", no_wrap=True)
+    t.add_column("", justify="right", no_wrap=True)      # 24 classes x 3 chars fit in 80 columns
     for name in class_names:
         t.add_column(name, justify="right", no_wrap=True, min_width=3)
     for i, row in enumerate(cm):
@@ -196,7 +196,7 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, as_js
         return
     con = console()
     con.print(heatmap(result.confusion_matrix, result.class_names,
-                      f"confusion matrix ({split}, rows = true class)"))
+                      f"confusion matrix ({split}; rows true, columns predicted)"))
     lat = result.latency
     lat_txt = (f"{result.latency_ms:.2f} ms/episode (batch 1, {lat.get('threads')} thread, "
                f"median {lat.get('median_ms', 0):.2f}, p95 {lat.get('p95_ms', 0):.2f}, n={lat.get('samples')})"

@@ -116,11 +116,12 @@ class Dataset:
         import numpy as np
 
         idx = np.asarray(indices, dtype=np.int64)
+        chosen = {self.ids[i] for i in idx}
         return Dataset(
             X=self.X[idx], y=self.y[idx], mask=self.mask[idx], ids=[self.ids[i] for i in idx],
             class_names=list(self.class_names), channel_names=list(self.channel_names),
             problems=list(self.problems), source=self.source, format=self.format,
-            degenerate=[d for d in self.degenerate if d in {self.ids[i] for i in idx}],
+            degenerate=[d for d in self.degenerate if d in chosen],
         )
 
     def summary(self) -> dict[str, Any]:

@@ -115,8 +115,9 @@ def _joblib_hook(findings_globals: list):
         shape = state.get("shape")
         if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
             raise Malformed("NumpyArrayWrapper without a valid shape", vm.pos)
-        if vm.frame_end is not None:
+        if vm.frame_end is not None and vm.pos < vm.frame_end:
             raise Malformed("joblib array data inside a FRAME", vm.pos)
+        vm.frame_end = None  # joblib commits the frame before writing raw array bytes
         if isinstance(dtype, NumpyDtype) and dtype.spec.lstrip("|<>=").startswith("O"):
             nested = run_pickle(vm.data, vm.pos, build_hook=hook, max_bytes=vm.max_bytes)
             findings_globals.append(nested)

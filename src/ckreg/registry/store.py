@@ -107,15 +107,16 @@ class Registry:
         self.db_path = self.root / DB_NAME
         self.blobs = BlobStore(self.root)
         self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
 
     # ------------------------------------------------------------------ connection
     def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
-            self._conn = None
+        self._conn = None
 
     def __enter__(self) -> "Registry":
         return self
@@ -155,7 +156,9 @@ class Registry:
 
     def _open(self, create: bool = False) -> sqlite3.Connection:
         if self._conn is not None:
-            return self._conn
+            if self._pid == os.getpid():
+                return self._conn
+            self._conn = None  # inherited across fork: SQLite forbids using it here; abandon it, never close it
         if not self.exists():
             if not create:
                 raise self._missing()
@@ -186,7 +189,7 @@ class Registry:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._pid = conn, os.getpid()
         return conn
 
     def _check_schema(self, found: int) -> None:
@@ -234,10 +237,10 @@ class Registry:
         conn = self._connect()
         try:
             found = schema.read_version(conn)
+            if found is None:
+                raise self._foreign() if _has_tables(conn) else self._missing()
         finally:
             conn.close()
-        if found is None:
-            raise self._missing()
         return found
 
     def upgrade(self) -> tuple[int, int]:
@@ -339,13 +342,16 @@ class Registry:
         if data is not None:
             if verification is not None:
                 raise UsageError("give a verification result or data to verify on, not both")
+            if scaler_path is None:  # verify_pair would look for a sidecar: a pair other than the one registered
+                raise UsageError("verifying on data needs the pair's scaler (--scaler)")
             from ckreg.verify import verify_pair
 
             verification = verify_pair(ckpt, scaler_path, data, expect_acc=expect_acc)
         elif expect_acc is not None:
             raise UsageError("an expected accuracy needs data to verify on (--data)")
         ver = Verification.from_any(verification) if verification is not None else None
-        prov = _jsonable(dict(provenance)) if provenance else None
+        prov = _jsonable(provenance.model_dump(mode="json") if hasattr(provenance, "model_dump") else dict(provenance)) \
+            if provenance else None
         if class_names is None:
             class_names = (prov or {}).get("class_names") or ((ver.model_extra or {}).get("class_names") if ver else None)
         if class_names is not None:
@@ -366,9 +372,14 @@ class Registry:
             for blob in (ck, sc):
                 if blob is not None and not blob.path.is_file():  # a concurrent gc beat us (outside its grace period)
                     raise RegistryError(f"blob {blob.sha256[:12]} vanished during registration (concurrent gc?); try again")
-            row = conn.execute("SELECT version FROM versions WHERE name = ? AND pair_digest = ?", (name, digest)).fetchone()
+            row = conn.execute("SELECT version, family FROM versions WHERE name = ? AND pair_digest = ?",
+                               (name, digest)).fetchone()
             if row is not None:
                 number = int(row[0])
+                if row[1] != spec.family:
+                    raise RegistryError(f"this pair is already registered as {name}@{number} with family {row[1]}, "
+                                        f"not {spec.family}", path=str(ckpt),
+                                        hint="versions are immutable; register it under another name")
             else:
                 if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
                     conn.execute("INSERT INTO models (name, created_at, created_by) VALUES (?, ?, ?)",
@@ -681,9 +692,10 @@ def _spec_from(insp: Any, path: Path, family: str | None = None) -> ArchSpec:
                                 hint="drop the explicit family or register the right file")
         raise RegistryError(f"the weights do not show a {family} ({found})", path=str(path))
     if found not in FAMILIES:
-        extra = f" (between {', '.join(insp.ambiguous_between)})" if getattr(insp, "ambiguous_between", None) else ""
-        raise RegistryError(f"the weights do not name one family: {found}{extra}", path=str(path),
-                            hint="pass the family explicitly (--family, or family=...)")
+        between = list(getattr(insp, "ambiguous_between", None) or [])
+        what = (f"the weights fit several families equally ({', '.join(between)})" if between
+                else "no known family matches these weights")
+        raise RegistryError(what, path=str(path), hint="pass the family explicitly (--family, or family=...)")
     try:
         from ckreg.inspect import spec_from_inspection
     except ImportError:

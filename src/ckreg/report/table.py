@@ -71,6 +71,13 @@ def render(report: Report, *, fail_on: str = "error", color: bool = False, width
         t.add_row(e.path or "(run)", Text("ERROR", style="bold red reverse"), "", e.message)
     if t.row_count:
         console.print(t)
+    console.print(summary_text(report, fail_on))
+    return buf.getvalue()
+
+
+
+def summary_text(report: Report, fail_on: str = "error") -> Text:
+    """The one summary line ("6 files checked: 7 errors, 2 warnings, 0 notes; exit 1 ...")."""
     c = counts(report)
     code = report.exit_code(fail_on)
     summary = Text()
@@ -84,5 +91,8 @@ def render(report: Report, *, fail_on: str = "error", color: bool = False, width
     if report.errors:
         summary.append(f", {len(report.errors)} I/O error{'s' if len(report.errors) != 1 else ''}", style=STYLES["error"])
     summary.append(f"; exit {code} ({EXIT_WORDS.get(code, '?')}, --fail-on {fail_on})")
-    console.print(summary)
-    return buf.getvalue()
+    return summary
+
+
+def summary_line(report: Report, fail_on: str = "error") -> str:
+    return summary_text(report, fail_on).plain
