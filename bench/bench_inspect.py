@@ -7,6 +7,7 @@ fresh process and measured from a fresh intermediate process (so
 `getrusage(RUSAGE_CHILDREN).ru_maxrss` is that one command's peak RSS):
 
     ckreg inspect FILE --json                       (the whole CLI process)
+    python -c "pass"                                (interpreter start-up, for reference)
     python -c "torch.load(FILE, weights_only=True)"
     python -c "torch.load(FILE, weights_only=True, mmap=True)"
     picklescan -p FILE                              (only looks for unsafe globals)
@@ -41,6 +42,7 @@ PY = sys.executable
 
 # each tool: argv builder. All run through this interpreter (no shell/shim start-up in the numbers).
 TOOLS = {
+    "python (no-op)": lambda f: [PY, "-c", "pass"],   # interpreter start-up: the floor for every tool
     "ckreg inspect": lambda f: [PY, "-c", "from ckreg.cli import main; main()", "inspect", f, "--json"],
     "torch.load": lambda f: [PY, "-c", f"import torch; torch.load({f!r}, weights_only=True)"],
     "torch.load mmap": lambda f: [PY, "-c", f"import torch; torch.load({f!r}, weights_only=True, mmap=True)"],

@@ -43,7 +43,7 @@ def _row(r: dict) -> str:
     return (f"| {r['family']} | {r['params']:,} | {r['epochs_run']}{cap} / best {r['best_epoch']} | "
             f"{r['stop_reason']} | {r['mean_epoch_s']:.2f} | {r['wall_time_s']:.0f} | "
             f"{pct(r['test_accuracy'])} ({r['n_test']}) | {pct(r.get('all_accuracy'))} | "
-            f"{lat:.2f} | {r['latency']['median_ms']:.2f} | {ratio} |")
+            f"{lat:.2f} | {r['latency']['median_ms']:.2f} | {ratio} | {r.get('load_avg_1m', '-')} |")
 
 
 def write_markdown(path: Path, rows: list[dict], header: dict) -> None:
@@ -53,8 +53,8 @@ def write_markdown(path: Path, rows: list[dict], header: dict) -> None:
         f"hash {header['data_hash'][:12]}); seed {header['seed']}.",
         "",
         "| family | params | epochs run / best | stop | s per epoch | total s | test acc (n) | all-episode acc "
-        "| latency ms/episode (mean) | (median) | design notes ms (ratio to mean) |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| latency ms/episode (mean) | (median) | design notes ms (ratio to mean) | load avg |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[_row(r) for r in rows],
         "",
         "Latency: mean of one forward pass per episode at batch 1, 1 intra-op thread, "
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_test_accuracy": ev_test.accuracy, "all_accuracy": ev_all.accuracy,
             "latency_ms": ev_test.latency_ms, "latency": ev_test.latency, "threads": m["threads"],
             "weights_sha256": res.weights_sha256, "out": str(out),
+            "load_avg_1m": round(os.getloadavg()[0], 1),   # shared box: other jobs inflate the timings
         }
         rows.append(row)
         with open(work / "results.jsonl", "a", encoding="utf-8") as fh:

@@ -83,7 +83,7 @@ models:
     family: GRU
     hyperparameters: {HP}
     path: b/model.pt
-    scaler: {b_scaler}
+    scaler: {b_scaler}{acc}
 """)
     return path
 

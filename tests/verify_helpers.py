@@ -46,12 +46,19 @@ def train_tiny(dataset, scaler, family: str = "GRU", hidden: int = 8, steps: int
     from ckreg.arch import ArchSpec
     from ckreg.zoo import build
 
+    key = (dataset.data_hash, tuple(scaler.mean), tuple(scaler.scale), family, hidden, steps, seed)
+    if key in _CACHE:          # test_verify and test_retrain train the same tiny model: once per session
+        return _CACHE[key]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # tiny tensors: threads only add overhead on a shared 2-core machine
     try:
-        return _train(dataset, scaler, family, hidden, steps, seed, torch, ArchSpec, build)
+        _CACHE[key] = _train(dataset, scaler, family, hidden, steps, seed, torch, ArchSpec, build)
     finally:
         torch.set_num_threads(threads)
+    return _CACHE[key]
+
+
+_CACHE: dict = {}
 
 
 def _train(dataset, scaler, family, hidden, steps, seed, torch, ArchSpec, build):

@@ -163,6 +163,9 @@ class Manifest(_Strict):
     version: Literal[1] = MANIFEST_VERSION
     name: Optional[str] = None
     description: Optional[str] = None
+    root: Optional[str] = Field(
+        None, description="Default archive root the model paths are relative to, relative to this file "
+                          "(used when no root is given, e.g. by `ckreg retrain`; the audit takes its PATH).")
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     models: list[ModelDecl] = Field(min_length=1)

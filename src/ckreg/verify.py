@@ -30,6 +30,9 @@ from ckreg.errors import CkregError, DataError, ScalerError, UsageError
 from ckreg.findings import Finding
 
 DEFAULT_TOLERANCE = 0.005
+# With no declared accuracy, a re-fitted scaler this much (a fraction) better than the paired one
+# proves the paired scaler belongs to another run (the archive's shared scaler.pkl: 88.8% vs 99.4%).
+RECOVERY_MARGIN = 0.01
 RECIPES: tuple[str, ...] = ("upstream", "train-split")
 SPLITS = ("all", "train", "val", "test")
 
@@ -629,6 +632,17 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
 # --------------------------------------------------------------------------- audit hook
 
 
+def _short(path: str | None, ckpt: str) -> str | None:
+    """A scaler path as seen from its checkpoint's folder (messages stay readable), absolute if far away."""
+    if path is None:
+        return None
+    try:
+        rel = os.path.relpath(path, Path(ckpt).parent)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith(".." + os.sep + "..") else str(path)
+
+
 class Pair(BaseModel):
     """A checkpoint + scaler pair the audit found, with what the manifest declares for it."""
 
@@ -692,20 +706,33 @@ def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] 
                     results.append(res)
                 for f in res.findings:
                     findings.append(f.model_copy(update={"message": label + f.message}))
-                if res.passed or not res.loaded or res.finite is False:
+                if not res.loaded or res.finite is False or (res.passed and res.accuracy_declared):
                     continue
-        # a failing (or missing) scaler: does a re-fitted one make the pair pass?
+        # a failing, missing or (with nothing declared) unproven scaler: does a re-fitted one do better?
         cands, _ = try_recipes(pair.ckpt, dataset, pair.expect_acc, tol, recipes, split=split, _model=model)
         best, rule = _choose(cands, normalize_acc(pair.expect_acc))
-        if best is not None and rule != "none-verifies":
-            was = (f"the paired scaler {pair.scaler} gives {res.accuracy:.4f}" if res is not None and res.accuracy is not None
+        if best is None or rule == "none-verifies":
+            continue
+        hint = f"Run `ckreg scaler recover {pair.ckpt} --data {_data_label(data)}`"
+        paired = _short(pair.scaler, pair.ckpt)
+        if res is not None and res.passed:
+            # nothing declared: speak only when a recipe is clearly better than the paired scaler,
+            # which proves the scaler belongs to another training run (issue #5)
+            if res.accuracy is None or best.accuracy < res.accuracy + RECOVERY_MARGIN:
+                continue
+            message = (f"{label}no accuracy is declared, but the paired scaler {paired} gives {res.accuracy:.4f} "
+                       f"where re-fitting with recipe {best.recipe!r} gives {best.accuracy:.4f}: the scaler does "
+                       f"not belong to this checkpoint. {hint}")
+        else:
+            was = (f"the paired scaler {paired} gives {res.accuracy:.4f}" if res is not None and res.accuracy is not None
                    else "it has no usable scaler")
-            findings.append(Finding.make(
-                "scaler-recovered",
-                f"{label}re-fitting the scaler with recipe {best.recipe!r} reaches accuracy {best.accuracy:.4f}"
-                + (f" (declared {normalize_acc(pair.expect_acc):.4f})" if pair.expect_acc is not None else "")
-                + f"; {was}. Run `ckreg scaler recover {pair.ckpt} --data {_data_label(data)}`",
-                path=pair.ckpt, expected=pair.scaler, actual={"recipe": best.recipe, "accuracy": round(best.accuracy, 6)}))
+            message = (f"{label}re-fitting the scaler with recipe {best.recipe!r} reaches accuracy {best.accuracy:.4f}"
+                       + (f" (declared {normalize_acc(pair.expect_acc):.4f})" if pair.expect_acc is not None else "")
+                       + f"; {was}. {hint}")
+        findings.append(Finding.make(
+            "scaler-recovered", message, path=pair.ckpt, expected=pair.scaler,
+            actual={"recipe": best.recipe, "accuracy": round(best.accuracy, 6),
+                    "paired_accuracy": None if res is None or res.accuracy is None else round(res.accuracy, 6)}))
     return findings
 
 

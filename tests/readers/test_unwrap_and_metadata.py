@@ -139,3 +139,24 @@ def test_legacy_metadata_scalars(save, tiny_state_dict, torch_mod):
            "callbacks": {"ModelCheckpoint{}": {"monitor": "m", "best_model_score": torch_mod.tensor(0.5)}}}
     m = read_checkpoint(save(obj, _use_new_zipfile_serialization=False)).metadata
     assert m["best_model_score"] == 0.5 and m["epoch"] == 2
+
+
+def test_omegaconf_hyperparameters_are_benign_and_converted(save, tiny_state_dict):
+    """Hydra/OmegaConf configs saved as hyper_parameters: no unsafe findings, plain JSON out."""
+    omegaconf = pytest.importorskip("omegaconf")
+    cfg = omegaconf.OmegaConf.create({"model": {"hidden_size": 64, "layers": [1, 2]}, "lr": 0.001, "path": None})
+    res = read_checkpoint(save({"state_dict": tiny_state_dict, "hyper_parameters": cfg}, "omega.ckpt"))
+    assert not res.findings, res.findings
+    assert res.metadata["hyper_parameters"] == {"model": {"hidden_size": 64, "layers": [1, 2]}, "lr": 0.001,
+                                                "path": None}
+    assert res.metadata["global_tiers"]["omegaconf.dictconfig.DictConfig"] == "omegaconf"
+
+
+def test_python2_names_are_judged_as_pickle_resolves_them(write):
+    """`__builtin__.long` is builtins.int (allowed only in the omegaconf tier); `__builtin__.eval` is unsafe."""
+    from ckreg.readers.allowlist import tier_of
+
+    assert tier_of("__builtin__", "long") == "omegaconf"
+    assert tier_of("__builtin__", "set") == "torch"
+    assert tier_of("__builtin__", "eval") is None
+    assert tier_of("copy_reg", "_reconstructor") is None

@@ -95,19 +95,22 @@ class _Bar:
 @click.option("--lr", type=float, default=DEFAULTS["lr"], show_default=True, help="AdamW learning rate.")
 @click.option("--patience", type=int, default=DEFAULTS["patience"], show_default=True,
               help="Epochs without a better validation loss before stopping.")
+@click.option("--min-delta", type=click.FloatRange(min=0), default=DEFAULTS["min_delta"], show_default=True,
+              help="A validation-loss improvement smaller than this does not reset --patience.")
 @click.option("--threads", type=click.IntRange(min=1), default=DEFAULTS["threads"], show_default=True,
               help="torch intra-op threads (recorded in metrics.json; results are bit-identical for a given count).")
 @click.option("--pkl", is_flag=True, help="Also write scaler.pkl (scikit-learn pickle) for legacy inference code.")
 @click.option("--force", is_flag=True, help="Replace the outputs of an earlier run in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, threads, pkl, force, as_json):
+def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, min_delta, threads, pkl, force,
+              as_json):
     """Train FAMILY on --data and write weights, a Lightning .ckpt, the scaler and metrics into --out."""
     from ckreg.train import train
 
     overrides = parse_sets(sets)
     with _Bar() as bar:
         result = train(family, data, out, overrides=overrides, seed=seed, epochs=epochs, batch_size=batch_size,
-                       lr=lr, patience=patience, progress=bar, threads=threads, force=force, pkl=pkl)
+                       lr=lr, patience=patience, progress=bar, min_delta=min_delta, threads=threads, force=force, pkl=pkl)
     if as_json:
         payload = result.model_dump(mode="json", exclude={"metrics"})
         payload["metrics_path"] = result.files.get("metrics")
@@ -147,7 +150,8 @@ def heatmap(cm: list[list[int]], class_names: list[str], title: str = ""):
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=title, show_lines=False, box=None, padding=(0, 0), header_style="bold")
+    t = Table(show_lines=False, box=None, padding=(0, 0), header_style="bold")   # title printed above:
+    # a Table title wraps to the table's width (3 classes -> a 10-column title)
     t.add_column("", justify="right", no_wrap=True)      # 24 classes x 3 chars fit in 80 columns
     for name in class_names:
         t.add_column(name, justify="right", no_wrap=True, min_width=3)
@@ -195,8 +199,8 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, as_js
         echo_json(result.model_dump(mode="json"))
         return
     con = console()
-    con.print(heatmap(result.confusion_matrix, result.class_names,
-                      f"confusion matrix ({split}; rows true, columns predicted)"))
+    con.print(f"confusion matrix ({split}; rows true, columns predicted)", highlight=False)
+    con.print(heatmap(result.confusion_matrix, result.class_names))
     lat = result.latency
     lat_txt = (f"{result.latency_ms:.2f} ms/episode (batch 1, {lat.get('threads')} thread, "
                f"median {lat.get('median_ms', 0):.2f}, p95 {lat.get('p95_ms', 0):.2f}, n={lat.get('samples')})"

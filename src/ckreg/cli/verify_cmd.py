@@ -211,8 +211,9 @@ def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl,
 @click.command("retrain")
 @click.option("-m", "--manifest", "manifest", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--data", "data", type=click.Path(exists=True), required=True, help="Dataset folder or .npz.")
-@click.option("--archive", "archive", type=click.Path(exists=True, file_okay=False),
-              help="Where the existing checkpoints live (default: the manifest's root).")
+@click.option("--archive", "archive", type=click.Path(exists=True, file_okay=False), envvar="CKREG_ARCHIVE",
+              help="Root of the existing checkpoints the manifest's paths are relative to "
+                   "(default: $CKREG_ARCHIVE, else the manifest's `root`).")
 @click.option("--missing", is_flag=True, help="Train declared models that have no checkpoint (default).")
 @click.option("--failed", is_flag=True, help="Train declared models whose pair fails verification.")
 @click.option("--register-existing", is_flag=True,
@@ -226,10 +227,11 @@ def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl,
 @click.option("--out", "out", type=click.Path(file_okay=False), default="retrained", show_default=True,
               help="Where trained runs go (<out>/<name>/v<N>/, lock in <out>/<name>/ckreg.lock.json).")
 @click.option("--epochs", type=click.IntRange(1, 10_000), help="Override the recipe's epoch cap.")
+@click.option("--min-acc", type=ACC, help="Accuracy a model without a declared one must reach to verify.")
 @click.option("--only", "only", multiple=True, help="Restrict to these manifest model names.")
 @click.option("--json", "as_json", is_flag=True)
 def retrain_cmd(manifest, data, archive, missing, failed, register_existing, dry_run, force, jobs, registry,
-                no_register, out, epochs, only, as_json):
+                no_register, out, epochs, min_acc, only, as_json):
     """Train the declared models that are missing or fail verification, verify them, register them.
 
     Staleness as DVC decides it: a model is (re)trained only when its output is
@@ -244,7 +246,7 @@ def retrain_cmd(manifest, data, archive, missing, failed, register_existing, dry
         registry = "registry"
     plan = plan_retrain(manifest, data, archive_root=archive, registry=None if no_register else registry,
                         missing=missing, failed=failed, force=force, out=out, epochs=epochs,
-                        register_existing=register_existing, only=list(only) or None)
+                        register_existing=register_existing, only=list(only) or None, min_acc=min_acc)
     if dry_run:
         if as_json:
             echo_json([item.model_dump(mode="json", exclude={"inputs_detail"}) for item in plan])

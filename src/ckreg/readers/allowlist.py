@@ -125,6 +125,8 @@ TIERS: dict[str, frozenset[tuple[str, str]]] = {
         ("omegaconf.nodes", "FloatNode"), ("omegaconf.nodes", "BooleanNode"), ("omegaconf.nodes", "BytesNode"),
         ("omegaconf.nodes", "PathNode"), ("omegaconf.nodes", "ValueNode"),
         ("typing", "Any"),
+        # ContainerMetadata.resolver_cache is a defaultdict(dict); its factory is a global judged on its own
+        ("collections", "defaultdict"),
         # OmegaConf metadata names these builtin *types* (ref_type / object_type / key_type)
         ("builtins", "dict"), ("builtins", "list"), ("builtins", "str"), ("builtins", "int"),
         ("builtins", "float"), ("builtins", "bool"), ("builtins", "object"),

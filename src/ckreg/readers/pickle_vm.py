@@ -290,13 +290,18 @@ class PickleRun:
 # (module, name) -> interpreter(args) -> value or NotImplemented; never calls the named object
 Reducer = Callable[[tuple], Any]
 
-# Python 2 names that protocol <= 2 streams may use (pickle's NAME_MAPPING subset that matters here)
-PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg", "cPickle": "pickle"}
-
-
 def canonical(module: str, name: str) -> tuple[str, str]:
-    """Map Python 2 module names as pickle's `fix_imports` does (only the module part)."""
-    return PY2_MODULES.get(module, module), name
+    """Map Python 2 names (`__builtin__.long` -> `builtins.int`) exactly as pickle's `fix_imports` does.
+
+    Uses the stdlib's own tables (`_compat_pickle`, pure data), so a name is judged as the
+    loader would resolve it.
+    """
+    import _compat_pickle
+
+    key = (module, name)
+    if key in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[key]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 MAX_BYTES_DEFAULT = 64 << 20
@@ -892,6 +897,13 @@ def _ordered_dict(args: tuple) -> Any:
     return NotImplemented
 
 
+def _defaultdict(args: tuple) -> Any:
+    # collections.defaultdict(factory): a dict; the factory (a global, judged on its own) is never called
+    if len(args) <= 1:
+        return {}
+    return NotImplemented
+
+
 def _set(args: tuple) -> Any:
     if not args:
         return set()
@@ -994,6 +1006,7 @@ def _path(args: tuple) -> Any:
 DEFAULT_REDUCERS: dict[tuple[str, str], Reducer] = {
     ("collections", "OrderedDict"): _ordered_dict,
     ("collections", "Counter"): _ordered_dict,
+    ("collections", "defaultdict"): _defaultdict,
     ("builtins", "set"): _set,
     ("builtins", "frozenset"): _frozenset,
     ("builtins", "bytearray"): _bytearray,

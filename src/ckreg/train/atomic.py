@@ -25,6 +25,18 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
 
 
+_UMASK: int | None = None
+
+
+def _default_mode() -> int:
+    """0o666 minus the umask: what a plain open() would have given (mkstemp-based writers give 0o600)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -58,6 +70,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = tmp_name(path)
     try:
         yield tmp
+        os.chmod(tmp, _default_mode())
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -22,16 +22,18 @@ def test_valid_index_is_n_valid_minus_one_of_the_original_mask_clamped():
     assert got.tolist() == [3, 0, 9, 9]
     assert readout(outputs, mask, "last")[:, 0].tolist() == [18] * 4
     assert readout(outputs, None, "valid")[:, 0].tolist() == [18] * 4     # no mask: every step valid
-    halved = readout(outputs, mask, "valid-halved")[:, 0] / 2           # upstream ScaleAware code, opt-in
+    halved = readout(outputs, mask, "valid-halved")[:, 0] / 2           # upstream ScaleAware code
     assert halved.tolist() == [1, 0, 9, 4]
 
 
 def test_default_readouts_follow_the_spec_table():
     for fam in ("GRU", "LSTM", "StackedGRU", "StackedLSTM"):
         assert DEFAULT_READOUT[fam] == "last"
-    for fam in ("CNNGRU", "CNNStackedGRU", "MSCGRU", "MSCSGRU", "MS3DGRU", "MS3DStackedGRU",
-                "MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard", "MSCGRU_ScaleAware"):
+    for fam in ("CNNGRU", "CNNStackedGRU", "MSCGRU", "MSCSGRU", "MS3DGRU", "MS3DStackedGRU"):
         assert DEFAULT_READOUT[fam] == "valid"
+    # upstream scale-aware code halves the index for MaxPool(2); its checkpoints depend on it
+    for fam in ("MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard", "MSCGRU_ScaleAware"):
+        assert DEFAULT_READOUT[fam] == "valid-halved"
 
 
 @pytest.mark.parametrize("family", ["MSCSGRU", "CNNGRU", "MSCGRU_ScaleAware", "MS3DStackedGRU"])
