@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from rename_helpers import HERE, fake_inspector, save_real, snapshot, state_dict, write_fake
+from rename_helpers import FAKE_HP, HERE, fake_inspector, save_real, snapshot, state_dict, write_fake
 
 from ckreg import rename as rn
 from ckreg.cli import cli
@@ -172,7 +172,7 @@ def test_apply_then_second_run_plans_nothing_and_undo_restores_bytes(archive):
 
 def test_collision_with_an_unrelated_file_is_not_clobbered(tmp_path):
     write_fake(tmp_path / "a.ckpt", "StackedGRU", "w1")
-    target = rn.render_name(DEFAULT_TEMPLATE, "StackedGRU", write_fake.__globals__["FAKE_HP"]["StackedGRU"],
+    target = rn.render_name(DEFAULT_TEMPLATE, "StackedGRU", FAKE_HP["StackedGRU"],
                             rn.hashlib.sha256(b"w1").hexdigest(), ".ckpt")
     (tmp_path / target).write_bytes(b"someone else's file")
     before = snapshot(tmp_path)
@@ -202,6 +202,29 @@ def test_target_appearing_after_planning_is_not_clobbered(tmp_path):
     assert j.applied == [] and late.read_bytes() == b"arrived late"
     assert {s.path for s in j.skipped} == {"a.ckpt", "b.ckpt"}
     assert (tmp_path / "a.ckpt").exists() and (tmp_path / "b.ckpt").exists()
+
+
+def test_group_that_fails_half_way_goes_back_together(tmp_path, monkeypatch):
+    """A companion that cannot move sends its checkpoint back: pairs are never split."""
+    write_fake(tmp_path / "a.ckpt", "StackedGRU", "w1")
+    (tmp_path / "a.scaler.pkl").write_bytes(b"a's scaler")
+    before = snapshot(tmp_path)
+    p = plan(tmp_path)
+    real = rn._move_noclobber
+
+    def flaky(src, dst):
+        if str(src).endswith(".scaler.pkl"):
+            raise FileExistsError(17, "raced", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(rn, "_move_noclobber", flaky)
+    j = apply_rename(p)
+    assert j.applied == [] and snapshot(tmp_path) == before
+    assert [f.code for f in j.findings] == ["rename-collision"]
+    assert [r["type"] for r in read_journal(j.path)][1:] == ["intent", "done", "intent", "failed", "reverted", "end"]
+    monkeypatch.setattr(rn, "_move_noclobber", real)
+    u = undo_rename(j.path)
+    assert u.restored == [] and u.conflicts == [] and snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("strategy", ["syscall", "link", "check"])

@@ -165,3 +165,25 @@ def test_parse_sets_yaml_values():
     got = parse_sets(("hidden_size=16", "tower_kernels=[[3], [5]]", "dropout=0.25", "cell=LSTM", "bidirectional=true"))
     assert got == {"hidden_size": 16, "tower_kernels": [[3], [5]], "dropout": 0.25, "cell": "LSTM",
                    "bidirectional": True}
+
+
+def test_train_ctrl_c_exits_130_and_keeps_best(glove_tree, tmp_path, monkeypatch):
+    import torch
+
+    from ckreg.cli import train_cmd
+
+    original = train_cmd._Bar.__call__
+
+    def interrupting(self, ev):
+        original(self, ev)
+        if ev.kind == "batch" and ev.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cmd._Bar, "__call__", interrupting)
+    out = tmp_path / "out"
+    r = run("train", "GRU", "--data", glove_tree, "--out", out, "--set", "hidden_size=8", "--epochs", "5",
+            "--batch-size", "8")
+    assert r.exit_code == 130
+    assert "interrupted: kept the best checkpoint (epoch 1)" in r.output
+    assert torch.load(out / "model.ckpt", weights_only=True)["epoch"] == 0
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["status"] == "interrupted"
