@@ -227,3 +227,12 @@ def test_global_record_names():
     g = Global("os", "system")
     assert g.full == "os.system"
     assert OrderedDict  # the interpreter table names collections.OrderedDict, never imports it
+
+
+def test_object_budget_refuses_memory_exhaustion():
+    """1 byte per dict would be ~64 bytes of RAM per byte of file: refused past the object budget."""
+    from ckreg.readers.pickle_vm import MAX_OBJECTS_DEFAULT
+
+    data = b"\x80\x04(" + b"}" * (MAX_OBJECTS_DEFAULT + 1) + b"l."
+    run = run_pickle(data)
+    assert not run.clean and "objects" in run.error

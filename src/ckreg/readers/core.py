@@ -135,28 +135,45 @@ def read_checkpoint(path: str | os.PathLike, *, tiers: tuple[str, ...] = DEFAULT
             raise ReadError("symlink loop: the path never resolves to a file", path=p) from None
         raise ReadError(f"cannot open: {exc.strerror}", path=p) from None
     ctx = _Ctx(p, tiers)
-    with f:
-        head = f.pread(0, 512)
-        if zipread.looks_like_zip(head):
-            res = _read_zip(f, ctx)
-        elif head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-            res = _read_pickle_file(f, ctx)
-        elif looks_like_safetensors(head, f.size):
-            res = _read_safetensors(f, ctx)
-        elif len(head) >= 262 and head[257:262] == b"ustar":
-            raise ctx.error("a tar-format torch checkpoint (torch < 0.4): not supported; re-save it with a "
-                            "current torch or as safetensors")
-        elif head[:1] in _PROTO01_FIRST:
-            res = _read_pickle_file(f, ctx)
-        else:
-            raise ctx.error("not a recognised checkpoint format (not a zip, pickle or safetensors file)",
-                            cls=ReadError)
-        res.bytes_read += counter.n
+    try:
+        with f:
+            return _dispatch(f, ctx, counter)
+    except OSError as exc:  # an I/O error mid-read (EIO, file vanished): unreadable, not a crash
+        raise ctx.error(f"I/O error while reading: {exc.strerror or exc}", cls=ReadError) from None
+
+
+def _dispatch(f: RandomAccessFile, ctx: _Ctx, counter: Counter) -> ReadResult:
+    """Pick the reader from the first bytes (never the extension)."""
+    head = f.pread(0, 512)
+    if zipread.looks_like_zip(head):
+        res = _read_zip(f, ctx)
+    elif head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+        res = _read_pickle_file(f, ctx)
+    elif looks_like_safetensors(head, f.size):
+        res = _read_safetensors(f, ctx)
+    elif len(head) >= 262 and head[257:262] == b"ustar":
+        raise ctx.error("a tar-format torch checkpoint (torch < 0.4): not supported; re-save it with a "
+                        "current torch or as safetensors")
+    elif head[:1] in _PROTO01_FIRST:
+        res = _read_pickle_file(f, ctx)
+    else:
+        raise ctx.error("not a recognised checkpoint format (not a zip, pickle or safetensors file)",
+                        cls=ReadError)
+    res.bytes_read += counter.n
     return res
 
 
 # first opcodes of protocol 0/1 pickles (dicts, lists, tuples, globals, atoms)
 _PROTO01_FIRST = {bytes([c]) for c in b"(}])cNIJKLMFGSTUVXdlt"}
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr for messages: bounded, and safe on hostile (deep, cyclic) values."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError, TypeError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _itemsize(dtype: str) -> int | None:
@@ -341,7 +358,7 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
             ctx.anomalies.append(f"{main.name}: pickle ends before STOP (truncated member)")
         root = runs[0].value if runs[0].clean else runs[0].partial
         for pid in bad_pids[:3]:
-            ctx.add("pickle-malformed", f"{main.name}: persistent id {pid!r} is not a storage reference "
+            ctx.add("pickle-malformed", f"{main.name}: persistent id {_short(pid)} is not a storage reference "
                                         f"(torch.load refuses it)", severity="warning")
         # resolve storages to members
         by_suffix: dict[str, list[zipread.Member]] = {}
@@ -551,7 +568,7 @@ def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun
             break
         pos = run.end
     for pid in bad_pids[:3]:
-        ctx.add("pickle-malformed", f"persistent id {pid!r} is not a storage reference", severity="warning")
+        ctx.add("pickle-malformed", f"persistent id {_short(pid)} is not a storage reference", severity="warning")
     if len(runs) < 5 or not runs[-1].clean:
         if runs[-1].truncated:
             raise ctx.error(f"truncated legacy torch file: {names[len(runs) - 1]} pickle ends early")

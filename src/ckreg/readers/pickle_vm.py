@@ -305,6 +305,11 @@ def canonical(module: str, name: str) -> tuple[str, str]:
 
 
 MAX_BYTES_DEFAULT = 64 << 20
+# Memory budget: a 64 MiB stream of 1-byte EMPTY_DICT opcodes would otherwise allocate ~4 GB.
+# Real checkpoints use a few thousand objects per MB of pickle (the archive's: ~300 per 13 KB).
+MAX_OPS_DEFAULT = 20_000_000
+MAX_OBJECTS_DEFAULT = 2_000_000
+_ALLOCATING = frozenset(b"(}]\x8ftld\x91\x85\x86\x87R\x81\x92io")  # opcodes that create a container/record
 
 
 def _hashable(value: Any) -> Any:
@@ -326,7 +331,10 @@ def _ensure_tuple(args: Any) -> tuple | None:
 
 
 class _VM:
-    def __init__(self, data, start: int, persistent_load, reducers, build_hook, max_bytes: int):
+    def __init__(self, data, start: int, persistent_load, reducers, build_hook, max_bytes: int,
+                 max_ops: int = MAX_OPS_DEFAULT, max_objects: int = MAX_OBJECTS_DEFAULT):
+        self.max_ops = max_ops
+        self.max_objects = max_objects
         self.data = memoryview(data) if not isinstance(data, memoryview) else data
         self.n = len(self.data)
         self.pos = start
@@ -481,12 +489,21 @@ class _VM:
         read = self.read
         push = None
         unpack = struct.unpack
+        allocating = _ALLOCATING
+        objects = 0
+        max_ops, max_objects = self.max_ops, self.max_objects
         while True:
             op_pos = self.pos
             if self.frame_end is not None and op_pos == self.frame_end:
                 self.frame_end = None  # the frame ended exactly at an opcode boundary, as pickle writes it
             b = read(1)[0]
             run.ops += 1
+            if b in allocating:
+                objects += 1
+                if objects > max_objects:
+                    raise Malformed(f"more than {max_objects} objects: refused (memory exhaustion?)", op_pos)
+            if run.ops > max_ops:
+                raise Malformed(f"more than {max_ops} opcodes: refused", op_pos)
             stack = self.stack
             push = stack.append
             # ---- framing and protocol

@@ -1,0 +1,6 @@
+"""`python -m ckreg.cli` runs the CLI."""
+
+from ckreg.cli import main
+
+if __name__ == "__main__":
+    main()
