@@ -25,7 +25,7 @@ LAYERS = {
     "zoo": 3, "train": 4, "verify": 5,
     "audit": 6, "rename": 6, "registry": 6, "retrain": 6, "demo": 6,
     "report": 7,
-    "cli": 8,
+    "cli": 8, "__main__": 8,
 }
 TORCH_OK = {"zoo", "train", "verify"}
 UI_OK = {"cli"}          # click

@@ -242,6 +242,14 @@ def test_register_existing_recovers_the_scaler(world, trained):
     assert v.provenance["scaler"]["recovered"] and v.provenance["scaler"]["recipe"] == "train-split"
     assert v.scaler.recipe == "train-split"
     assert (world["archive"] / "b" / "scaler.json").read_bytes() == Path(trained["upstream"]).read_bytes()
+    # a second run registers nothing new ...
+    again = plan(world, register_existing=True)["B"]
+    assert again.action == "skip" and "already registered as B@1" in again.reason
+    # ... and with another registry it reuses the recovered scaler instead of writing another one
+    scalers_before = sorted((world["out"] / "B" / "scalers").iterdir())
+    res = run_retrain([plan(world, register_existing=True, registry=world["tmp"] / "reg2")["B"]])
+    assert res.outcomes[0].status == "registered" and res.outcomes[0].scaler == b.scaler
+    assert sorted((world["out"] / "B" / "scalers").iterdir()) == scalers_before
 
 
 def test_declared_for_checkpoint_matches_by_path(world):

@@ -292,6 +292,16 @@ def test_audit_hook_names_the_recipe_that_rescues_a_pair(ts_pair, scalers, vdata
     assert [r.passed for r in results] == [False, True]
 
 
+def test_audit_hook_without_declared_accuracy_flags_a_scaler_from_another_run(ts_pair, scalers, vdata):
+    """Nothing declared (the archive's GRU files): the pair 'passes', but a re-fitted scaler is clearly better."""
+    found = verify_for_audit([Pair(ckpt=str(ts_pair["ckpt"]), scaler=str(scalers["upstream"][1])),
+                              Pair(ckpt=str(ts_pair["ckpt"]), scaler=str(ts_pair["scaler"]))], vdata)
+    assert [f.code for f in found] == ["scaler-recovered"]
+    f = found[0]
+    assert "no accuracy is declared" in f.message and "does not belong" in f.message
+    assert f.actual["recipe"] == "train-split" and f.actual["accuracy"] > f.actual["paired_accuracy"] + 0.01
+
+
 def test_audit_hook_suggests_a_scaler_for_a_pair_without_one(up_pair, vdata):
     found = verify_for_audit([Pair(ckpt=str(up_pair["ckpt"]), scaler=None, expect_acc=0.95)], vdata)
     assert [f.code for f in found] == ["scaler-recovered"]

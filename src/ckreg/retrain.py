@@ -288,7 +288,7 @@ def archive_root_for(manifest, archive_root: str | os.PathLike | None = None) ->
     root = getattr(manifest, "root", None)
     if root:
         base = Path(manifest.source).parent if manifest.source else Path(".")
-        return base / root
+        return Path(os.path.normpath(base / root))
     return None
 
 
@@ -468,8 +468,13 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
             else:
                 item.reason = f"has a checkpoint ({where}, by {st.get('by', 'path')})"
                 if register_existing and registry:
-                    item.action = "register"
-                    item.reason += "; register it (verified, scaler recovered if needed)"
+                    digest = file_sha256(item.existing[0])
+                    done = [v for v in reg_versions if v.sha256 == digest and v.verified]
+                    if done:
+                        item.reason += f"; already registered as {done[-1].ref} (verified)"
+                    else:
+                        item.action = "register"
+                        item.reason += "; register it (verified, scaler recovered if needed)"
         else:
             same = [v for v in reg_versions if (v.provenance or {}).get("input_hash") == input_hash and v.verified]
             if same:
@@ -680,8 +685,11 @@ def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threadi
         provenance.update({"recipe": (lock.get("inputs") or {}).get("recipe"), "input_hash": lock.get("input_hash"),
                            "inputs": lock.get("inputs"), "run_dir": lock.get("run_dir"), "trainer_version": lock.get("trainer")})
     if res is None or (not res.passed and res.loaded and res.finite is not False):
-        rec = recover_scaler(ckpt, dataset, out_dir=Path(item.out_root) / item.name / "scalers",
-                             expect_acc=item.expect_acc, tolerance=item.tolerance, split=item.metric_split)
+        scaler_dir = Path(item.out_root) / item.name / "scalers"
+        rec = _reuse_recovered(ckpt, scaler_dir, dataset, item)
+        if rec is None:
+            rec = recover_scaler(ckpt, dataset, out_dir=scaler_dir, expect_acc=item.expect_acc,
+                                 tolerance=item.tolerance, split=item.metric_split)
         if not rec.passed:
             outcome.error = ("pair fails verification and no recipe recovers the scaler: "
                              + "; ".join((res.reasons if res else []) + rec.reasons))
@@ -714,6 +722,30 @@ def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threadi
              + (f" as {item.name}@{outcome.version}" if outcome.version else "")
              + (f" (scaler recovered by {outcome.scaler_recipe})" if outcome.scaler_recipe else ""))
     return outcome
+
+
+def _reuse_recovered(ckpt: str, scaler_dir: Path, dataset, item: PlanItem):
+    """A scaler an earlier run recovered for this checkpoint that still verifies (so a re-run adds no version)."""
+    from ckreg.verify import RecoverResult, verify_pair
+
+    if not scaler_dir.is_dir():
+        return None
+    digest = file_sha256(ckpt)
+    for path in sorted(scaler_dir.glob(f"{Path(ckpt).stem}.scaler*.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8")).get("recovered") or {}
+        except (OSError, ValueError):
+            continue
+        if rec.get("checkpoint_sha256") != digest:
+            continue
+        res = verify_pair(ckpt, path, dataset, expect_acc=item.expect_acc, tolerance=item.tolerance,
+                          split=item.metric_split)
+        if res.passed:
+            return RecoverResult(ckpt=str(ckpt), data=item.data, data_hash=res.data_hash, recipe=rec.get("recipe"),
+                                 accuracy=res.accuracy, passed=True, chosen_by=rec.get("chosen_by", "reused"),
+                                 expect_acc=item.expect_acc, tolerance=item.tolerance, path=str(path),
+                                 reasons=[f"reused {path.name}, recovered earlier"], verification=res)
+    return None
 
 
 def _now() -> str:
@@ -763,6 +795,9 @@ def run_retrain(plan: list[PlanItem], jobs: int = 1, progress: Progress | None =
         except CkregError as exc:
             return Outcome(name=item.name, action=item.action, status="failed", reason=item.reason,
                            error=exc.render())
+        except Exception as exc:  # one model's crash never costs the others (house style: never crash the run)
+            return Outcome(name=item.name, action=item.action, status="failed", reason=item.reason,
+                           error=f"{type(exc).__name__}: {exc}")
 
     if jobs == 1:
         outcomes = [one(item) for item in plan]

@@ -78,6 +78,7 @@ class VerifyResult(BaseModel):
     tolerance: float = DEFAULT_TOLERANCE
     accuracy_declared: bool = False
     reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)   # e.g. scikit-learn version skew of a scaler.pkl
     findings: list[Finding] = Field(default_factory=list)
     ckreg_version: str = __version__
 
@@ -198,11 +199,16 @@ def _subset_indices(dataset, split: str, split_args: dict | None = None):
 
 
 def _load_scaler(scaler: Any):
+    """A Scaler from a path (JSON or restricted-unpickled pkl); version skew lands in `Scaler.warnings`, not on stderr."""
     if scaler is None or not isinstance(scaler, (str, os.PathLike)):
         return scaler
-    from ckreg.scaler import load_scaler
+    import warnings
 
-    return load_scaler(Path(scaler))
+    from ckreg.scaler import ScalerVersionWarning, load_scaler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScalerVersionWarning)
+        return load_scaler(Path(scaler))
 
 
 def find_sidecar_scaler(ckpt: str | os.PathLike) -> Path | None:
@@ -330,6 +336,7 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
 
     dataset = load_data(data)
     scaler_obj = _load_scaler(scaler)
+    result.warnings.extend(getattr(scaler_obj, "warnings", None) or [])
 
     # 1. strict load into the zoo
     try:
@@ -498,6 +505,16 @@ def _choose(cands: list[Candidate], expect_acc: float | None) -> tuple[Candidate
     return best, "none-verifies"
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _reserve(directory: Path, stem: str, exts: Sequence[str]) -> list[Path]:
     """Free names `<stem>.scaler<ext>`, then `<stem>.scaler-1<ext>`, ...: one index for all extensions."""
     n = 0
@@ -619,6 +636,7 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
         "chosen_by": rule,
         "expect_acc": expect_acc,
         "checkpoint": str(ckpt),
+        "checkpoint_sha256": _file_sha256(ckpt),
         "candidates": [c.model_dump() for c in cands],
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "ckreg_version": __version__,

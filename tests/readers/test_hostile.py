@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pickle
-import shutil
-import struct
 import subprocess
 import sys
 import zipfile
-from collections import OrderedDict
 
 import pytest
 
@@ -241,3 +238,13 @@ def test_scaler_with_unsafe_global_is_reported_not_run(tmp_path):
     assert {f.actual for f in summary.findings if f.code == "unsafe-global"} == {"builtins.exec"}
     assert summary.n_features == 3 and summary.mean == [4.5, 5.5, 6.5]
     assert not target.exists()
+
+
+def test_pickle_member_without_the_data_pkl_name_is_found_by_content(save, tiny_state_dict, tmp_path):
+    src = save({"state_dict": tiny_state_dict, "x": FileTouchPayload(str(tmp_path / "PWNED"))}, "b.pt")
+    out = rewrite_zip(src, tmp_path / "odd_name.pt",
+                      rename=lambda n: n.replace("data.pkl", "weights.bin") if n.endswith("data.pkl") else n)
+    res = read_checkpoint(out)
+    assert "builtins.exec" in unsafe(res)
+    assert list(res.tensors) == list(tiny_state_dict)
+    assert any("no */data.pkl" in f.message for f in res.findings if f.code == "archive-anomaly")

@@ -229,10 +229,14 @@ def test_global_record_names():
     assert OrderedDict  # the interpreter table names collections.OrderedDict, never imports it
 
 
-def test_object_budget_refuses_memory_exhaustion():
+def test_object_and_op_budgets_refuse_memory_exhaustion():
     """1 byte per dict would be ~64 bytes of RAM per byte of file: refused past the object budget."""
     from ckreg.readers.pickle_vm import MAX_OBJECTS_DEFAULT
 
-    data = b"\x80\x04(" + b"}" * (MAX_OBJECTS_DEFAULT + 1) + b"l."
-    run = run_pickle(data)
+    assert MAX_OBJECTS_DEFAULT <= 2_000_000  # ~130 MB worst case inside the 64 MiB stream cap
+    data = b"\x80\x04(" + b"}" * 5001 + b"l."
+    assert run_pickle(data).clean
+    run = run_pickle(data, max_objects=5000)
     assert not run.clean and "objects" in run.error
+    run = run_pickle(b"\x80\x04" + b"N0" * 3000 + b"N.", max_ops=5000)
+    assert not run.clean and "opcodes" in run.error

@@ -215,3 +215,18 @@ def test_early_stopping(glove_tree, tmp_path):
               patience=1, png=False)
     assert r.stop_reason == "early-stopping" and r.epochs_run < 50
     assert r.epochs_run - r.best_epoch == 1
+
+
+@pytest.mark.parametrize("family", __import__("ckreg.arch", fromlist=["FAMILIES"]).FAMILIES)
+def test_every_family_trains_and_reloads_as_itself(glove_tree, tmp_path, family):
+    """One tiny epoch per family; both files reload into the zoo as the SAME family
+    (ScaleAware vs ScaleHard is told apart only by the recorded spec)."""
+    from ckreg import zoo
+
+    overrides = {} if family == "WRN" else {"hidden_size": 8}
+    if family not in ("GRU", "LSTM", "StackedGRU", "StackedLSTM", "WRN"):
+        overrides["cnn_filters"] = 4
+    r = train(family, glove_tree, tmp_path / "o", overrides=overrides, epochs=1, batch_size=8, png=False)
+    for name in ("model.ckpt", "weights.safetensors"):
+        _, spec, _ = zoo.load_checkpoint(tmp_path / "o" / name)
+        assert spec.family == family and spec.model_dump(mode="json") == r.spec

@@ -96,6 +96,8 @@ def render_verify(res, con=None) -> None:
                     if res.expect_acc is not None else "none declared")
     for reason in res.reasons:
         summary.add_row("", reason)
+    for warning in res.warnings:
+        summary.add_row("[yellow]warning[/]", warning)
     con.print(summary)
     if res.per_class:
         pc = Table(title="per-class accuracy", box=None, padding=(0, 1))
@@ -140,8 +142,11 @@ def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, split, manifest, model
 
     Exit 0 when the pair passes, 1 when it fails, 2 on a usage error.
     """
+    from ckreg.errors import UsageError
     from ckreg.verify import DEFAULT_TOLERANCE, verify_pair
 
+    if expect_acc is not None and data is None:
+        raise UsageError("--expect-acc needs --data: accuracy is measured on a dataset")
     m_acc, m_tol, _name = _declared_from_manifest(manifest, ckpt, model_name)
     if expect_acc is None:
         expect_acc = m_acc

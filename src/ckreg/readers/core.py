@@ -20,7 +20,7 @@ import stat
 from typing import Any, Callable, Iterator
 
 from ckreg.errors import FormatError, ReadError
-from ckreg.findings import Finding, Severity
+from ckreg.findings import Finding
 from ckreg.readers import zipread
 from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
 from ckreg.readers.fileio import Counter, RandomAccessFile
@@ -319,7 +319,25 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
         if main is not None:
             ctx.anomalies.append(f"pickle member {main.name!r} is not under the archive's first folder "
                                  f"{prefix!r} (torch looks for {prefix}/data.pkl)")
-    base = main.name[: -len("data.pkl")] if main is not None else (prefix + "/" if prefix else "")
+    if main is None:  # no */data.pkl record: take the first member whose content is a pickle
+        for m in members:
+            if m.name.endswith("/") or "/data/" in m.name or m.name.startswith("data/"):
+                continue
+            try:
+                head = zipread.read_member_head(f, m, 2)
+            except zipread.ZipProblem:
+                continue
+            if len(head) == 2 and head[0] == 0x80 and head[1] <= 5:
+                main = m
+                ctx.anomalies.append(f"no */data.pkl member; {m.name!r} holds a pickle and was read as the "
+                                     f"checkpoint (torch.load would refuse this file)")
+                break
+    if main is not None and main.name.endswith("data.pkl"):
+        base = main.name[: -len("data.pkl")]
+    elif main is not None:
+        base = main.name.rsplit("/", 1)[0] + "/" if "/" in main.name else ""
+    else:
+        base = prefix + "/" if prefix else ""
 
     storages: dict[str, list[StorageRec]] = {}
     bad_pids: list[Any] = []

@@ -25,19 +25,18 @@ from __future__ import annotations
 import codecs
 import math
 import struct
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 # --------------------------------------------------------------------------- records
 
 
-@dataclass(eq=False)
 class Global:
     """A reference to `module.name` (never imported)."""
 
-    module: str
-    name: str
-    pos: int = -1
+    __slots__ = ("module", "name", "pos")
+
+    def __init__(self, module: str, name: str, pos: int = -1):
+        self.module, self.name, self.pos = module, name, pos
 
     @property
     def full(self) -> str:
@@ -47,7 +46,6 @@ class Global:
         return f"Global({self.full})"
 
 
-@dataclass(eq=False)
 class Call:
     """`func(*args, **kwargs)` as the stream asks for it, never performed.
 
@@ -56,14 +54,13 @@ class Call:
     collect APPEND(S)/SETITEM(S) applied to the (unknown) result.
     """
 
-    func: Any
-    args: Any
-    kind: str = "reduce"
-    kwargs: Any = None
-    state: Any = None
-    items: list = field(default_factory=list)
-    setitems: list = field(default_factory=list)
-    pos: int = -1
+    __slots__ = ("func", "args", "kind", "kwargs", "state", "items", "setitems", "pos")
+
+    def __init__(self, func: Any, args: Any, kind: str = "reduce", kwargs: Any = None, state: Any = None,
+                 pos: int = -1):
+        self.func, self.args, self.kind, self.kwargs, self.state, self.pos = func, args, kind, kwargs, state, pos
+        self.items: list = []
+        self.setitems: list = []
 
     @property
     def func_name(self) -> str:
@@ -73,69 +70,75 @@ class Call:
         return f"Call({self.func_name}, ...)"
 
 
-@dataclass(eq=False)
 class PersistentRef:
     """A persistent id the stream asked `persistent_load` to resolve."""
 
-    pid: Any
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: Any):
+        self.pid = pid
 
 
-@dataclass(eq=False)
 class ExtRef:
     """EXT1/2/4: an extension-registry code (resolves to a global through copyreg)."""
 
-    code: int
+    __slots__ = ("code",)
+
+    def __init__(self, code: int):
+        self.code = code
 
 
-@dataclass(eq=False)
-class OutOfBand:
-    """NEXT_BUFFER: an out-of-band buffer (protocol 5) that the file cannot supply."""
-
-
-@dataclass(eq=False)
 class Unhashable:
     """A dict key or set member that is a list/dict/set (kept, never hashed)."""
 
-    value: Any
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Unhashable({type(self.value).__name__})"
 
 
-@dataclass(eq=False)
 class StorageRec:
     """A torch storage named by a persistent id (bytes not read)."""
 
-    dtype: str
-    key: str
-    location: str = "cpu"
-    numel: int | None = None
-    type_name: str = ""
-    view_offset: int = 0          # legacy format: view into a root storage (elements)
-    view_numel: int | None = None
+    __slots__ = ("dtype", "key", "location", "numel", "type_name", "view_offset", "view_numel")
+
+    def __init__(self, dtype: str, key: str, location: str = "cpu", numel: int | None = None, type_name: str = "",
+                 view_offset: int = 0, view_numel: int | None = None):
+        self.dtype, self.key, self.location, self.numel = dtype, key, location, numel
+        self.type_name, self.view_offset, self.view_numel = type_name, view_offset, view_numel  # legacy views
+
+    def __repr__(self) -> str:
+        return f"StorageRec({self.key!r}, {self.dtype}, numel={self.numel})"
 
 
-@dataclass(eq=False)
 class TensorRef:
     """What `torch._utils._rebuild_tensor*` would build, described, not built."""
 
-    storage: Any
-    storage_offset: int
-    shape: tuple
-    stride: tuple | None
-    requires_grad: bool = False
-    is_parameter: bool = False
-    rebuild: str = ""
+    __slots__ = ("storage", "storage_offset", "shape", "stride", "requires_grad", "is_parameter", "rebuild")
+
+    def __init__(self, storage: Any, storage_offset: int, shape: tuple, stride: tuple | None,
+                 requires_grad: bool = False, is_parameter: bool = False, rebuild: str = ""):
+        self.storage, self.storage_offset, self.shape, self.stride = storage, storage_offset, shape, stride
+        self.requires_grad, self.is_parameter, self.rebuild = requires_grad, is_parameter, rebuild
 
     @property
     def dtype(self) -> str:
         return self.storage.dtype if isinstance(self.storage, StorageRec) else "unknown"
 
+    def __repr__(self) -> str:
+        return f"TensorRef({self.dtype}, {list(self.shape)})"
 
-@dataclass(eq=False)
+
 class NumpyDtype:
     """numpy.dtype(spec) plus the byte order BUILD gives it."""
 
-    spec: str
-    byteorder: str = "="
-    structured: bool = False
+    __slots__ = ("spec", "byteorder", "structured")
+
+    def __init__(self, spec: str, byteorder: str = "=", structured: bool = False):
+        self.spec, self.byteorder, self.structured = spec, byteorder, structured
 
     @property
     def kind(self) -> str:
@@ -160,16 +163,14 @@ class NumpyDtype:
         return self.spec
 
 
-@dataclass(eq=False)
 class NumpyArray:
     """numpy's `_reconstruct(ndarray, (0,), b'b')` + BUILD state, decoded lazily."""
 
-    cls: Any = None
-    shape: tuple = ()
-    dtype: Any = None
-    fortran: bool = False
-    raw: Any = None               # bytes (numeric) or list (object arrays)
-    built: bool = False
+    __slots__ = ("cls", "shape", "dtype", "fortran", "raw", "built")
+
+    def __init__(self, cls: Any = None, shape: tuple = (), dtype: Any = None, fortran: bool = False, raw: Any = None,
+                 built: bool = False):
+        self.cls, self.shape, self.dtype, self.fortran, self.raw, self.built = cls, shape, dtype, fortran, raw, built
 
     def values(self, limit: int = 1 << 20) -> list | None:
         """Flat list of the elements (C order as stored), or None when not decodable cheaply."""
@@ -203,12 +204,13 @@ class NumpyArray:
         return nest(flat, shape)
 
 
-@dataclass(eq=False)
 class NumpyScalar:
     """numpy's `scalar(dtype, raw_bytes)`."""
 
-    dtype: Any
-    raw: Any
+    __slots__ = ("dtype", "raw")
+
+    def __init__(self, dtype: Any, raw: Any):
+        self.dtype, self.raw = dtype, raw
 
     @property
     def value(self) -> Any:
@@ -265,22 +267,25 @@ class Truncated(Malformed):
     """Internal: the stream ended before STOP."""
 
 
-@dataclass
 class PickleRun:
     """The result of one symbolic run (one pickle, from PROTO/first opcode to STOP)."""
 
-    value: Any = None
-    start: int = 0
-    end: int = 0                  # offset after STOP (or where it failed)
-    proto: int = 0
-    globals: list[Global] = field(default_factory=list)
-    ext_codes: list[int] = field(default_factory=list)
-    error: str | None = None
-    error_pos: int | None = None
-    truncated: bool = False
-    warnings: list[str] = field(default_factory=list)
-    ops: int = 0
-    partial: Any = None           # bottom of the stack when the run failed
+    __slots__ = ("value", "start", "end", "proto", "globals", "ext_codes", "error", "error_pos", "truncated",
+                 "warnings", "ops", "partial")
+
+    def __init__(self, start: int = 0):
+        self.value: Any = None
+        self.start = start
+        self.end = 0                      # offset after STOP (or where it failed)
+        self.proto = 0
+        self.globals: list[Global] = []
+        self.ext_codes: list[int] = []
+        self.error: str | None = None
+        self.error_pos: int | None = None
+        self.truncated = False
+        self.warnings: list[str] = []
+        self.ops = 0
+        self.partial: Any = None          # bottom of the stack when the run failed
 
     @property
     def clean(self) -> bool:
@@ -492,11 +497,15 @@ class _VM:
         allocating = _ALLOCATING
         objects = 0
         max_ops, max_objects = self.max_ops, self.max_objects
+        data, n = self.data, self.n
         while True:
             op_pos = self.pos
             if self.frame_end is not None and op_pos == self.frame_end:
                 self.frame_end = None  # the frame ended exactly at an opcode boundary, as pickle writes it
-            b = read(1)[0]
+            if op_pos >= n:
+                raise Truncated("pickle data truncated (no STOP)", op_pos)
+            b = data[op_pos]  # the opcode byte (inside the frame, if any: op_pos < frame_end here)
+            self.pos = op_pos + 1
             run.ops += 1
             if b in allocating:
                 objects += 1
@@ -790,10 +799,11 @@ def _default_persistent_load(pid: Any) -> Any:
 
 
 def run_pickle(data, start: int = 0, *, persistent_load: Callable[[Any], Any] | None = None,
-               reducers: dict | None = None, build_hook=None, max_bytes: int = MAX_BYTES_DEFAULT) -> PickleRun:
+               reducers: dict | None = None, build_hook=None, max_bytes: int = MAX_BYTES_DEFAULT,
+               max_ops: int = MAX_OPS_DEFAULT, max_objects: int = MAX_OBJECTS_DEFAULT) -> PickleRun:
     """Run one pickle from `start` to its STOP, symbolically. Never raises for bad data."""
     vm = _VM(data, start, persistent_load or _default_persistent_load,
-             DEFAULT_REDUCERS if reducers is None else reducers, build_hook, max_bytes)
+             DEFAULT_REDUCERS if reducers is None else reducers, build_hook, max_bytes, max_ops, max_objects)
     return vm.execute()
 
 

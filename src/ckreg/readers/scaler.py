@@ -18,6 +18,7 @@ StandardScaler class and joblib's wrapper) are findings; nothing is executed.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import os
@@ -161,7 +162,7 @@ def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:
     fmt = "pickle"
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.GzipFile(fileobj=__import__("io").BytesIO(data)).read(MAX_SCALER_BYTES + 1)
+            data = gzip.GzipFile(fileobj=io.BytesIO(data)).read(MAX_SCALER_BYTES + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise ScalerError(f"corrupt gzip-compressed joblib file ({exc})", path=p) from None
         fmt = "joblib"

@@ -243,6 +243,8 @@ def train(
     overrides = dict(overrides or {})
     max_epochs = int(DEFAULTS["epochs"] if epochs is None else epochs)
     _check_options(seed, max_epochs, batch_size, lr, patience, weight_decay, threads)
+    if not (min_delta >= 0):
+        raise UsageError(f"min_delta must be >= 0 (got {min_delta})")
 
     # -- everything that can be wrong is checked before the first step ------
     ArchSpec.for_family(family, **overrides)          # unknown family / --set key
@@ -280,7 +282,7 @@ def train(
     recipe = {
         "optimizer": "AdamW", "lr": float(lr), "weight_decay": float(weight_decay),
         "batch_size": int(batch_size), "max_epochs": max_epochs, "patience": int(patience),
-        "min_delta": float(min_delta),
+        "min_delta": float(min_delta), "threads": threads,
         "monitor": "val/loss", "lr_schedule": "ReduceLROnPlateau", "lr_factor": DEFAULTS["lr_factor"],
         "lr_patience": DEFAULTS["lr_patience"], "grad_clip": grad_clip, "seed": int(seed),
         "val_fraction": float(val), "test_fraction": float(test), "split_method": sp.method,
