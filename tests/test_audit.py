@@ -279,11 +279,18 @@ def test_duplicate_weights_whatever_the_bytes(tmp_path, torch_mod):
     assert "duplicate-weights" not in codes(audit(tmp_path, hash_policy="none"))
 
 
-def test_weights_hashed_only_where_layouts_collide(tmp_path, torch_mod):
+def test_weights_hashed_only_where_layouts_collide(tmp_path, torch_mod, monkeypatch):
+    import ckreg.audit as audit_mod
+
     save_ckpt(tmp_path / "gru.ckpt", "GRU")
     save_ckpt(tmp_path / "st.ckpt", "StackedGRU")
+    monkeypatch.setattr(audit_mod, "INLINE_HASH_BYTES", 0)   # treat every file as large
     r = audit(tmp_path)
     assert all(v["weights_sha256"] is None for v in r.extra["files"].values())
+    save_ckpt(tmp_path / "gru2.ckpt", "GRU", seed=5)        # now two files share a layout
+    r = audit(tmp_path)
+    hashed = {k for k, v in r.extra["files"].items() if v["weights_sha256"]}
+    assert hashed == {"gru.ckpt", "gru2.ckpt"}
     r_all = audit(tmp_path, hash_policy="all")
     assert all(v["weights_sha256"] for v in r_all.extra["files"].values())
 
@@ -358,7 +365,18 @@ def test_symlinks_never_followed_out_of_the_tree_or_round_a_loop(tmp_path, torch
     assert not any("secret" in (f.path or "") for f in r.findings)
 
 
-def test_parallel_inspection_and_progress(tmp_path, torch_mod):
+def test_small_files_are_hashed_during_inspection(tmp_path, torch_mod):
+    """Small files: streaming the bytes once beats parsing the pickle twice (bench_audit.py)."""
+    save_ckpt(tmp_path / "gru.ckpt", "GRU")
+    save_ckpt(tmp_path / "st.ckpt", "StackedGRU")
+    r = audit(tmp_path)
+    assert all(v["weights_sha256"] for v in r.extra["files"].values())
+
+
+def test_parallel_inspection_and_progress(tmp_path, torch_mod, monkeypatch):
+    import ckreg.audit as audit_mod
+
+    monkeypatch.setattr(audit_mod, "INLINE_HASH_BYTES", 0)   # exercise the collision pass too
     for i in range(4):
         save_ckpt(tmp_path / f"GRU_{i}.ckpt", "GRU", seed=i)
     save_ckpt(tmp_path / "GRU_copy.ckpt", "GRU", seed=0, meta={"epoch": 9})

@@ -279,10 +279,10 @@ def _render_plan(plan, con=None) -> None:
 
     con = con or console()
     table = Table(title="retrain plan", box=None, padding=(0, 1))
-    table.add_column("model")
-    table.add_column("action")
-    table.add_column("why")
-    table.add_column("output")
+    table.add_column("model", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    table.add_column("output", overflow="fold")
     for item in plan:
         style = {"train": "bold yellow", "register": "cyan"}.get(item.action, "dim")
         table.add_row(item.name, f"[{style}]{item.action}[/]", item.reason, item.out_dir or "")
@@ -294,8 +294,9 @@ def _render_result(result, con=None) -> None:
 
     con = con or console()
     table = Table(title="retrain result", box=None, padding=(0, 1))
-    for col in ("model", "status", "accuracy", "verified", "registered", "alias", "where"):
-        table.add_column(col)
+    for col in ("model", "status", "accuracy", "verified", "registered", "alias"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("where", overflow="fold")
     for o in result.outcomes:
         style = {"trained": "green", "registered": "cyan", "failed": "bold red"}.get(o.status, "dim")
         table.add_row(o.name, f"[{style}]{o.status}[/]", _pct(o.accuracy),
