@@ -8,6 +8,7 @@ documented here once: the README table, SARIF rules and JUnit cases all read
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -26,8 +27,11 @@ class Severity(str, Enum):
         return {"note": 0, "warning": 1, "error": 2}[self.value]
 
 
-class CodeInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class CodeInfo:
+    """A static table row; a plain dataclass because building 30 pydantic models at import
+    cost ~60 ms of every `ckreg inspect` start-up (bench/bench_inspect.py, issue #2)."""
+
     code: str
     severity: Severity
     title: str
@@ -119,7 +123,7 @@ class Finding(BaseModel):
 
 
 class Skipped(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     path: str
     reason: str
 
@@ -127,7 +131,7 @@ class Skipped(BaseModel):
 class ErrorEntry(BaseModel):
     """A failure to process a path (I/O error, crash in one file): not a finding about its content."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     path: str | None
     message: str
 
@@ -144,6 +148,8 @@ FAIL_ON = ("error", "warning", "never")
 
 class Report(BaseModel):
     """The result of a run over many files."""
+
+    model_config = ConfigDict(defer_build=True)
 
     tool: str = "ckreg"
     version: str = ""
