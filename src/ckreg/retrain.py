@@ -30,7 +30,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, Field
 
 from ckreg import __version__
-from ckreg.errors import CkregError, ManifestError, UsageError
+from ckreg.errors import CkregError, UsageError
 
 LOCK_NAME = "ckreg.lock.json"
 INPUTS_NAME = "ckreg.inputs.json"
@@ -811,5 +811,5 @@ def run_retrain(plan: list[PlanItem], jobs: int = 1, progress: Progress | None =
 __all__ = [
     "PlanItem", "Outcome", "RetrainResult", "plan_retrain", "run_retrain", "compute_inputs", "recipe_for",
     "read_lock", "lock_path", "next_run_dir", "declared_for_checkpoint", "archive_root_for", "file_sha256",
-    "LOCK_NAME", "ManifestError",
+    "LOCK_NAME",
 ]

@@ -223,6 +223,14 @@ def find_sidecar_scaler(ckpt: str | os.PathLike) -> Path | None:
     return None
 
 
+def _require_torch() -> None:
+    """Verification runs the model: without torch that is a usage error (exit 2), not a finding about the file."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError("verification runs the model and needs torch", hint="pip install 'ckreg[train]'")
+
+
 def _load_model(ckpt: Path):
     """(module, spec, inspection) from the zoo: strict load, eval mode (issue #3)."""
     from ckreg.zoo import load_checkpoint
@@ -316,6 +324,7 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
     """
     import numpy as np
 
+    _require_torch()
     ckpt = Path(ckpt)
     expect_acc = normalize_acc(expect_acc)
     if tolerance is None:
@@ -418,7 +427,7 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
         return result
     return _fail(result, "accuracy-below-declared",
                  f"accuracy {acc:.4f} on {result.n_episodes} episodes misses the declared {expect_acc:.4f} "
-                 f"(tolerance {tolerance:g})" + (f" with scaler {scaler_path}" if scaler_path else ""),
+                 f"(tolerance {tolerance:g})" + (f" with scaler {_short(scaler_path, str(ckpt))}" if scaler_path else ""),
                  expected=expect_acc, actual=round(acc, 6))
 
 
@@ -588,6 +597,7 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     replaced. The JSON records how it was recovered. Nothing is written when
     no recipe verifies or `write=False`.
     """
+    _require_torch()
     ckpt = Path(ckpt)
     expect_acc = normalize_acc(expect_acc)
     recipes = tuple(recipes)
