@@ -1,4 +1,4 @@
-"""docs/audit.md's finding-codes table is CODES (regenerate: python -m ckreg.report.docs)."""
+"""README.md's and docs/audit.md's finding-codes tables are CODES (regenerate: python -m ckreg.report.docs)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from pathlib import Path
 from ckreg.findings import CODES
 from ckreg.report.docs import BEGIN, END, block, codes_table
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_readme_table_matches_codes():
-    text = DOC.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", ["README.md", "docs/audit.md"])
+def test_readme_table_matches_codes(doc):
+    text = (ROOT / doc).read_text(encoding="utf-8")
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    assert text[start:end] == block(), "docs/audit.md is stale: paste `python -m ckreg.report.docs` between the markers"
+    assert text[start:end] == block(), f"{doc} is stale: paste `python -m ckreg.report.docs` between the markers"
 
 
 def test_table_lists_every_code_once():

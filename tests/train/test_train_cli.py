@@ -17,7 +17,8 @@ EVAL_SCHEMA = {
     "required": ["accuracy", "per_class", "confusion_matrix", "latency_ms", "n_episodes", "params", "split"],
     "properties": {
         "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
-        "per_class": {"type": "object", "additionalProperties": {"type": ["number", "null"], "minimum": 0, "maximum": 1}},
+        "per_class": {"type": "object",
+                      "additionalProperties": {"type": ["number", "null"], "minimum": 0, "maximum": 1}},
         "confusion_matrix": {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
         "latency_ms": {"type": "number", "exclusiveMinimum": 0},
         "n_episodes": {"type": "integer", "minimum": 1},

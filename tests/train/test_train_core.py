@@ -30,7 +30,7 @@ def test_outputs_exist_and_load(tiny_run):
 
     result, out = tiny_run
     names = {p.name for p in out.iterdir()}
-    assert {"weights.safetensors", "model.ckpt", "scaler.json", "metrics.json", "confusion_matrix.png"} <= names
+    assert set(OUTPUT_FILES) - {"scaler.pkl"} == names
     assert "scaler.pkl" not in names            # only on request
     assert not leftover_temps(out)
 

@@ -1,4 +1,5 @@
-"""Factories for the trainer tests (imported by conftest.py and the tests): tiny SignGlove-like trees and .npz files in tmp dirs.
+"""Factories for the trainer tests (used by conftest.py and the tests): tiny SignGlove-like
+trees and .npz files in tmp dirs.
 
 The signals are class-dependent (a per-class offset and frequency on every
 channel) so a hidden-8 model learns something in a few epochs, but the tests

@@ -94,7 +94,7 @@ class _Bar:
 @click.option("--batch-size", type=int, default=DEFAULTS["batch_size"], show_default=True)
 @click.option("--lr", type=float, default=DEFAULTS["lr"], show_default=True, help="AdamW learning rate.")
 @click.option("--patience", type=int, default=DEFAULTS["patience"], show_default=True,
-              help="Epochs without a better validation loss before stopping.")
+              help="Epochs without a validation-loss improvement of at least --min-delta before stopping.")
 @click.option("--min-delta", type=click.FloatRange(min=0), default=DEFAULTS["min_delta"], show_default=True,
               help="A validation-loss improvement smaller than this does not reset --patience.")
 @click.option("--threads", type=click.IntRange(min=1), default=DEFAULTS["threads"], show_default=True,
@@ -110,7 +110,8 @@ def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, m
     overrides = parse_sets(sets)
     with _Bar() as bar:
         result = train(family, data, out, overrides=overrides, seed=seed, epochs=epochs, batch_size=batch_size,
-                       lr=lr, patience=patience, progress=bar, min_delta=min_delta, threads=threads, force=force, pkl=pkl)
+                       lr=lr, patience=patience, progress=bar, min_delta=min_delta, threads=threads,
+                       force=force, pkl=pkl)
     if as_json:
         payload = result.model_dump(mode="json", exclude={"metrics"})
         payload["metrics_path"] = result.files.get("metrics")
