@@ -54,6 +54,11 @@ def test_outputs_exist_and_load(tiny_run):
     assert ArchSpec.model_validate_json(meta["ckreg.spec"]) == spec
     assert meta["ckreg.weights_sha256"] == weights_sha256(sd) == result.weights_sha256
     assert meta["ckreg.data_hash"] == result.data_hash
+    # one definition of weights_sha256 across the project: the inspector's, from either file
+    from ckreg.inspect import inspect_path
+
+    for name in ("model.ckpt", "weights.safetensors"):
+        assert inspect_path(out / name, hash_weights=True).weights_sha256 == result.weights_sha256
 
     loaded, lspec, _ = zoo.load_checkpoint(out / "weights.safetensors")   # the zoo reads our metadata
     assert lspec == spec

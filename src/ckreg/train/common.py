@@ -120,24 +120,26 @@ def scale(scaler: Any, X: "np.ndarray") -> "np.ndarray":
 
 
 def weights_sha256(state_dict: "dict[str, torch.Tensor]") -> str:
-    """Content hash of a state_dict: sorted keys, each with dtype, shape and little-endian bytes.
+    """The inspector's `weights_sha256` of an in-memory state_dict.
 
-    Independent of the container (safetensors, .ckpt) and of key order, so the
-    same weights hash the same whichever file they travel in.
+    Same definition as `ckreg.inspect.weights_sha256` (names in sorted order, each
+    as compact JSON `[name, dtype, shape]` + newline, then the little-endian
+    tensor bytes), so a trained model's recorded hash equals what `ckreg inspect
+    --hash`, the audit and the registry compute from either output file.
     """
     import torch
 
-    h = hashlib.sha256(b"ckreg-weights-v1")
+    h = hashlib.sha256()
     for key in sorted(state_dict):
         t = state_dict[key].detach().to("cpu").contiguous()
-        head = json.dumps([key, str(t.dtype).removeprefix("torch."), list(t.shape)]).encode()
-        h.update(len(head).to_bytes(8, "little") + head)
+        head = json.dumps([key, str(t.dtype).removeprefix("torch."), list(t.shape)], separators=(",", ":"))
+        h.update(head.encode() + b"\n")
         if t.dtype == torch.bfloat16:
             data = t.view(torch.int16).numpy().astype("<i2").tobytes()
         else:
             a = t.numpy()
             data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        h.update(len(data).to_bytes(8, "little") + data)
+        h.update(data)
     return h.hexdigest()
 
 
