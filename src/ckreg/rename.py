@@ -45,7 +45,6 @@ import json
 import os
 import string
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -53,6 +52,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, Field
 
+from ckreg.fsutil import fsync_dir, write_bytes
 from ckreg.arch import FAMILIES, ArchSpec
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK, Finding, Skipped
@@ -772,19 +772,6 @@ def _move_noclobber(src: str | Path, dst: str | Path) -> None:
     _check_rename(src, dst)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class _JournalWriter:
     """Append-only JSON lines, each record flushed and fsynced before the caller goes on."""
 
@@ -898,7 +885,7 @@ def apply_rename(plan: RenamePlan, journal_dir: str | os.PathLike | None = None)
                     if failure:
                         jw.write({"type": "failed", "seq": seq, "reason": failure})
                         break
-                    _fsync_dir((root / m.new).parent)
+                    fsync_dir((root / m.new).parent)
                     jw.write({"type": "done", "seq": seq})
                     moved.append((seq, m))
                 if failure:
@@ -938,23 +925,12 @@ def _stale(root: Path, grp: list[Move]) -> str | None:
 
 
 def _replace_file(path: Path, data: bytes) -> None:
-    """Write temp in the same folder, fsync, os.replace: readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Atomic rewrite (readers see the old or the new file, never half), keeping the permission bits."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        except OSError:
-            pass
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        mode = None
+    write_bytes(path, data, mode=mode)
 
 
 def _apply_manifest(plan: RenamePlan, edits: list[ManifestEdit], jw: _JournalWriter, result: Journal) -> None:
@@ -1124,7 +1100,7 @@ def undo_rename(journal_path: str | os.PathLike | None = None) -> UndoResult:
                     except OSError as exc:
                         result.conflicts.append(Skipped(path=rec["new"], reason=f"cannot move back to {rec['old']}: {exc}"))
                         continue
-                    _fsync_dir(old.parent)
+                    fsync_dir(old.parent)
                     jw.write({"type": "undone", "seq": seq})
                     result.restored.append(m)
                 elif has_old and not has_new:

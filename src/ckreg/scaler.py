@@ -22,13 +22,13 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ckreg.fsutil import write_bytes
 from ckreg.errors import ScalerError, UnsafeFileError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -211,16 +211,7 @@ def _atomic_write(path: Path, data: bytes, overwrite: bool) -> Path:
         raise ScalerError("refusing to overwrite an existing file", path=str(path),
                           hint="choose another name or pass overwrite=True (--force)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes(path, data)
     return path
 
 

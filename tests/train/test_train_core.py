@@ -9,7 +9,7 @@ import pytest
 from ckreg.arch import ArchSpec
 from ckreg.errors import CkregError, SpecError, UsageError
 from ckreg.train import OUTPUT_FILES, ProgressEvent, train
-from ckreg.train.atomic import TMP_PREFIX, leftover_temps, write_bytes, write_with
+from ckreg.fsutil import TMP_PREFIX, leftover_temps, write_bytes, write_with
 
 from train_factories import TINY_GRU, make_npz
 

@@ -8,7 +8,6 @@ Exit codes: 0 pass, 1 fail (a finding), 2 usage or I/O error.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 

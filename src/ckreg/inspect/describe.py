@@ -76,7 +76,6 @@ def describe(shapes: Shapes) -> tuple[list[str], dict]:
             attn_parts.add(m.name)
             if f"{m.name}.out_proj" in {x.name for x in mods}:
                 attn_parts.add(f"{m.name}.out_proj")
-    names = {m.name for m in mods}
     for parent, kids in children.items():
         for qkv in _QKV_SETS:
             if qkv <= kids:

@@ -29,7 +29,7 @@ from ckreg import __version__
 from ckreg.arch import ArchSpec
 from ckreg.errors import DataError, UsageError
 from ckreg.train import common
-from ckreg.train.atomic import leftover_temps, write_bytes, write_text, write_with
+from ckreg.fsutil import leftover_temps, write_bytes, write_text, write_with
 from ckreg.train.results import OUTPUT_FILES, EpochRecord, ProgressEvent, TrainResult
 
 # Defaults for new models. Upstream (the archive's optimizer_states and

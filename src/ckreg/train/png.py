@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
-from ckreg.train.atomic import write_bytes, write_with
+from ckreg.fsutil import write_bytes, write_with
 
 _HANGUL_FONTS = ("Noto Sans CJK KR", "Noto Sans KR", "NanumGothic", "Malgun Gothic",
                  "AppleGothic", "Noto Sans CJK JP", "Noto Sans CJK SC", "UnDotum")

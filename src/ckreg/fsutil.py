@@ -1,10 +1,11 @@
 """Atomic output files: a reader sees the old file or the new one, never half of one.
 
-Issue #3: "Ctrl-C leaves the best checkpoint so far, never a half-written
+The one implementation for the trainer, scalers, rename's manifest rewrite and the
+registry (house style: bad input loses nothing; issue #3: "Ctrl-C leaves the best checkpoint so far, never a half-written
 file". Every output is written under a temporary name in the SAME directory
 (so the rename cannot cross file systems), flushed and fsync'ed, then moved
 into place with `os.replace`. If anything (KeyboardInterrupt included)
-interrupts the write, the temporary file is removed.
+interrupts the write, the temporary file is removed.)
 
 Temporary names keep the real suffix (`.ckreg-tmp-<random>-model.ckpt`),
 because some writers (matplotlib's `savefig`) choose the format from it.
@@ -45,7 +46,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (best effort: not every platform can open a directory)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -60,28 +61,29 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path` atomically.
 
     On any exception (KeyboardInterrupt included) the temporary file is deleted
-    and `path` is left exactly as it was.
+    and `path` is left exactly as it was. `mode`: permission bits of the result
+    (default: what a plain open() gives under the umask).
     """
     path = Path(path)
     tmp = tmp_name(path)
     try:
         yield tmp
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
+    with atomic_path(path, mode=mode) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
 
