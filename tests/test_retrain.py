@@ -269,6 +269,14 @@ def test_cli_dry_run_writes_nothing(world):
                                  "--registry", str(world["registry"]), "--dry-run", "--json"])
     assert r.exit_code == 0, r.output
     doc = {i["name"]: i for i in json.loads(r.output)}
+    # by default the existing verified pair is registered too, so every declared model ends
+    # up with a verified pair in the registry (issue #5, "Done when" 2)
+    assert doc["A"]["action"] == "train" and doc["B"]["action"] == "register"
+    r = CliRunner().invoke(cli, ["retrain", "-m", str(world["manifest"]), "--data", str(world["data"]),
+                                 "--archive", str(world["archive"]), "--out", str(world["out"]),
+                                 "--registry", str(world["registry"]), "--dry-run", "--json",
+                                 "--no-register-existing"])
+    doc = {i["name"]: i for i in json.loads(r.output)}
     assert doc["A"]["action"] == "train" and doc["B"]["action"] == "skip"
     assert tree(world["tmp"]) == before
 

@@ -220,8 +220,9 @@ def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl,
                    "(default: $CKREG_ARCHIVE, else the manifest's `root`).")
 @click.option("--missing", is_flag=True, help="Train declared models that have no checkpoint (default).")
 @click.option("--failed", is_flag=True, help="Train declared models whose pair fails verification.")
-@click.option("--register-existing", is_flag=True,
-              help="Also register the existing pairs that verify (recovering their scaler when needed).")
+@click.option("--register-existing/--no-register-existing", default=True, show_default=True,
+              help="Also register the existing pairs that verify (recovering their scaler when needed), "
+                   "so that afterwards every declared model has a verified pair in the registry (issue #5).")
 @click.option("--dry-run", is_flag=True, help="Say what would run and why; write nothing.")
 @click.option("--force", is_flag=True, help="Train every selected model even when up to date.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True)
