@@ -64,7 +64,7 @@ def test_json_schema(save_ckpt):
                                         "cell": "GRU", "bidirectional": False, "proj_size": 128}
     assert first["params"]["trainable"] == 74_776 and first["params"]["buffers"] == 0
     assert isinstance(first["confidence"], float) and 0 <= first["confidence"] <= 1
-    assert first["sha256"] is None and first["weights_sha256"] is None and len(first["layout_sha256"]) == 64
+    assert len(first["sha256"]) == 64 and first["weights_sha256"] is None and len(first["layout_sha256"]) == 64
     assert first["metadata"]["epoch"] == 3
     assert any(e.startswith("hidden_size=64 from") for e in first["evidence"])
     assert first["layout"]["RNN.0.weight"] == ["float32", [128, 8]]

@@ -142,9 +142,19 @@ def test_weights_sha256_ignores_container_and_metadata(save_ckpt, family_state_d
     assert other.layout_sha256 == got[0].layout_sha256 and other.weights_sha256 != got[0].weights_sha256
 
 
-def test_hashes_only_on_request(save_ckpt):
-    insp = inspect_path(save_ckpt("GRU"))
-    assert insp.weights_sha256 is None and insp.sha256 is None and insp.layout_sha256
+def test_hashes_only_on_request(save_ckpt, monkeypatch):
+    import hashlib
+
+    import ckreg.inspect.core as core
+
+    path = save_ckpt("GRU")
+    insp = inspect_path(path)
+    # small files: the file hash is one cheap read; the weights hash only on request
+    assert insp.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert insp.weights_sha256 is None and insp.layout_sha256
+    monkeypatch.setattr(core, "FILE_HASH_BYTES", 1024)    # a "large" file: nothing streamed
+    insp = inspect_path(path)
+    assert insp.sha256 is None and insp.weights_sha256 is None and insp.bytes_read < path.stat().st_size
 
 
 def test_tied_tensors_counted_once_from_file(save_ckpt, family_state_dict):
