@@ -14,6 +14,7 @@ because some writers (matplotlib's `savefig`) choose the format from it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -104,3 +105,12 @@ def leftover_temps(directory: str | Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.name.startswith(TMP_PREFIX))
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes, streamed in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, Field
 
-from ckreg.fsutil import fsync_dir, write_bytes
+from ckreg.fsutil import file_sha256, fsync_dir, write_bytes
 from ckreg.arch import FAMILIES, ArchSpec
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK, Finding, Skipped
@@ -451,14 +451,6 @@ def _companions(ckpts: list[Path]) -> dict[Path, list[Path]]:
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- planning
 
 
@@ -614,7 +606,7 @@ def plan_from_inspections(root: str | os.PathLike, inspections: Iterable, *, tem
             st = os.lstat(src)
             m.group, m.size, m.mtime_ns = group, st.st_size, st.st_mtime_ns
             if m.role == "companion":
-                m.sha256 = _sha256_file(src)   # companions are small; lets undo be checked byte for byte
+                m.sha256 = file_sha256(src)   # companions are small; lets undo be checked byte for byte
             claimed[root / m.new] = (m.old, wsha)
         lone = path.parent / "scaler.pkl"
         if lone.is_file() and sum(1 for c in ckpts if c.parent == path.parent) == 1:
@@ -666,7 +658,7 @@ def _plan_manifest(plan: RenamePlan, manifest: Path) -> None:
     loaded = load_manifest(manifest)
     data = yamlio.load_path(manifest)
     plan.manifest = str(Path(os.path.abspath(manifest)))
-    plan.manifest_sha256 = _sha256_file(manifest)
+    plan.manifest_sha256 = file_sha256(manifest)
     moved = {m.old: m for m in plan.moves}
     raw_models = data.get("models") if isinstance(data, dict) else None
     for i, decl in enumerate(loaded.models):

@@ -29,6 +29,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
+from ckreg.fsutil import file_sha256
 from ckreg import __version__
 from ckreg.errors import CkregError, UsageError
 
@@ -119,14 +120,6 @@ def _canon(obj: Any) -> str:
 
 def _sha(obj: Any) -> str:
     return hashlib.sha256(_canon(obj).encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def recipe_for(manifest, decl, epochs: int | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ckreg.fsutil import file_sha256
 from ckreg import __version__
 from ckreg.errors import CkregError, DataError, ScalerError, UsageError
 from ckreg.findings import Finding
@@ -514,16 +515,6 @@ def _choose(cands: list[Candidate], expect_acc: float | None) -> tuple[Candidate
     return best, "none-verifies"
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _reserve(directory: Path, stem: str, exts: Sequence[str]) -> list[Path]:
     """Free names `<stem>.scaler<ext>`, then `<stem>.scaler-1<ext>`, ...: one index for all extensions."""
     n = 0
@@ -646,7 +637,7 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
         "chosen_by": rule,
         "expect_acc": expect_acc,
         "checkpoint": str(ckpt),
-        "checkpoint_sha256": _file_sha256(ckpt),
+        "checkpoint_sha256": file_sha256(ckpt),
         "candidates": [c.model_dump() for c in cands],
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "ckreg_version": __version__,

@@ -656,23 +656,27 @@ def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun
     def range_for(g: RandomAccessFile, rec: TensorRecord):
         if rec.storage is None or rec.storage.offset is None:
             raise ReadError(f"tensor {rec.name!r}: storage data missing", path=ctx.path)
-        base = rec.storage.offset
-
-        def read_range(start: int, length: int) -> Iterator[bytes]:
-            p, end = base + start, base + start + length
-            while p < end:
-                b = g.pread(p, min(1 << 20, end - p))
-                if not b:
-                    raise ReadError(f"tensor {rec.name!r}: file ends inside its storage", path=ctx.path)
-                p += len(b)
-                yield b
-        return read_range
+        return _pread_range(g, rec.storage.offset, f"tensor {rec.name!r}: file ends inside its storage", ctx.path)
 
     res = _finish(ctx, f, "torch-legacy", root, storage_ref, scalar_reader, _make_byte_source(ctx.path, range_for))
     if missing:
         raise ctx.error(f"legacy torch file is missing data for {len(missing)} storage(s): "
                         + ", ".join(missing[:3]), partial=res)
     return res
+
+
+def _pread_range(g: RandomAccessFile, base: int, short_message: str, path: str):
+    """A `read_range(start, length)` streaming bytes at absolute offset `base` + start, in 1 MiB reads."""
+
+    def read_range(start: int, length: int) -> Iterator[bytes]:
+        p, end = base + start, base + start + length
+        while p < end:
+            b = g.pread(p, min(1 << 20, end - p))
+            if not b:
+                raise ReadError(short_message, path=path)
+            p += len(b)
+            yield b
+    return read_range
 
 
 # --------------------------------------------------------------------------- safetensors
@@ -700,16 +704,7 @@ def _read_safetensors(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
         base = rec.storage.offset if rec.storage else None
         if base is None:
             raise ReadError(f"tensor {rec.name!r}: no data offset", path=ctx.path)
-
-        def read_range(start: int, length: int) -> Iterator[bytes]:
-            p, end = base + start, base + start + length
-            while p < end:
-                b = g.pread(p, min(1 << 20, end - p))
-                if not b:
-                    raise ReadError(f"tensor {rec.name!r}: file ends inside its data", path=ctx.path)
-                p += len(b)
-                yield b
-        return read_range
+        return _pread_range(g, base, f"tensor {rec.name!r}: file ends inside its data", ctx.path)
 
     res._byte_source = _make_byte_source(ctx.path, range_for)(res)
     return res

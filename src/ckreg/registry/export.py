@@ -16,7 +16,6 @@ every file is written to a temp name and then linked (no-clobber) or renamed
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -24,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ckreg.fsutil import file_sha256
 from ckreg import __version__
 from ckreg.errors import IntegrityError, RegistryError
 from ckreg.registry.model import Version
@@ -53,14 +53,6 @@ def preprocessing(version: Version) -> dict[str, Any]:
         "scaling": "(x - mean) / scale per channel, padding rows included",
         "channels": (version.scaler.channel_names if version.scaler and version.scaler.channel_names else None),
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def safetensors_metadata(version: Version) -> dict[str, str]:
@@ -214,7 +206,7 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
         for n in (WEIGHTS, CKPT):
             if n in temps:
                 _check_weights(temps[n], version, n)
-        files = {n: _sha256(temps[n]) for n in names if n != CARD}
+        files = {n: file_sha256(temps[n]) for n in names if n != CARD}
         temps[CARD].write_text(model_card(version, files), encoding="utf-8")
         for n in names:
             os.chmod(temps[n], 0o644)   # temp files are private (mkstemp); the export is an ordinary file
