@@ -88,9 +88,10 @@ def measure(cmd: list[str]) -> dict:
 
 
 def bytes_read(path: Path) -> int:
-    from ckreg.readers import read_checkpoint
+    """Bytes `ckreg inspect` reads: the readers' reads plus the file sha256 of small files."""
+    from ckreg.inspect import inspect_path
 
-    return read_checkpoint(path).bytes_read
+    return inspect_path(path).bytes_read
 
 
 def main() -> None:
