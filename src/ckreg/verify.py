@@ -351,6 +351,8 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
     # 1. strict load into the zoo
     try:
         module, spec, insp = _model if _model is not None else _load_model(ckpt)
+    except ModuleNotFoundError:  # the environment lacks the [train] extra: not a fact about this file
+        raise
     except Exception as exc:  # any load failure is a finding about this file, not a crash
         msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
         return _fail(result, "verify-failed", f"does not load strictly into the zoo: {msg}")
@@ -602,6 +604,8 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
                            expect_acc=expect_acc, tolerance=tolerance)
     try:
         model = _load_model(ckpt)
+    except ModuleNotFoundError:
+        raise
     except Exception as exc:
         msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
         result.reasons.append(f"does not load strictly into the zoo: {msg}")
@@ -706,6 +710,8 @@ def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] 
         try:
             model = models.get(pair.ckpt) or _load_model(Path(pair.ckpt))
             models[pair.ckpt] = model
+        except ModuleNotFoundError:
+            raise
         except Exception as exc:
             msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
             findings.append(Finding.make("verify-failed", f"{label}does not load strictly into the zoo: {msg}",

@@ -34,6 +34,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# What the `[train]` extra brings (pyproject.toml); a missing one is a user's install choice, not a crash.
+TRAIN_EXTRA_MODULES = {"torch", "numpy", "sklearn", "safetensors", "matplotlib"}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in COMMANDS if self._available(name))
@@ -59,7 +63,14 @@ class LazyGroup(click.Group):
             ctx.exit(EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
-        except Exception as exc:  # a crash: report it as one, never as a finding
+        except Exception as exc:
+            # The base install (inspect/audit/rename) has no torch; the rest needs the extra (issue #2):
+            # a missing extra is the user's install choice, not a crash.
+            missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+            if missing and missing.split(".")[0] in TRAIN_EXTRA_MODULES:
+                click.echo(f"error: `ckreg {ctx.invoked_subcommand}` needs {missing}, which the base install "
+                           "leaves out: pip install 'ckreg[train]'", err=True)
+                ctx.exit(EXIT_USAGE)
             import traceback
 
             traceback.print_exc()
