@@ -232,11 +232,13 @@ def _require_torch() -> None:
         raise UsageError("verification runs the model and needs torch", hint="pip install 'ckreg[train]'")
 
 
-def _load_model(ckpt: Path):
-    """(module, spec, inspection) from the zoo: strict load, eval mode (issue #3)."""
+def _load_model(ckpt: Path, family: str | None = None):
+    """(module, spec, inspection) from the zoo: strict load, eval mode (issue #3).
+
+    `family` settles what weights cannot show (ScaleAware vs ScaleHard)."""
     from ckreg.zoo import load_checkpoint
 
-    return load_checkpoint(ckpt)
+    return load_checkpoint(ckpt, family=family)
 
 
 def _scaled(scaler, X):
@@ -308,7 +310,7 @@ def _fail(result: VerifyResult, code: str, reason: str, **kw) -> VerifyResult:
 
 def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, expect_acc: float | None = None,
                 tolerance: float = DEFAULT_TOLERANCE, split: str = "all", *, seed: int | None = None,
-                _model: tuple | None = None) -> VerifyResult:
+                family: str | None = None, _model: tuple | None = None) -> VerifyResult:
     """Verify one checkpoint + scaler pair on a dataset.
 
     Passes when the checkpoint loads strictly into the zoo, predicts finite
@@ -350,7 +352,7 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
 
     # 1. strict load into the zoo
     try:
-        module, spec, insp = _model if _model is not None else _load_model(ckpt)
+        module, spec, insp = _model if _model is not None else _load_model(ckpt, family)
     except ModuleNotFoundError:  # the environment lacks the [train] extra: not a fact about this file
         raise
     except Exception as exc:  # any load failure is a finding about this file, not a crash

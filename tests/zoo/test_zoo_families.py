@@ -134,6 +134,24 @@ def test_scale_aware_and_hard_need_a_family_or_metadata(tmp_path):
         assert torch.equal(hard(x, None), module.eval()(x, None))
 
 
+@pytest.mark.parametrize("name,family", [
+    ("MSCSGRU_ScaleHard_best.ckpt", "MSCSGRU_ScaleHard"),
+    ("mscsgru_scaleaware/best.ckpt", "MSCSGRU_ScaleAware"),
+])
+def test_a_name_settles_what_the_weights_cannot(tmp_path, name, family):
+    """Identical keys and shapes: the file/folder name is the evidence left (the inspector still says ambiguous)."""
+    module = build(ArchSpec.for_family(family, hidden_size=8))
+    randomize(module)
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save_lightning(module, path)
+    loaded, spec, insp = load_checkpoint(path)
+    assert spec.family == family and insp.family == "ambiguous"
+    x = torch.randn(2, 10, 8) * 3
+    with torch.no_grad():
+        assert torch.equal(loaded(x, None), module.eval()(x, None))
+
+
 def test_spec_argument_wins_and_wrong_spec_fails_strictly(tmp_path):
     module = build(ArchSpec.for_family("MSCGRU"))
     _save_lightning(module, tmp_path / "m.ckpt")
@@ -188,3 +206,17 @@ def test_wrong_channel_count_at_forward_time():
     module = build(ArchSpec.for_family("MSCGRU")).eval()
     with pytest.raises(ValueError, match="channels"):
         module(torch.randn(1, 10, 5), None)
+
+
+def test_cli_family_option_settles_an_ambiguous_file(tmp_path):
+    """`ckreg verify --family` reaches the zoo; without it the error says how to choose."""
+    from click.testing import CliRunner
+
+    from ckreg.cli import cli
+
+    module = build(ArchSpec.for_family("MSCSGRU_ScaleHard", hidden_size=8))
+    _save_lightning(module, tmp_path / "s.ckpt")
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path / "s.ckpt"), "--json"])
+    assert "--family" in r.output and "cannot tell" in r.output
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path / "s.ckpt"), "--family", "MSCSGRU_ScaleHard", "--json"])
+    assert "cannot tell" not in r.output and '"family": "MSCSGRU_ScaleHard"' in r.output

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ckreg.arch import FAMILIES
 from ckreg.cli._common import console, echo_json
 from ckreg.errors import UsageError
 from ckreg.train.loop import DEFAULTS
@@ -183,14 +184,16 @@ def heatmap(cm: list[list[int]], class_names: list[str], title: str = ""):
 @click.option("--png", type=click.Path(path_type=Path), default=None, help="Also write the confusion matrix as PNG.")
 @click.option("--latency-samples", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing --png file.")
+@click.option("--family", "family", type=click.Choice(FAMILIES), default=None,
+              help="Family, when the weights cannot tell (ScaleAware vs ScaleHard).")
 @click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
-def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, as_json):
+def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, family, as_json):
     """Score CKPT with its scaler on --data: accuracy, per-class accuracy, confusion matrix, latency."""
     from ckreg.train import evaluate
 
     if png is not None and png.exists() and not force:
         raise UsageError("refusing to overwrite an existing file", path=str(png), hint="pass --force or another --png")
-    result = evaluate(ckpt, scaler, data, split=split, seed=seed, latency_samples=latency_samples)
+    result = evaluate(ckpt, scaler, data, split=split, seed=seed, latency_samples=latency_samples, family=family)
     if png is not None:
         from ckreg.train.png import write_confusion_png
 

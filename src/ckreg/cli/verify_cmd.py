@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from ckreg.arch import FAMILIES
 from ckreg.cli._common import console, echo_json
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
 
@@ -135,8 +136,10 @@ def _declared_from_manifest(manifest_path: str | None, ckpt: str, model_name: st
 @click.option("-m", "--manifest", "manifest", type=click.Path(exists=True, dir_okay=False),
               help="Take the declared accuracy from this manifest (the model whose checkpoint this is).")
 @click.option("--model", "model_name", help="With -m: the manifest model name (default: matched by path).")
+@click.option("--family", "family", type=click.Choice(FAMILIES), default=None,
+              help="Family, when the weights cannot tell (ScaleAware vs ScaleHard).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, split, manifest, model_name, as_json):
+def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, split, manifest, model_name, family, as_json):
     """Verify a checkpoint + scaler pair: strict load, finite predictions, declared accuracy.
 
     Exit 0 when the pair passes, 1 when it fails, 2 on a usage error.
@@ -151,7 +154,7 @@ def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, split, manifest, model
         expect_acc = m_acc
     if tolerance is None:
         tolerance = m_tol if m_tol is not None else DEFAULT_TOLERANCE
-    res = verify_pair(ckpt, scaler, data, expect_acc=expect_acc, tolerance=tolerance, split=split)
+    res = verify_pair(ckpt, scaler, data, expect_acc=expect_acc, tolerance=tolerance, split=split, family=family)
     if as_json:
         echo_json(res)
     else:

@@ -489,7 +489,8 @@ def spec_from_inspection(insp: Inspection, family: str | None = None) -> ArchSpe
     if family and insp.family == "ambiguous" and family not in insp.ambiguous_between:
         raise SpecError(f"{family} is not among {', '.join(insp.ambiguous_between)}", path=insp.path)
     if fam not in FAMILIES:
-        hint = (f"pass family= one of {', '.join(insp.ambiguous_between)}" if fam == "ambiguous"
+        hint = (f"the weights cannot tell; pass --family (family= in Python) one of "
+                f"{', '.join(insp.ambiguous_between)}, or name the file after it" if fam == "ambiguous"
                 else "no family in the spec matches these weights")
         raise SpecError(f"family {fam!r} cannot be built", path=insp.path, hint=hint)
     allowed = FAMILY_FIELDS[fam] | {"input_size", "num_classes"}

@@ -138,7 +138,8 @@ def measure_latency(model, X, mask, samples: int = LATENCY_SAMPLES, seed: int = 
 
 
 def evaluate(ckpt: str | Path, scaler: Any, data: Any, split: str = "test", seed: int | None = None, *,
-             latency_samples: int = LATENCY_SAMPLES, batch_size: int = 256) -> EvalResult:
+             latency_samples: int = LATENCY_SAMPLES, batch_size: int = 256,
+             family: str | None = None) -> EvalResult:
     """Score a checkpoint (.ckpt / .safetensors / state_dict file) with its scaler on a dataset.
 
     `scaler` is a path (scaler.json, or a scaler.pkl read by the restricted
@@ -165,7 +166,7 @@ def evaluate(ckpt: str | Path, scaler: Any, data: Any, split: str = "test", seed
             raise UsageError("no such scaler file", path=str(scaler_path),
                              hint="pass the scaler.json saved next to the checkpoint")
         scaler = load_scaler(scaler_path)
-    model, spec, _inspection = zoo.load_checkpoint(ckpt)
+    model, spec, _inspection = zoo.load_checkpoint(ckpt, family=family)
     common.check_scaler(spec, scaler, str(scaler_path or ""))
     ds = common.as_dataset(data)
     common.check_channels(spec, ds.n_channels, getattr(ds, "source", "") or str(data))

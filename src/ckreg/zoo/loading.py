@@ -246,6 +246,20 @@ def _inspect(path: Path):
     return inspect_path(str(path))
 
 
+def family_from_name(path: Path, candidates: list[str]) -> str | None:
+    """The one tied family the file or folder name spells out, for weights that cannot tell.
+
+    ScaleAware and ScaleHard have identical keys and shapes (spec, "What weights
+    cannot tell"); a name such as `MSCSGRU_ScaleHard_best.ckpt` is then the only
+    evidence left. Longest match wins (ScaleAware is also "MSCSGRU..."); no name,
+    or a name matching several, leaves the choice to the caller (`family=`).
+    """
+    text = "/".join(part.lower() for part in path.parts[-3:])
+    found = [c for c in candidates if c.lower() in text]
+    found = [c for c in found if not any(c != o and c.lower() in o.lower() for o in found)]
+    return found[0] if len(found) == 1 else None
+
+
 def load_checkpoint(path: str | os.PathLike, *, spec: ArchSpec | None = None, family: str | None = None,
                     readout: str | None = None):
     """(module, spec, inspection): see `ckreg.zoo.load_checkpoint`."""
@@ -261,6 +275,8 @@ def load_checkpoint(path: str | os.PathLike, *, spec: ArchSpec | None = None, fa
         if insp is not None and insp.ok:
             from ckreg.inspect import spec_from_inspection
 
+            if family is None and insp.family == "ambiguous":
+                family = family_from_name(p, insp.ambiguous_between)
             spec = spec_from_inspection(insp, family=family)
         else:
             spec = _spec_from_state_dict(sd, meta, family=family)
