@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-GEN_VERSION = 2
+GEN_VERSION = 3  # 3: templates from ckreg.zoo
 FAMILIES = ["GRU", "GRU2", "StackedGRU", "MSCSGRU", "MS3DGRU", "CNNGRU", "MSCGRU"]
 CKREG = [sys.executable, "-c", "from ckreg.cli import main; main()"]
 
@@ -48,52 +48,18 @@ CKREG = [sys.executable, "-c", "from ckreg.cli import main; main()"]
 
 
 def _templates():
-    """One reference-size state_dict per family (families.md: C=8, H=64, K=24, F=32)."""
+    """One reference-size state_dict per family (families.md: C=8, H=64, K=24, F=32), from the zoo."""
     import torch
-    from torch import nn
 
-    C, H, K, F = 8, 64, 24, 32
+    from ckreg.arch import ArchSpec
+    from ckreg.zoo import build
 
-    def mlp_head():
-        return nn.Sequential(nn.Linear(H, 2 * H), nn.ReLU(), nn.Dropout(), nn.Linear(2 * H, K))
-
-    def rnn_head():
-        head = nn.Module()
-        head.output_layers = nn.Sequential(nn.Linear(H, 2 * H), nn.Dropout(), nn.Tanh(), nn.Linear(2 * H, K))
-        return head
-
-    out = {}
+    specs = {"GRU": ArchSpec.for_family("GRU"), "GRU2": ArchSpec.for_family("GRU", num_layers=2),
+             "StackedGRU": ArchSpec.for_family("StackedGRU"), "CNNGRU": ArchSpec.for_family("CNNGRU"),
+             "MSCSGRU": ArchSpec.for_family("MSCSGRU"), "MSCGRU": ArchSpec.for_family("MSCGRU"),
+             "MS3DGRU": ArchSpec.for_family("MS3DGRU")}
     torch.manual_seed(0)
-    for fam in FAMILIES:
-        m = nn.Module()
-        if fam in ("GRU", "GRU2"):
-            m.RNN = nn.Sequential(nn.Linear(C, 2 * H), nn.GRU(2 * H, H, 2 if fam == "GRU2" else 1, batch_first=True))
-            m.output_layers = rnn_head()
-        elif fam == "StackedGRU":
-            m.RNN = nn.GRU(C, H, 2, batch_first=True)
-            m.output_layers = rnn_head()
-        elif fam == "CNNGRU":
-            m.cnn = nn.Sequential(nn.Conv1d(C, F, 3, padding=1), nn.BatchNorm1d(F))
-            m.gru = nn.GRU(F, H, batch_first=True)
-            m.output_layers = mlp_head()
-        elif fam in ("MSCSGRU", "MSCGRU"):
-            for i, k in enumerate((3, 5, 7), 1):
-                setattr(m, f"tower{i}", nn.Sequential(nn.Conv1d(C, F, k, padding=k // 2), nn.BatchNorm1d(F)))
-            m.cnn_post = nn.Sequential(nn.BatchNorm1d(3 * F))
-            if fam == "MSCSGRU":
-                m.gru1 = nn.GRU(3 * F, H, batch_first=True)
-                m.gru2 = nn.GRU(H, H, batch_first=True)
-            else:
-                m.gru = nn.GRU(3 * F, H, batch_first=True)
-            m.output_layers = mlp_head()
-        elif fam == "MS3DGRU":
-            for i, k in enumerate((3, 5, 7), 1):
-                setattr(m, f"tower{i}", nn.Sequential(nn.Conv3d(1, F, k, padding=k // 2), nn.BatchNorm3d(F)))
-            m.cnn_post = nn.Sequential(nn.BatchNorm3d(3 * F))
-            m.gru = nn.GRU(3 * F, H, batch_first=True)
-            m.output_layers = mlp_head()
-        out[fam] = {k: v.detach().clone() for k, v in m.state_dict().items()}
-    return out
+    return {fam: {k: v.detach().clone() for k, v in build(specs[fam]).state_dict().items()} for fam in FAMILIES}
 
 
 def _scaler_bytes() -> bytes:

@@ -122,14 +122,6 @@ class Walked:
     errors: list[ErrorEntry] = field(default_factory=list)
 
 
-def _inside(path: Path, root_real: Path) -> bool:
-    try:
-        path.relative_to(root_real)
-        return True
-    except ValueError:
-        return False
-
-
 def walk(root: str | os.PathLike) -> Walked:
     """Every checkpoint and scaler file under `root`, by content.
 
@@ -173,7 +165,7 @@ def walk(root: str | os.PathLike) -> Walked:
             if full.is_symlink():
                 try:
                     target = full.resolve(strict=True)
-                    where = "inside" if _inside(target, root_real) else "outside"
+                    where = "inside" if target.is_relative_to(root_real) else "outside"
                     reason = f"symlinked folder not followed (points {where} the tree: {target})"
                 except (OSError, RuntimeError):
                     reason = "symlinked folder not followed (broken or a loop)"
@@ -198,7 +190,7 @@ def walk(root: str | os.PathLike) -> Walked:
                 except OSError:
                     out.skipped.append(Skipped(path=relpath, reason="broken symlink"))
                     continue
-                if not _inside(target, root_real):  # not even sniffed: nothing outside the tree is read
+                if not target.is_relative_to(root_real):  # not even sniffed: nothing outside the tree is read
                     out.skipped.append(Skipped(path=relpath, reason=f"symlink points outside the audited tree: {target}"))
                     continue
                 try:

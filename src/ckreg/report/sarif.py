@@ -52,23 +52,15 @@ class _Locator:
         self.base = Path(base).absolute() if base is not None else Path.cwd()
         root = Path(report.root).absolute() if report.root else self.base
         self.root = root
-        self.root_inside = self._under(root, self.base)
-
-    @staticmethod
-    def _under(p: Path, base: Path) -> bool:
-        try:
-            p.relative_to(base)
-            return True
-        except ValueError:
-            return False
+        self.root_inside = root.is_relative_to(self.base)
 
     def artifact(self, path: str) -> dict:
         p = absolute(self.report, path)
         # normalise ".." without resolving symlinks (the tree may be reached through one)
         p = Path(os.path.normpath(p))
-        if self._under(p, self.base):
+        if p.is_relative_to(self.base):
             return {"uri": quote(p.relative_to(self.base).as_posix()), "uriBaseId": "%SRCROOT%"}
-        if self._under(p, self.root):
+        if p.is_relative_to(self.root):
             return {"uri": quote(p.relative_to(self.root).as_posix()), "uriBaseId": "AUDITROOT"}
         return {"uri": p.as_uri()}
 
