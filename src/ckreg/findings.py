@@ -58,6 +58,8 @@ CODES: dict[str, CodeInfo] = dict(
            "Header length, JSON, dtypes, offsets or __metadata__ violate the format."),
         _c("tensor-implausible", "error", "Tensor declares an impossible size",
            "A tensor's shape or storage is larger than the file can hold (a memory-exhaustion trick or corruption)."),
+        _c("torchscript-code", "warning", "TorchScript archive: loading it runs its code",
+           "torch.jit.load (and torch.load on such a file) compiles and runs the archive's code/ folder. ckreg read the weights without running it; trust the archive only as far as its source."),
         # -- inspection (inspect/) --
         _c("family-unknown", "note", "No known family matches",
            "The weights match no family in the spec; a generic description is given."),

@@ -66,7 +66,8 @@ def _is_float(dtype: str) -> bool:
 def count_params(tensors: Mapping[str, TensorRecord]) -> ParamCounts:
     """Parameters vs buffers, tied tensors once (`TensorRecord.tie_key`), bytes and dtypes.
 
-    A tensor is a buffer when its name is a BatchNorm statistic or counter
+    A tensor is a buffer when the file records it as one (TorchScript's
+    `__buffers__`), else when its name is a BatchNorm statistic or counter
     (`running_mean`, `running_var`, `num_batches_tracked`) or its dtype is not
     floating point (integer tensors cannot be trainable parameters).
     """
@@ -79,7 +80,11 @@ def count_params(tensors: Mapping[str, TensorRecord]) -> ParamCounts:
                 continue
             seen.add(key)
         n = rec.numel
-        if is_buffer_name(rec.name) or not _is_float(rec.dtype):
+        if rec.is_parameter is not None and _is_float(rec.dtype):  # recorded by the file (TorchScript)
+            buffer = not rec.is_parameter
+        else:
+            buffer = is_buffer_name(rec.name) or not _is_float(rec.dtype)
+        if buffer:
             counts.buffers += n
         else:
             counts.trainable += n

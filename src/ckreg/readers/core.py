@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from ckreg.errors import FormatError, ReadError
 from ckreg.findings import Finding
-from ckreg.readers import zipread
+from ckreg.readers import torchscript, zipread
 from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
 from ckreg.readers.fileio import Counter, RandomAccessFile
 from ckreg.readers.meta import decode_scalar, extract_metadata
@@ -52,6 +52,8 @@ class _Ctx:
         self.globals: dict[str, str | None] = {}     # full name -> tier (None = unsafe)
         self.pickles = 0
         self.anomalies: list[str] = []
+        self.script = False                           # a TorchScript archive (readers/torchscript.py)
+        self.script_globals: list[str] = []
 
     def add(self, code: str, message: str, *, severity: str | None = None, **kw: Any) -> None:
         self.findings.append(Finding.make(code, f"{self.path}: {message}", path=self.path, severity=severity, **kw))
@@ -62,6 +64,10 @@ class _Ctx:
         for g in run.globals:
             full = g.full
             if full in self.globals:
+                continue
+            if self.script and torchscript.is_script_global(g.module, g.name):
+                self.globals[full] = "torchscript"   # defined by the archive; see readers/torchscript.py
+                self.script_globals.append(full)
                 continue
             tier = tier_of(g.module, g.name, self.tiers)
             self.globals[full] = tier
@@ -306,10 +312,7 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
         raise ctx.error(f"corrupt or truncated zip: {exc}") from None
     ctx.anomalies.extend(idx.anomalies)
     members = idx.members
-    if any("/code/" in m.name or m.name.endswith("constants.pkl") for m in members):
-        ctx.add("archive-anomaly", "TorchScript archive (code/ and constants.pkl members): torch.load hands it to "
-                                   "torch.jit.load, which runs its code (torch < 2.6 even with weights_only=True, "
-                                   "CVE-2025-32434); it is not a weights file", severity="error")
+    ctx.script = torchscript.is_torchscript(m.name for m in members)
     prefix = members[0].name.split("/", 1)[0] if members and "/" in members[0].name else ""
     main = idx.get(f"{prefix}/data.pkl") if prefix else idx.get("data.pkl")
     if main is None:
@@ -442,10 +445,53 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
 
     if main is None:
         raise ctx.error("zip archive without a pickle member (no */data.pkl): not a torch checkpoint")
+    if ctx.script:
+        return _finish_torchscript(f, ctx, idx, members, base, root, missing, storage_ref, scalar_reader,
+                                   range_for)
     res = _finish(ctx, f, "torch-zip", root, storage_ref, scalar_reader, _make_byte_source(ctx.path, range_for))
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise ctx.error(f"zip is missing {len(missing)} storage member(s) the pickle references: {shown}",
+                        partial=res)
+    return res
+
+
+def _finish_torchscript(f: RandomAccessFile, ctx: _Ctx, idx, members: list, base: str, root: Any,
+                        missing: list[str], storage_ref, scalar_reader, range_for) -> ReadResult:
+    """A TorchScript archive: the module tree's tensors as a state_dict, one `torchscript-code` warning."""
+    classes: dict[str, tuple[list[str], list[str]]] = {}
+    for m in members:
+        module = torchscript.code_module(m.name, base)
+        if module is None or m.usize > torchscript.CODE_MEMBER_CAP:
+            continue
+        try:
+            text = zipread.read_member(f, m, torchscript.CODE_MEMBER_CAP, ctx.anomalies)
+        except zipread.ZipProblem as exc:
+            ctx.anomalies.append(str(exc))
+            continue
+        if text is not None:
+            classes.update(torchscript.parse_class_lists(module, bytes(text).decode("utf-8", "replace")))
+    sd, is_param, evidence = torchscript.module_tensors(root, classes)
+    shown = ", ".join(ctx.script_globals[:3]) + (f" (+{len(ctx.script_globals) - 3} more)"
+                                                  if len(ctx.script_globals) > 3 else "")
+    ctx.add("torchscript-code",
+            f"TorchScript archive: torch.jit.load (and torch.load, which hands such archives to it) compiles and "
+            f"runs the code in its code/ folder; {len(ctx.script_globals)} TorchScript classes and helpers "
+            f"({shown}) were read, not run", actual=ctx.script_globals[:20])
+    res = _finish(ctx, f, "torchscript", sd if sd else root, storage_ref, scalar_reader,
+                  _make_byte_source(ctx.path, range_for))
+    res.root = root
+    if sd:
+        res.unwrap = evidence + [e for e in res.unwrap if e != "the file is a plain state_dict"]
+        res.tensors = {new: TensorRecord(name=rec.name, dtype=rec.dtype, shape=rec.shape, stride=rec.stride,
+                                         storage=rec.storage, storage_offset=rec.storage_offset,
+                                         requires_grad=rec.requires_grad,
+                                         is_parameter=is_param.get(res.original_names.get(new, new)))
+                       for new, rec in res.tensors.items()}
+    res.metadata["torchscript"] = {"classes_recorded": len(classes), "modules": len(ctx.script_globals)}
+    if missing:
+        shown_m = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ctx.error(f"zip is missing {len(missing)} storage member(s) the pickle references: {shown_m}",
                         partial=res)
     return res
 
