@@ -1400,3 +1400,38 @@ DEFAULT_REDUCERS: dict[tuple[str, str], Reducer] = {
 for _mod in ("pathlib", "pathlib._local"):
     for _cls in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"):
         DEFAULT_REDUCERS[(_mod, _cls)] = _path
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def could_be_pickle(head: bytes) -> bool:
+    """Whether bytes may start a pickle: PROTO 0-5, or any other opcode (pickle needs no header)."""
+    import pickletools
+
+    if not head:
+        return False
+    if head[0] == 0x80:
+        return len(head) > 1 and head[1] <= 5
+    return head[0] != 0x2E and chr(head[0]) in pickletools.code2op
+
+
+def _dotted(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def pickle_like(runs: list[PickleRun]) -> bool:
+    """Whether a sniffed stream is a pickle rather than text or bytes that happen to parse a little.
+
+    A stream starting with PROTO is one; otherwise it must reach STOP cleanly after real work,
+    or name a global spelled like one (`module.name` identifiers) or an extension code: what
+    `pickle.load` of those bytes would import.
+    """
+    if not runs:
+        return False
+    r = runs[0]
+    if r.proto and r.ops >= 2 and r.start == 0:
+        return True
+    if r.clean and r.ops >= 3:
+        return True
+    return bool(r.ext_codes) or any(_dotted(g.module) and _dotted(g.name) for g in r.globals)
