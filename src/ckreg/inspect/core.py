@@ -26,6 +26,7 @@ from ckreg.inspect.describe import describe
 from ckreg.inspect.detectors import Detected, detect_all
 from ckreg.inspect.layouts import is_buffer_name
 from ckreg.inspect.model import Inspection, ParamCounts
+from ckreg.inspect.structure import apply_config, config_findings
 from ckreg.inspect.names import collapse_names
 from ckreg.readers.model import ReadResult, TensorRecord
 
@@ -299,6 +300,7 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
     analysis = summary["analysis"]
     insp.structure = analysis.structure
     insp.evidence = list(evidence)
+    config_evidence = apply_config(insp.structure, config)
     hp = hyper_parameters(metadata)
 
     ranked = rank(detect_all(shapes))
@@ -366,8 +368,15 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
                     unrecorded_keys.append(k)
         if insp.family in ("MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard", "ambiguous") and "activation" not in unrecorded_keys:
             unrecorded_keys.append("activation")
-    insp.evidence.extend(analysis.evidence)
+    insp.evidence.extend(config_evidence or analysis.evidence)
     insp.not_recorded = _unrecorded(unrecorded_keys, hp)
+    if config and "num_heads" in insp.not_recorded:
+        t = insp.structure.get("transformer") or {}
+        if t.get("num_heads") not in (None, NOT_RECORDED):
+            insp.not_recorded["num_heads"] = t["num_heads"]
+    for message, weights, value in config_findings(insp.structure, config, insp.params.dtypes):
+        findings.append(Finding.make("metadata-contradicts-weights", message, path=path, expected=weights,
+                                     actual=value))
     findings.extend(metadata_findings(insp, hp))
     insp.findings = findings
     return insp
@@ -398,7 +407,9 @@ def inspect_result(result: ReadResult, hash_weights: bool = False) -> Inspection
     not grow with tensor bytes (issue #2, "Speed": < 1 MB read for 1 GB).
     """
     insp = inspect_tensors(result.tensors, metadata=result.metadata, path=result.path, evidence=result.unwrap,
-                           ordered=result.format not in UNORDERED_FORMATS)
+                           ordered=result.format not in UNORDERED_FORMATS,
+                           config=result.metadata.get("config") if isinstance(result.metadata.get("config"), dict)
+                           else None)
     insp.format = result.format
     insp.size = result.size
     insp.findings = list(result.findings) + insp.findings

@@ -580,3 +580,106 @@ def structure_lines(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     elif s:
         rows.append(("classifier", "none"))
     return rows
+
+
+# -- config.json (Hugging Face) against the weights ------------------------------------------------
+
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+_WIDTH_KEYS = ("hidden_size", "n_embd", "d_model")
+_FFN_KEYS = ("intermediate_size", "n_inner", "d_ff", "encoder_ffn_dim", "ffn_dim")
+_LM_ARCH = ("LMHeadModel", "ForCausalLM", "ForConditionalGeneration", "ForMaskedLM")
+
+
+def apply_config(structure: dict[str, Any], config: Mapping[str, Any] | None) -> list[str]:
+    """Fill what the weights cannot show from a config.json (in place); evidence lines.
+
+    A tied LM head (`tie_word_embeddings`, true by default in transformers) is not
+    saved: when the architecture has one and the weights hold no head, the classifier
+    is the token table, said so.
+    """
+    if not config:
+        return []
+    ev: list[str] = []
+    emb = next((e for e in structure.get("embeddings", []) if e["role"] == "token"), None)
+    archs = config.get("architectures") if isinstance(config.get("architectures"), list) else []
+    if structure.get("classifier") is None and emb is not None and config.get("tie_word_embeddings", True) is not False \
+            and any(isinstance(a, str) and a.endswith(_LM_ARCH) for a in archs):
+        structure["classifier"] = {"prefix": "lm_head", "in_features": emb["embedding_dim"],
+                                   "out_features": emb["num_embeddings"], "role": "lm-head",
+                                   "chosen_by": f"config: {archs[0]} ties its LM head to {emb['prefix']}",
+                                   "tied_to": emb["prefix"]}
+        ev.append(f"classifier: lm_head tied to {emb['prefix']} [{emb['num_embeddings']}, {emb['embedding_dim']}] "
+                  f"(config.json: {archs[0]}, tie_word_embeddings; a tied head is not saved)")
+    return ev
+
+
+def config_findings(structure: Mapping[str, Any], config: Mapping[str, Any] | None,
+                    dtypes: Mapping[str, int] | None = None) -> list[tuple[str, Any, Any]]:
+    """(message, weights value, config value) for each config.json fact the weights contradict."""
+    if not config:
+        return []
+    out: list[tuple[str, Any, Any]] = []
+    t = structure.get("transformer")
+
+    def get(*keys: str) -> tuple[str, int] | None:
+        for k in keys:
+            v = config.get(k)
+            if isinstance(v, int) and not isinstance(v, bool):
+                return k, v
+        return None
+
+    if t:
+        stacks = {s["prefix"]: s["num_layers"] for s in t.get("stacks") or []}
+        got = get(*_LAYER_KEYS)
+        if got and got[1] not in set(stacks.values()) | {t["num_layers"]}:
+            out.append((f"config.json {got[0]}={got[1]} but the weights hold {t['num_layers']} transformer layers"
+                        + (f" ({', '.join(f'{p} {n}' for p, n in stacks.items())})" if len(stacks) > 1 else ""),
+                        t["num_layers"], got[1]))
+        for key, part in (("encoder_layers", "encoder"), ("decoder_layers", "decoder"),
+                          ("num_decoder_layers", "decoder")):
+            got = get(key)
+            have = [n for p, n in stacks.items() if part in p.split(".")[0] or p.startswith(part)]
+            if got and have and got[1] != have[0]:
+                out.append((f"config.json {key}={got[1]} but the weights hold {have[0]} {part} layers",
+                            have[0], got[1]))
+        got = get(*_WIDTH_KEYS)
+        if got and t.get("d_model") is not None and got[1] != t["d_model"]:
+            out.append((f"config.json {got[0]}={got[1]} but the attention input width is {t['d_model']}",
+                        t["d_model"], got[1]))
+        got = get(*_FFN_KEYS)
+        if got and t.get("ffn_dim") is not None and got[1] != t["ffn_dim"]:
+            out.append((f"config.json {got[0]}={got[1]} but the feed-forward width is {t['ffn_dim']}",
+                        t["ffn_dim"], got[1]))
+        heads = get("num_attention_heads", "n_head", "num_heads", "encoder_attention_heads")
+        kvh = get("num_key_value_heads")
+        hd = get("head_dim", "d_kv")
+        if heads and t.get("d_model") and t.get("kv_dim") is not None:
+            head_dim = hd[1] if hd else (t["d_model"] // heads[1] if t["d_model"] % heads[1] == 0 else None)
+            if hd is None and t["d_model"] % heads[1]:
+                out.append((f"config.json {heads[0]}={heads[1]} does not divide the model width {t['d_model']}",
+                            t["d_model"], heads[1]))
+            elif head_dim and kvh and kvh[1] * head_dim != t["kv_dim"]:
+                out.append((f"config.json num_key_value_heads={kvh[1]} x head width {head_dim} = "
+                            f"{kvh[1] * head_dim}, but the k/v projections are {t['kv_dim']} wide",
+                            t["kv_dim"], kvh[1] * head_dim))
+    got = get("vocab_size")
+    tokens = [e for e in structure.get("embeddings", []) if e["role"] == "token"]
+    if got and tokens and all(e["num_embeddings"] != got[1] for e in tokens):
+        out.append((f"config.json vocab_size={got[1]} but the token table {tokens[0]['prefix']} has "
+                    f"{tokens[0]['num_embeddings']} rows", tokens[0]["num_embeddings"], got[1]))
+    labels = get("num_labels")
+    if labels is None and isinstance(config.get("id2label"), dict):
+        labels = ("id2label", len(config["id2label"]))
+    head = structure.get("classifier")
+    archs = config.get("architectures") if isinstance(config.get("architectures"), list) else []
+    classifies = any(isinstance(a, str) and ("Classification" in a) for a in archs)
+    if labels and head and head.get("role") == "classifier" and classifies and head["out_features"] != labels[1]:
+        out.append((f"config.json {labels[0]} gives {labels[1]} labels but the classifier {head['prefix']} has "
+                    f"{head['out_features']} outputs", head["out_features"], labels[1]))
+    dt = config.get("torch_dtype") or config.get("dtype")
+    if isinstance(dt, str) and dtypes:
+        floats = {k: v for k, v in dtypes.items() if k.startswith(("float", "bfloat"))}
+        main = max(floats, key=floats.get) if floats else None
+        if main and dt.removeprefix("torch.") != main:
+            out.append((f"config.json torch_dtype={dt} but the weights are {main}", main, dt))
+    return out

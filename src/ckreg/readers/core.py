@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from ckreg.errors import FormatError, ReadError
 from ckreg.findings import Finding
-from ckreg.readers import torchscript, zipread
+from ckreg.readers import folder, torchscript, zipread
 from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
 from ckreg.readers.fileio import Counter, RandomAccessFile
 from ckreg.readers.meta import decode_scalar, extract_metadata
@@ -134,6 +134,8 @@ def _check_path(path: str) -> None:
 def read_checkpoint(path: str | os.PathLike, *, tiers: tuple[str, ...] = DEFAULT_TIERS) -> ReadResult:
     """Read one checkpoint symbolically. Raises `ReadError` only when the file cannot be read at all."""
     p = os.fspath(path)
+    if os.path.isdir(p) and folder.is_model_folder(p):   # a Hugging Face model folder is one checkpoint
+        return folder.read_model_folder(p)
     _check_path(p)
     counter = Counter()
     try:
