@@ -45,8 +45,6 @@ STRONG_CKPT_EXTS = frozenset({".ckpt", ".pt", ".pth", ".safetensors"})
 SCALER_EXTS = frozenset({".pkl", ".pickle", ".joblib", ".json"})
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
-_HEAD = 4096
 
 # Declared hyperparameter -> finding code (the rest: hyperparameter-mismatch; tower kernels: shape-drift).
 _HP_CODES = {
@@ -62,51 +60,16 @@ Progress = Callable[[str, int, int], None]
 # -- classification by content -------------------------------------------------------------------
 
 def sniff(path: str | os.PathLike, head: bytes | None = None) -> str | None:
-    """"checkpoint", "scaler" or None, from the first bytes (and the name only where bytes cannot tell).
+    """"checkpoint", "scaler" or None, from the bytes (`ckreg.readers.sniff.classify`).
 
-    - torch zip (`PK` + a first member named `.../data.pkl` or `.../version`), legacy torch
-      (pickled magic number), safetensors (u64 header length + `{`), pickles that reference
-      torch: checkpoints;
-    - pickles that reference scikit-learn (a fitted scaler), JSON holding mean and scale: scalers;
-    - anything else is a checkpoint only under a strong checkpoint extension (so a corrupt
-      `model.ckpt` is reported as unreadable rather than ignored).
+    Every pickle is a checkpoint or a scaler whatever its name or protocol; zips, tars,
+    compressed streams and `.npy` files are looked into; a file under a strong checkpoint
+    extension is a checkpoint whatever its bytes (a corrupt `model.ckpt` is reported as
+    unreadable, never ignored).
     """
-    p = Path(path)
-    ext = p.suffix.lower()
-    if head is None:
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(_HEAD)
-        except OSError:
-            return "checkpoint" if ext in CKPT_EXTS else None
-    if not head:
-        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
-    if head[:4] == b"PK\x03\x04":
-        n = int.from_bytes(head[26:28], "little")
-        first = head[30:30 + n]
-        if first.endswith((b"data.pkl", b"/version", b".data/version")) or b"/data/" in first:
-            return "checkpoint"
-        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
-    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        if head.startswith(_LEGACY_TORCH_MAGIC):
-            return "checkpoint"
-        low = head.lower()
-        if b"sklearn" in low or b"scaler" in low:
-            return "scaler"
-        if b"torch" in head or b"ordereddict" in low:
-            return "checkpoint"
-        return "checkpoint" if ext in CKPT_EXTS else None
-    if len(head) >= 9 and head[8:9] == b"{":
-        n = int.from_bytes(head[:8], "little")
-        if 2 <= n < (1 << 30):
-            return "checkpoint"
-    if ext == ".joblib":
-        return "scaler"  # joblib dumps may be zlib-compressed: no magic to go by
-    if ext == ".json" and head.lstrip()[:1] == b"{":
-        if b'"mean' in head and (b'"scale' in head or b'"var' in head):
-            return "scaler"
-        return None
-    return "checkpoint" if ext in STRONG_CKPT_EXTS else None
+    from ckreg.readers.sniff import classify
+
+    return classify(path, head)[0]
 
 
 # -- walking --------------------------------------------------------------------------------------
@@ -148,8 +111,11 @@ def walk(root: str | os.PathLike) -> Walked:
         if key in seen:
             out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
             return
-        kind = sniff(full)
+        from ckreg.readers.sniff import classify
+
+        kind, why = classify(full)
         if kind is None:
+            out.skipped.append(Skipped(path=relpath, reason=why))
             return
         seen[key] = relpath
         (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)

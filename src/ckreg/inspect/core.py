@@ -428,6 +428,9 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
     """
     p = os.fspath(path)
     insp = Inspection(path=p)
+    scaler = _inspect_scaler(p)
+    if scaler is not None:
+        return scaler
     try:
         from ckreg.readers import read_checkpoint
 
@@ -449,6 +452,39 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
     except Exception as exc:  # noqa: BLE001 - a reader bug on odd bytes must not end the run
         return _unreadable(insp, f"{p}: reader failed ({type(exc).__name__}: {exc})")
     return inspect_result(result, hash_weights=hash_weights)
+
+
+def _inspect_scaler(p: str) -> Inspection | None:
+    """A scaler file, recognised and read as the audit reads it (its estimator class allowed).
+
+    None when the file is not a scaler by its bytes, or cannot be read as one: then it is
+    inspected as a checkpoint, so nothing it holds goes unjudged.
+    """
+    from ckreg.readers.sniff import classify
+
+    try:
+        kind, _ = classify(p)
+    except OSError:
+        return None
+    if kind != "scaler":
+        return None
+    from ckreg.readers import read_scaler_summary
+
+    try:
+        summary = read_scaler_summary(p)
+    except CkregError:
+        return None
+    insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=os.path.getsize(p))
+    insp.metadata = {"scaler": {k: v for k, v in summary.to_dict().items() if k not in ("findings", "path")}}
+    cls = summary.class_name or "a scaler"
+    insp.evidence = [f"{cls} with {summary.n_features} features, read symbolically (never unpickled)"]
+    insp.description = [f"scaler: {cls}, n_features={summary.n_features}, n_samples_seen={summary.n_samples_seen}"]
+    insp.findings = list(summary.findings)
+    insp.bytes_read = summary.bytes_read
+    insp.confidence = 1.0
+    with open(p, "rb") as fh:   # scalers are capped small (read_scaler_summary refuses large files)
+        insp.sha256 = hashlib.sha256(fh.read()).hexdigest()
+    return insp
 
 
 def _inspect_one(args: tuple[str, bool]) -> Inspection:
