@@ -16,11 +16,13 @@ import hashlib
 import json
 import os
 import re
+import struct
+import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
 from ckreg.arch import FAMILIES, FAMILY_FIELDS, NOT_IN_WEIGHTS, WEIGHT_FIELDS, ArchSpec
 from ckreg.families import registry
-from ckreg.errors import CkregError, ReadError, SpecError
+from ckreg.errors import AmbiguousFamilyError, CkregError, ReadError, SpecError
 from ckreg.findings import Finding, Severity
 from ckreg.inspect.describe import describe
 from ckreg.inspect.detectors import Detected, detect_all
@@ -449,16 +451,16 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
         if isinstance(partial, ReadResult) and partial.tensors:
             try:
                 insp = inspect_result(partial)
-            except Exception:  # noqa: BLE001 - the partial view is a bonus, never a crash
+            except CkregError:  # the partial view is a bonus; a bug in it still exits 4
                 insp = Inspection(path=p)
         earlier = [f for f in getattr(exc, "findings", None) or [] if isinstance(f, Finding)]
         known = {(f.code, f.message) for f in insp.findings}
         insp.findings = list(insp.findings) + [f for f in earlier if (f.code, f.message) not in known]
         return _unreadable(insp, msg)
-    except (OSError, MemoryError, RecursionError) as exc:
+    except (OSError, MemoryError, RecursionError, EOFError, UnicodeDecodeError, struct.error, zlib.error) as exc:
+        # I/O and the low-level parse errors odd bytes cause: facts about the file. Anything else
+        # (a TypeError, a ZeroDivisionError) is a bug in ckreg: it exits 4, never reads as a finding.
         return _unreadable(insp, f"{p}: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a reader bug on odd bytes must not end the run
-        return _unreadable(insp, f"{p}: reader failed ({type(exc).__name__}: {exc})")
     return inspect_result(result, hash_weights=hash_weights)
 
 
@@ -559,11 +561,13 @@ def spec_from_inspection(insp: Inspection, family: str | None = None) -> ArchSpe
         raise SpecError(f"the weights are {insp.family}, not {family}", path=insp.path)
     if family and insp.family == "ambiguous" and family not in insp.ambiguous_between:
         raise SpecError(f"{family} is not among {', '.join(insp.ambiguous_between)}", path=insp.path)
+    if fam == "ambiguous":
+        raise AmbiguousFamilyError(f"family {fam!r} cannot be built", path=insp.path,
+                                   hint=f"the weights cannot tell; pass --family (family= in Python) one of "
+                                        f"{', '.join(insp.ambiguous_between)}, or name the file after it")
     if fam not in registry():
-        hint = (f"the weights cannot tell; pass --family (family= in Python) one of "
-                f"{', '.join(insp.ambiguous_between)}, or name the file after it" if fam == "ambiguous"
-                else "no family in the spec matches these weights")
-        raise SpecError(f"family {fam!r} cannot be built", path=insp.path, hint=hint)
+        raise SpecError(f"family {fam!r} cannot be built", path=insp.path,
+                        hint="no family in the spec matches these weights")
     if fam not in FAMILIES:
         rec = registry().get(fam)
         return ArchSpec.for_family(fam, **{k: v for k, v in insp.hyperparameters.items()
