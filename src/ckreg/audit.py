@@ -37,6 +37,7 @@ from ckreg.findings import ErrorEntry, Finding, Report, Skipped
 from ckreg.families import family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
+from ckreg.readers.folder import folder_members, is_model_folder
 from ckreg.readers.unwrap import strip_prefixes
 
 HASH_POLICIES = ("collisions", "all", "none")
@@ -126,6 +127,10 @@ def walk(root: str | os.PathLike) -> Walked:
     links: list[tuple[Path, str, os.stat_result]] = []
     for dirpath, dirnames, filenames in os.walk(root, topdown=True, onerror=onerror, followlinks=False):
         here = Path(dirpath)
+        model_files: set[str] = set()
+        if is_model_folder(here) and not here.is_symlink():   # a Hugging Face folder: one model
+            model_files = set(folder_members(os.fspath(here)))
+            out.checkpoints.append(here)
         keep = []
         for d in sorted(dirnames):
             full = here / d
@@ -143,6 +148,8 @@ def walk(root: str | os.PathLike) -> Walked:
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
+            if name in model_files:
+                continue
             full = here / name
             relpath = rel(full)
             try:
@@ -306,7 +313,29 @@ class _File:
 
 
 def _rel(root: Path, p: Path) -> str:
-    return p.relative_to(root).as_posix()
+    """Relative path; a model folder ends with `/` (its name labels it, as a folder)."""
+    rel = p.relative_to(root).as_posix()
+    return rel + "/" if p.is_dir() else rel
+
+
+def _set_aside_unchecked(files: list[_File], report: Report) -> list[_File]:
+    """What the audit cannot check goes to `skipped` with the reason, never silently.
+
+    A file read without its tensors (an ONNX model in an install without the onnx extra) is
+    skipped; a TorchScript archive is checked for its weights, and its code is named as
+    not analysed.
+    """
+    kept = []
+    for f in files:
+        need = [x for x in f.insp.findings if x.code == "format-needs-extra"]
+        if need and not f.insp.layout:
+            report.skipped.append(Skipped(path=f.rel, reason=need[0].message.removeprefix(f"{f.insp.path}: ")))
+            continue
+        if f.insp.format == "torchscript":
+            report.skipped.append(Skipped(path=f"{f.rel} (code/)", reason="TorchScript code is not analysed: "
+                                          "the weights were checked; torch.jit.load would run this code"))
+        kept.append(f)
+    return kept
 
 
 def _carry(findings: Iterable[Finding], rel: str) -> list[Finding]:
@@ -395,7 +424,9 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int) -> Any:
     hash_weights = hash_policy == "all"
     if hash_policy == "collisions":
         try:
-            hash_weights = os.path.getsize(path) <= inline_limit
+            size = (sum(os.path.getsize(os.path.join(path, n)) for n in folder_members(path))
+                    if os.path.isdir(path) else os.path.getsize(path))
+            hash_weights = size <= inline_limit
         except OSError:
             hash_weights = False
     return inspect_path(path, hash_weights=hash_weights)
@@ -540,6 +571,14 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         for sib in sorted(root.iterdir()):
             if sib != given and sib.is_file() and not sib.is_symlink() and sniff(sib) == "scaler":
                 walked.scalers.append(sib)
+    elif given.is_dir() and is_model_folder(given):   # one model folder: audited as one model
+        root = given.parent
+        walked = walk(given)
+        walked.root = root
+        walked.checkpoints = [given] + [p for p in walked.checkpoints if p != given]
+        walked.skipped = [x.model_copy(update={"path": f"{given.name}/{x.path}"}) for x in walked.skipped]
+        walked.errors = [x.model_copy(update={"path": f"{given.name}/{x.path}" if x.path else x.path})
+                         for x in walked.errors]
     elif given.is_dir():
         root = given
         walked = walk(root)
@@ -556,6 +595,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     try:
         inspections = _inspect_all(runner, walked.checkpoints, hash_policy=hash_policy)
         files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
+        files = _set_aside_unchecked(files, report)
         if hash_policy == "collisions":
             _hash_collisions(files, runner)
     finally:
@@ -699,6 +739,16 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
     return status
 
 
+def _needs_scaler(insp: Any) -> bool:
+    """Only families whose record says so need a scaler (`Family.needs_scaler`); a model of no
+    known family (a third-party model) is never warned about a missing scaler."""
+    from ckreg.families import find
+
+    names = insp.ambiguous_between if insp.family == "ambiguous" else [insp.family]
+    recs = [find(n) for n in names if n not in ("unknown", "ambiguous")]
+    return any(r is not None and r.needs_scaler for r in recs)
+
+
 def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
                   findings: list[Finding]) -> dict[str, Any]:
     """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
@@ -728,6 +778,8 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
             f.scaler, f.scaler_source = here[0], "folder"
         elif len(named) == 1:
             f.scaler, f.scaler_source = named[0], "name"
+        elif not _needs_scaler(f.insp):
+            continue   # a third-party model (no family, or a family that takes raw inputs)
         elif here:
             findings.append(Finding.make(
                 "scaler-missing", f"{len(here)} scalers in its folder and none named after it: {', '.join(here)}",

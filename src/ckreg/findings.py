@@ -64,6 +64,8 @@ CODES: dict[str, CodeInfo] = dict(
            "numpy.load(allow_pickle=True) unpickles this array's data; its globals are judged like any pickle. Store numbers, not objects."),
         _c("model-folder-invalid", "error", "Model folder's index or config disagrees with its files",
            "A shard the index names is missing, a tensor sits in another shard than indexed or in none, or config.json cannot be parsed. Re-save the folder with save_pretrained."),
+        _c("format-needs-extra", "warning", "Format needs an optional extra to be read",
+           "The file is recognised (e.g. ONNX) but reading its tensors needs an extra: pip install 'ckreg[onnx]'."),
         _c("torchscript-code", "warning", "TorchScript archive: loading it runs its code",
            "torch.jit.load (and torch.load on such a file) compiles and runs the archive's code/ folder. ckreg read the weights without running it; trust the archive only as far as its source."),
         # -- inspection (inspect/) --

@@ -393,7 +393,7 @@ def _unreadable(insp: Inspection, message: str) -> Inspection:
 
 
 # Formats whose keys are not in module order (safetensors sorts its header).
-UNORDERED_FORMATS = frozenset({"safetensors", "onnx"})
+UNORDERED_FORMATS = frozenset({"safetensors"})
 
 # Small files get their file sha256 for free-ish (one sequential read); above this,
 # only `--hash` reads the whole file.

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from ckreg.errors import FormatError, ReadError
 from ckreg.findings import Finding
-from ckreg.readers import folder, torchscript, zipread
+from ckreg.readers import folder, onnx_reader, torchscript, zipread
 from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
 from ckreg.readers.fileio import Counter, RandomAccessFile
 from ckreg.readers.meta import decode_scalar, extract_metadata
@@ -178,10 +178,12 @@ def _dispatch(f: RandomAccessFile, ctx: _Ctx, counter: Counter) -> ReadResult:
             res = _read_tar(f, ctx)
         elif kind is not None:
             res = _read_compressed(f, ctx, kind)
+        elif onnx_reader.looks_like_onnx(head):
+            res = onnx_reader.read_onnx(ctx.path, f.size, ctx.findings)
         elif could_be_pickle(head):
             res = _read_pickle_file(f, ctx)
         else:
-            raise ctx.error("not a recognised checkpoint format (not a zip, pickle or safetensors file)",
+            raise ctx.error("not a recognised checkpoint format (not a zip, pickle, safetensors or ONNX file)",
                             cls=ReadError)
     res.bytes_read += counter.n
     return res

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ckreg.readers import containers, npy, zipread
+from ckreg.readers import containers, npy, onnx_reader, zipread
 from ckreg.readers.fileio import RandomAccessFile
 from ckreg.readers.pickle_vm import could_be_pickle, pickle_like, run_pickle
 
@@ -87,6 +87,9 @@ def classify(path: str | os.PathLike, head: bytes | None = None) -> tuple[str | 
             got, why = _pickle_kind(data, full=f.size <= len(data))
             if got:
                 return got, why
+        if ext == ".onnx" or (onnx_reader.looks_like_onnx(head)
+                              and any(w in head.lower() for w in (b"onnx", b"pytorch", b"tensorflow"))):
+            return "checkpoint", "ONNX model"
         if ext == ".json" and head.lstrip()[:1] == b"{":
             if b'"mean' in head and (b'"scale' in head or b'"var' in head):
                 return "scaler", "scaler JSON"
