@@ -75,7 +75,7 @@ class ReadResult:
     """
 
     path: str
-    format: str                                   # "torch-zip" | "torch-legacy" | "safetensors" | "pickle"
+    format: str                                   # "torch-zip" | "torch-legacy" | "safetensors" | "pickle" | "torchscript" | "onnx"
     size: int
     tensors: dict[str, TensorRecord] = field(default_factory=dict)  # the state_dict, unwrapped
     unwrap: list[str] = field(default_factory=list)                  # evidence lines for each unwrap step
