@@ -54,6 +54,7 @@ from pydantic import BaseModel, Field
 
 from ckreg.fsutil import file_sha256, fsync_dir, write_bytes
 from ckreg.arch import FAMILIES, ArchSpec
+from ckreg.families import names_in, registry
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK, Finding, Skipped
 
@@ -162,9 +163,10 @@ class RenamePlan(BaseModel):
             out.setdefault(m.group, []).append(m)
         return [out[k] for k in sorted(out)]
 
-    def exit_code(self) -> int:
-        """0 when nothing was reported, 1 when collisions or duplicates were (issue #4 exit codes)."""
-        return EXIT_FINDINGS if self.findings else EXIT_OK
+    def exit_code(self, fail_on: str = "error") -> int:
+        """0 when the plan can be carried out: its warnings (collisions, duplicates) are shown, not failed
+        on, unless `fail_on="warning"`; 1 when a finding at or above `fail_on` was reported."""
+        return findings_exit(self.findings, fail_on)
 
 
 class Journal(BaseModel):
@@ -178,8 +180,9 @@ class Journal(BaseModel):
     manifest: str | None = None
     manifest_updated: bool = False
 
-    def exit_code(self) -> int:
-        return EXIT_FINDINGS if self.findings else EXIT_OK
+    def exit_code(self, fail_on: str = "error") -> int:
+        """0 when the renames succeeded (warnings shown), 1 with a finding at or above `fail_on`."""
+        return findings_exit(self.findings, fail_on)
 
 
 class UndoResult(BaseModel):
@@ -193,6 +196,18 @@ class UndoResult(BaseModel):
 
     def exit_code(self) -> int:
         return EXIT_FINDINGS if self.conflicts else EXIT_OK
+
+
+def findings_exit(findings: list[Finding], fail_on: str = "error") -> int:
+    """1 when a finding is at or above `fail_on` (error, warning; never: always 0), else 0."""
+    from ckreg.findings import FAIL_ON, Severity
+
+    if fail_on not in FAIL_ON:
+        raise UsageError(f"fail_on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
+    if fail_on == "never":
+        return EXIT_OK
+    threshold = Severity(fail_on).rank
+    return EXIT_FINDINGS if any(f.severity.rank >= threshold for f in findings) else EXIT_OK
 
 
 # --------------------------------------------------------------------------- naming
@@ -256,6 +271,8 @@ def variant_tokens(family: str, hp: dict) -> list[str]:
     about first (`gru-l2-h64-k24-...`); the rest only when they differ from the
     family's reference configuration, to keep names short.
     """
+    if family not in FAMILIES:
+        return _declared_tokens(family, hp)
     ref = ArchSpec.for_family(family) if family in FAMILIES else None
     g = lambda k: _hp(hp, k)  # noqa: E731
     tokens: list[str] = []
@@ -291,6 +308,25 @@ def variant_tokens(family: str, hp: dict) -> list[str]:
         kern = g("tower_kernels")
         if kern is not None and ref is not None and kern != ref.tower_kernels:
             tokens.append("t" + _towers(kern))
+    return tokens
+
+
+# Short tokens for the hyperparameter names people share across families.
+_SHORT = {"num_layers": "l", "hidden_size": "h", "num_classes": "k", "input_size": "c"}
+
+
+def _declared_tokens(family: str, hp: dict) -> list[str]:
+    """A declared family's variant tokens: l/h/k always, every other hyperparameter off its default."""
+    rec = registry().find(family)
+    defaults = rec.defaults() if rec is not None else {}
+    tokens = []
+    for name in (rec.hyperparameters if rec is not None else hp):
+        value = _hp(hp, name)
+        if value is None or isinstance(value, (list, bool)):
+            continue
+        short = _SHORT.get(name)
+        if short in ("l", "h", "k") or value != defaults.get(name):
+            tokens.append(f"{short or name.replace('_', '').lower()}{value}")
     return tokens
 
 
@@ -487,7 +523,7 @@ def _refusal(insp: Any) -> str | None:
     if family == "ambiguous":
         between = ", ".join(getattr(insp, "ambiguous_between", []) or []) or "several families"
         return f"ambiguous: the weights fit {between} equally (record the family in metadata)"
-    if family not in FAMILIES:
+    if family not in registry():
         return "no known family matches the weights"
     for f in getattr(insp, "findings", []) or []:
         if f.code in _REFUSE_CODES:
@@ -506,8 +542,7 @@ def _reason(insp: Any, tokens: list[str], old_name: str) -> str:
     if conf:
         parts.append(f"confidence {conf:.2f}")
     text = ", ".join(parts)
-    lowered = old_name.lower().replace("-", "_")
-    named = [f for f in FAMILIES if f.lower() in lowered]
+    named = names_in(old_name.replace("/", " "))
     if named:
         said = max(named, key=len)
         if said != insp.family:

@@ -17,23 +17,21 @@ StandardScaler class and joblib's wrapper) are findings; nothing is executed.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import os
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ckreg.errors import ScalerError
 from ckreg.findings import Finding
 from ckreg.readers.allowlist import SCALER_TIERS, tier_of
+from ckreg.readers.containers import COMPRESSED, ContainerProblem, decompress, sniff_container
 from ckreg.readers.core import _check_path
-from ckreg.readers.pickle_vm import (Call, Global, Malformed, NumpyArray, NumpyDtype, NumpyScalar, run_pickle)
+from ckreg.readers.joblib_arrays import WRAPPERS as _WRAPPERS, joblib_hook as _joblib_hook
+from ckreg.readers.pickle_vm import Call, NumpyArray, NumpyScalar, run_pickle
 
 MAX_SCALER_BYTES = 64 << 20
-_WRAPPERS = {"joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"}
 
 
 @dataclass
@@ -103,47 +101,6 @@ def _scalar_int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _joblib_hook(findings_globals: list):
-    """BUILD hook: after a NumpyArrayWrapper's BUILD, joblib's raw array bytes follow in the stream."""
-
-    def hook(vm, inst, state) -> bool:
-        if not (isinstance(inst, Call) and isinstance(inst.func, Global) and inst.func.full in _WRAPPERS):
-            return False
-        if not isinstance(state, dict):
-            raise Malformed("NumpyArrayWrapper state is not a dict", vm.pos)
-        inst.state = state
-        dtype = state.get("dtype")
-        shape = state.get("shape")
-        if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise Malformed("NumpyArrayWrapper without a valid shape", vm.pos)
-        if vm.frame_end is not None and vm.pos < vm.frame_end:
-            raise Malformed("joblib array data inside a FRAME", vm.pos)
-        vm.frame_end = None  # joblib commits the frame before writing raw array bytes
-        if isinstance(dtype, NumpyDtype) and dtype.spec.lstrip("|<>=").startswith("O"):
-            nested = run_pickle(vm.data, vm.pos, build_hook=hook, max_bytes=vm.max_bytes)
-            findings_globals.append(nested)
-            if not nested.clean:
-                raise Malformed(f"object array pickle: {nested.error}", nested.error_pos or vm.pos)
-            vm.pos = nested.end
-            arr = nested.value if isinstance(nested.value, NumpyArray) else NumpyArray(shape=shape, dtype=dtype)
-            vm.stack[-1] = arr
-            return True
-        if not isinstance(dtype, NumpyDtype) or not dtype.itemsize:
-            raise Malformed("NumpyArrayWrapper with an unknown dtype", vm.pos)
-        if state.get("numpy_array_alignment_bytes") is not None:
-            pad = vm.read(1)[0]
-            if pad:
-                vm.read(pad)
-        nbytes = math.prod(shape) * dtype.itemsize if shape else dtype.itemsize
-        vm.length(nbytes, "joblib array")
-        raw = bytes(vm.read(nbytes))
-        vm.stack[-1] = NumpyArray(cls=state.get("subclass"), shape=shape, dtype=dtype,
-                                  fortran=state.get("order") == "F", raw=raw, built=True)
-        return True
-
-    return hook
-
-
 def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:
     """Describe a scaler file. Raises `ScalerError` when it is unreadable or not a StandardScaler-like object."""
     p = os.fspath(path)
@@ -160,19 +117,15 @@ def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:
     if head == b"{":
         return _from_json(p, data)
     fmt = "pickle"
-    if data[:2] == b"\x1f\x8b":
+    kind = sniff_container(data[:512])
+    if kind in COMPRESSED:
         try:
-            data = gzip.GzipFile(fileobj=io.BytesIO(data)).read(MAX_SCALER_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ScalerError(f"corrupt gzip-compressed joblib file ({exc})", path=p) from None
-        fmt = "joblib"
-    elif data[:1] == b"\x78" and data[:2] != b"\x78\x80":
-        try:
-            d = zlib.decompressobj()
-            data = d.decompress(data, MAX_SCALER_BYTES + 1)
-        except zlib.error as exc:
-            raise ScalerError(f"not a scaler: neither pickle, joblib nor JSON ({exc})", path=p) from None
-        fmt = "joblib"
+            data = decompress(data, kind, MAX_SCALER_BYTES)
+        except ContainerProblem as exc:
+            if data[:1] not in (b"(", b"c", b"}", b"]", b"\x80"):
+                raise ScalerError(f"not a scaler: {exc}", path=p) from None
+        else:
+            fmt = "joblib"
     if len(data) > MAX_SCALER_BYTES:
         raise ScalerError("decompressed scaler exceeds the size cap (zip bomb?)", path=p)
     if not data or (data[:1] != b"\x80" and data[:1] not in (b"(", b"c", b"}", b"]")):
