@@ -77,12 +77,15 @@ def test_a_drifted_model_py_is_refused(tmp_path):
         standalone.check_standalone(path, spec, build(spec).state_dict(), T=12)
 
 
-def test_a_ckreg_import_the_shim_cannot_carry_is_refused(monkeypatch):
-    src = "from ckreg.arch import ArchSpec, FAMILIES\nimport torch\n"
-    with pytest.raises(IntegrityError, match="FAMILIES"):
-        standalone._body(src)
+def test_ckreg_constants_are_inlined_and_the_rest_refused():
+    src = ("from ckreg.arch import ArchSpec, FAMILIES\nfrom ckreg.families import get\n"
+           "TABLE = {f: get(f) for f in FAMILIES}\n")
+    body = standalone._body(src, values={"FAMILIES": ("A", "B"), "get": len, "TABLE": {"A": 1, "B": 1}})
+    assert "FAMILIES = ('A', 'B')" in body and "TABLE = {'A': 1, 'B': 1}" in body and "ckreg" not in body
+    with pytest.raises(IntegrityError, match="uses get"):        # a ckreg function called inside a function
+        standalone._body("from ckreg.families import get\ndef f(x):\n    return get(x)\n", values={"get": len})
     with pytest.raises(IntegrityError, match="imports ckreg"):
-        standalone._body("def f():\n    import ckreg.zoo\n")
+        standalone._body("def f():\n    import ckreg.zoo\n", values={})
 
 
 BLOCK_CKREG = """

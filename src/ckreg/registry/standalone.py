@@ -180,32 +180,93 @@ def _zoo_source() -> str:
     return Path(spec.origin).read_text(encoding="utf-8")
 
 
-def _body(source: str) -> str:
-    """The zoo module without its docstring, `from __future__` and ckreg imports (checked: only the shimmed names)."""
+def _literal(value: Any) -> bool:
+    """Plain data that `repr` writes back exactly (tuples of family names, readout tables, numbers)."""
+    try:
+        return ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _bug(message: str) -> IntegrityError:
+    return IntegrityError(message, hint="this is a bug in ckreg's export: extend ckreg.registry.standalone")
+
+
+def _body(source: str, values: dict[str, Any] | None = None) -> str:
+    """The zoo module made self-contained.
+
+    Drops the docstring and `from __future__`; replaces each `from ckreg... import` by
+    the shim (ArchSpec, SpecError) or by the imported values written as literals
+    (constants such as the family tuples); a top-level assignment computed from a
+    ckreg function (a readout table read from the family records) is replaced by its
+    value. `values` maps module-level names to their values (default: the zoo module's).
+    Anything else that would need ckreg at run time raises IntegrityError.
+    """
     tree = ast.parse(source)
-    drop: set[int] = set()
+    lines = source.splitlines()
+    replace: dict[int, tuple[int, str]] = {}          # first line -> (last line, replacement text)
+    opaque: set[str] = set()                          # imported ckreg names model.py cannot carry
+
+    def value_of(name: str) -> Any:
+        nonlocal values
+        if values is None:
+            values = vars(importlib.import_module(SOURCE_MODULE))
+        if name not in values:
+            raise _bug(f"{SOURCE_MODULE} has no module-level {name} to write into model.py")
+        return values[name]
+
     for node in tree.body:
         first, last = node.lineno, node.end_lineno or node.lineno
-        if isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant) \
-                and isinstance(node.value.value, str) and node is tree.body[0]:
-            drop.update(range(first, last + 1))
+        if node is tree.body[0] and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            replace[first] = (last, "")
         elif isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            drop.update(range(first, last + 1))
+            replace[first] = (last, "")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ckreg":
-            names = {a.asname or a.name for a in node.names}
-            if not names <= SHIMMED:
-                raise IntegrityError(f"{SOURCE_MODULE} imports {', '.join(sorted(names - SHIMMED))} from "
-                                     f"{node.module}, which model.py cannot carry",
-                                     hint="this is a bug in ckreg's export: extend ckreg.registry.standalone")
-            drop.update(range(first, last + 1))
-    for node in ast.walk(tree):       # a ckreg import anywhere else (inside a function) would fail at run time
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and node.lineno not in drop:
+            consts = []
+            for alias in node.names:
+                name = alias.asname or alias.name
+                if name in SHIMMED:
+                    continue
+                val = value_of(name)
+                if _literal(val):
+                    consts.append(f"{name} = {val!r}")
+                else:
+                    opaque.add(name)
+            replace[first] = (last, "\n".join(consts))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _names_in(node.value or ast.Pass()) & opaque:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if len(targets) != 1 or not isinstance(targets[0], ast.Name):
+                raise _bug(f"{SOURCE_MODULE} line {first} computes a value from ckreg that model.py cannot carry")
+            val = value_of(targets[0].id)
+            if not _literal(val):
+                raise _bug(f"{SOURCE_MODULE} line {first}: {targets[0].id} is not plain data, so model.py "
+                           "cannot carry it")
+            replace[first] = (last, f"{targets[0].id} = {val!r}")
+    kept = ast.Module(body=[n for n in tree.body if n.lineno not in replace], type_ignores=[])
+    for node in ast.walk(kept):       # a ckreg name or import left anywhere would fail in a user's process
+        if isinstance(node, ast.Name) and node.id in opaque:
+            raise _bug(f"{SOURCE_MODULE} line {node.lineno} uses {node.id} from ckreg; model.py cannot carry it")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(m.split(".")[0] == "ckreg" for m in mods):
-                raise IntegrityError(f"{SOURCE_MODULE} line {node.lineno} imports ckreg; model.py cannot carry it",
-                                     hint="this is a bug in ckreg's export: extend ckreg.registry.standalone")
-    lines = source.splitlines()
-    return "\n".join(line for i, line in enumerate(lines, start=1) if i not in drop).strip("\n") + "\n"
+                raise _bug(f"{SOURCE_MODULE} line {node.lineno} imports ckreg; model.py cannot carry it")
+    out: list[str] = []
+    i = 1
+    while i <= len(lines):
+        if i in replace:
+            last, text = replace[i]
+            if text:
+                out.append(text)
+            i = last + 1
+        else:
+            out.append(lines[i - 1])
+            i += 1
+    return "\n".join(out).strip("\n") + "\n"
 
 
 def model_py(title: str, preprocessing: dict[str, Any], input_size: int, num_classes: int) -> str:
