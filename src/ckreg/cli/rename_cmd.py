@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ckreg.cli._common import console, echo_json, fail
+from ckreg.cli._common import console, echo_json, fail, families_option, load_families
 from ckreg.findings import EXIT_USAGE
 from ckreg.rename import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
 
@@ -31,7 +31,8 @@ _EPILOG = ("Template fields: " + ", ".join("{" + f + "}" for f in TEMPLATE_FIELD
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel inspections.")
 @click.option("--journal-dir", default=None, help="Where to write the journal (default: PATH/.ckreg).")
-def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, jobs, journal_dir):
+@families_option
+def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, jobs, journal_dir, family_files=()):
     """Rename checkpoints by content (family, variant, weights hash), reversibly."""
     from ckreg import rename as core
 
@@ -46,6 +47,7 @@ def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, job
              EXIT_USAGE)
     if not path:
         fail("missing PATH: `ckreg rename --infer PATH`", EXIT_USAGE)
+    load_families(family_files)
     plan = core.plan_rename(path, template=template, manifest=manifest, jobs=jobs)
     if dry_run:
         if as_json:
