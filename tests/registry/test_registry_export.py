@@ -44,7 +44,7 @@ def test_export_writes_every_file_and_they_match_the_source(registered, tmp_path
     assert v.family == "GRU" and v.spec.hidden_size == 8, "spec from the inspector"
     out = tmp_path / "out"
     paths = reg.export("GRU@best", out, pkl=True, ckpt=True)
-    assert sorted(p.name for p in paths) == ["README.md", "model.ckpt", "scaler.json", "scaler.pkl",
+    assert sorted(p.name for p in paths) == ["README.md", "model.ckpt", "model.py", "scaler.json", "scaler.pkl",
                                              "weights.safetensors"]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths), "no temp file left"
 
@@ -93,7 +93,7 @@ def test_export_never_clobbers_unless_forced(registered, tmp_path):
     assert (out / "README.md").read_text() == "my notes"
     paths = reg.export("GRU", out, force=True)
     assert (out / "README.md").read_text().startswith("---\n")
-    assert {p.name for p in paths} == {"weights.safetensors", "scaler.json", "README.md"}
+    assert {p.name for p in paths} == {"weights.safetensors", "model.py", "scaler.json", "README.md"}
 
 
 def test_export_refuses_a_corrupted_blob(registered, tmp_path):
@@ -108,7 +108,7 @@ def test_export_without_scaler(reg, gru_ckpt, tmp_path):
     path, _ = gru_ckpt(1)
     reg.add(path)
     paths = reg.export("GRU", tmp_path / "out")
-    assert sorted(p.name for p in paths) == ["README.md", "weights.safetensors"]
+    assert sorted(p.name for p in paths) == ["README.md", "model.py", "weights.safetensors"]
     card = _front_matter((tmp_path / "out" / "README.md").read_text(encoding="utf-8"))
     assert card["metrics"] == {} and card["digests"]["scaler_sha256"] is None
     with pytest.raises(RegistryError, match="no scaler"):
