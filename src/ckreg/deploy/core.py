@@ -68,6 +68,7 @@ class DeployResult(BaseModel):
     threads: int = 1
     quantized_ops: list[str] = Field(default_factory=list)
     runtime: dict[str, str] = Field(default_factory=dict)
+    episode_ids: list[str] = Field(default_factory=list)         # the scored episodes (dataset ids)
     reasons: list[str] = Field(default_factory=list)             # why failed
     warnings: list[str] = Field(default_factory=list)
 
@@ -141,7 +142,7 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
     T = int(np.asarray(ds.X).shape[1])
     notes: list[str] = []
     if T != pre["T"]:
-        notes.append(f"the data has T = {T} steps, the model was trained with T = {pre['T']}; exported with T = {T}")
+        notes.append(f"data T = {T}, model trained with T = {pre['T']}: exported for T = {T}")
     idx, source = _held_out(blob, ds, split, seed, notes)
     X = common.scale(scaler, np.asarray(ds.X, dtype=np.float32)[idx])
     mask = np.asarray(ds.mask, dtype=np.uint8)[idx]
@@ -187,7 +188,8 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
                 agreement=float((pred == ref_pred).mean()),
                 max_abs_logit_diff=float(np.abs(logits - ref_logits).max()),
                 latency=lat, float_latency={k: flat.get(k) for k in ("mean_ms", "median_ms", "p95_ms", "samples")},
-                threads=threads, quantized_ops=quantized, runtime=_runtime(fmt), reasons=reasons, warnings=notes)
+                threads=threads, quantized_ops=quantized, runtime=_runtime(fmt),
+                episode_ids=[str(ds.ids[i]) for i in idx], reasons=reasons, warnings=notes)
             write_text(tmp / METRICS_FILE, json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False)
                        + "\n")
             from ckreg.deploy.card import deploy_card

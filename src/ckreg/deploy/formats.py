@@ -96,11 +96,18 @@ def quantize_int8(src: Path, dst: Path) -> list[str]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)   # its "consider pre-processing" advice is for image models, not ours
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"onnxruntime could not quantize the model: {type(exc).__name__}: {str(exc)[:300]}",
                           hint="use --format onnx") from exc
+    finally:
+        root.setLevel(level)
     ops = sorted({n.op_type for n in onnx.load(str(dst)).graph.node
                   if n.op_type.startswith(("DynamicQuantize", "MatMulInteger", "ConvInteger", "QLinear", "Dequantize"))
                   or n.op_type in ("DynamicQuantizeLSTM",)})
@@ -117,7 +124,7 @@ def export_torchscript(model, spec, T: int, path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(_wrapper(model), (x, mask), check_trace=False)
-        torch.jit.save(traced, str(path))
+            torch.jit.save(traced, str(path))
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"{spec.family} does not trace to TorchScript: {type(exc).__name__}: {str(exc)[:300]}",
                           hint="export it as onnx or safetensors instead") from exc
@@ -143,7 +150,11 @@ def runner(fmt: str, path: Path, threads: int = 1) -> tuple[Callable[[Any, Any],
         return run, names
     import torch
 
-    mod = torch.jit.load(str(path), map_location="cpu").eval()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # TorchScript is deprecated upstream, still supported
+        mod = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run_ts(x, mask):
         prev = torch.get_num_threads()
