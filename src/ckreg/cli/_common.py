@@ -47,3 +47,10 @@ def console(stderr: bool = False):
 
 
 __all__ = ["echo_json", "fail", "console", "terminal_width", "CkregError"]
+
+
+def tiers_line(tiers) -> str:
+    """One line naming the allowlist tiers pickle globals were judged against."""
+    tiers = list(tiers)
+    how = "torch.load(weights_only=True)'s own set" if tiers == ["torch"] else "--strict allows torch only"
+    return f"allowlist tiers: {', '.join(tiers)} ({how})"
