@@ -93,9 +93,9 @@ def test_cli_strict_names_its_tiers(tmp_path):
     assert "weights_only" in r.stdout
     r = runner.invoke(cli, ["audit", str(tmp_path), "--json", "--strict"])
     assert json.loads(r.stdout)["extra"]["allowlist_tiers"] == ["torch"]
-    assert "allowlist tiers: torch" in r.stderr and r.exit_code == 1
+    assert "allowlist: torch (= torch.load weights_only)" in r.stderr and r.exit_code == 1
     r = runner.invoke(cli, ["audit", str(tmp_path), "--json"])
-    assert "allowlist tiers: torch, python" in r.stderr
+    assert "allowlist: torch, python" in r.stderr
 
 
 def test_zip_bomb_whose_local_header_lies_about_its_size(tmp_path, monkeypatch):

@@ -50,7 +50,6 @@ __all__ = ["echo_json", "fail", "console", "terminal_width", "CkregError"]
 
 
 def tiers_line(tiers) -> str:
-    """One line naming the allowlist tiers pickle globals were judged against."""
+    """One short line naming the allowlist tiers pickle globals were judged against."""
     tiers = list(tiers)
-    how = "torch.load(weights_only=True)'s own set" if tiers == ["torch"] else "--strict allows torch only"
-    return f"allowlist tiers: {', '.join(tiers)} ({how})"
+    return f"allowlist: {', '.join(tiers)}" + (" (= torch.load weights_only)" if tiers == ["torch"] else "")
