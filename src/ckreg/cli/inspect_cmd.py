@@ -14,7 +14,7 @@ import os
 
 import click
 
-from ckreg.cli._common import console, echo_json, tiers_line
+from ckreg.cli._common import console, echo_json, families_option, load_families, tiers_line
 from ckreg.inspect import NOT_RECORDED, exit_code, inspect_paths
 from ckreg.inspect.model import Inspection
 from ckreg.inspect.structure import structure_lines
@@ -33,9 +33,10 @@ _MAX_EVIDENCE = 14
               help="Inspect files in parallel processes.")
 @click.option("--tree/--no-tree", default=True, show_default=True, help="Show the module tree (human output).")
 @click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
+@families_option
 @click.pass_context
 def inspect_cmd(ctx: click.Context, paths: tuple[str, ...], as_json: bool, hash_weights: bool, jobs: int,
-                tree: bool, strict: bool) -> None:
+                tree: bool, strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Identify the architecture in each checkpoint without executing it.
 
     Exit status: 0 ok; 1 an error-severity finding (e.g. unsafe-global);
@@ -43,6 +44,7 @@ def inspect_cmd(ctx: click.Context, paths: tuple[str, ...], as_json: bool, hash_
     """
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
 
+    load_families(family_files)
     results = inspect_paths(paths, hash_weights=hash_weights, jobs=jobs, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS)
     if as_json:
         echo_json([r.model_dump(mode="json") for r in results])

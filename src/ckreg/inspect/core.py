@@ -508,14 +508,17 @@ def _inspect_scaler(p: str, tiers: tuple[str, ...]) -> Inspection | None:
 
 
 def _inspect_one(args: tuple) -> Inspection:
-    return inspect_path(args[0], hash_weights=args[1], tiers=args[2] if len(args) > 2 else None)
+    if len(args) > 2 and args[2]:
+        registry().add_all(args[2])   # declared families reach worker processes (spawn/forkserver)
+    return inspect_path(args[0], hash_weights=args[1], tiers=args[3] if len(args) > 3 else None)
 
 
 def inspect_paths(paths: Iterable[str | os.PathLike], hash_weights: bool = False, jobs: int = 1,
                   pool: str = "process", tiers: Sequence[str] | None = None) -> list[Inspection]:
     """Inspect many files, results in input order. `jobs > 1` uses a process pool
     (parsing is pure Python, so threads would share one core); `pool="thread"` for threads."""
-    items = [(os.fspath(p), hash_weights, tuple(tiers) if tiers is not None else None) for p in paths]
+    declared = tuple(registry().declared())
+    items = [(os.fspath(p), hash_weights, declared, tuple(tiers) if tiers is not None else None) for p in paths]
     if jobs <= 1 or len(items) <= 1:
         return [_inspect_one(it) for it in items]
     import concurrent.futures as cf
