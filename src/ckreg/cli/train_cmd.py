@@ -183,8 +183,11 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, scales_png, latency_samples, 
     if png is not None:
         from ckreg.train.png import write_confusion_png
 
+        png_notes: list[str] = []
         write_confusion_png(png, result.confusion_matrix, result.class_names,
-                            f"{result.family} {split} accuracy {result.accuracy:.2%}")
+                            f"{result.family} {split} accuracy {result.accuracy:.2%}", notes=png_notes)
+        for note in png_notes:
+            click.echo(f"warning: {png}: {note}", err=True)
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return

@@ -451,7 +451,7 @@ def train(
             acc = test_scores["accuracy"]
             title = f"{spec.family} test" + (f" accuracy {acc:.2%}" if acc is not None else "")
             metrics["png_renderer"] = write_confusion_png(files["png"], test_scores["confusion_matrix"],
-                                                          ds.class_names, title)
+                                                          ds.class_names, title, notes=warnings)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a picture never costs the run
