@@ -639,7 +639,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     if hash_policy != "none":
         _duplicates(files, findings)
     if data is not None:
-        _verify(files, manifest, data, findings, report, min_acc)
+        _verify(files, manifest, data, findings, report, min_acc, progress=progress)
 
     if files:
         report.checked = [f.rel for f in files] + sorted(scalers)
@@ -879,10 +879,23 @@ def _duplicates(files: list[_File], findings: list[Finding]) -> None:
                 path=f.rel, expected=keep.rel, actual=digest))
 
 
+VERIFY_STAGES = ("loading data", "verifying pairs")   # slow per item: a progress bar however few there are
+
+
+def _counted(items: list, progress: Progress | None, stage: str):
+    """Yield `items`, reporting (stage, done, total) as each one has been dealt with."""
+    for i, item in enumerate(items):
+        if progress:
+            progress(stage, i, len(items))
+        yield item
+    if progress:
+        progress(stage, len(items), len(items))
+
+
 def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: list[Finding], report: Report,
-            min_acc: float | None = None) -> None:
+            min_acc: float | None = None, progress: Progress | None = None) -> None:
     """The `--data` hook (issue #5): verify each recognised checkpoint with its scaler, against its target."""
-    from ckreg.verify import Pair, normalize_acc, verify_for_audit
+    from ckreg.verify import Pair, load_data, normalize_acc, verify_for_audit
 
     min_acc = normalize_acc(min_acc)
 
@@ -907,7 +920,11 @@ def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: 
                           target_source=source, split=metrics.split if metrics else None,
                           model=decl.name if decl else None))
     results: list[Any] = []
-    found = verify_for_audit(pairs, data, results=results)
+    if progress and pairs:
+        progress(VERIFY_STAGES[0], 0, 0)           # total 0: a bar without an end (CSV parsing, once per path)
+        load_data(data)                            # cached: verify_for_audit reads it back
+        progress(VERIFY_STAGES[0], 1, 1)
+    found = verify_for_audit(_counted(pairs, progress, VERIFY_STAGES[1]), data, results=results)
     by_abs = {str(f.abs): f.rel for f in files}
     for x in found:
         findings.append(x.model_copy(update={"path": by_abs.get(x.path or "", x.path)}))
