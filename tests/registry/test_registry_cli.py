@@ -7,8 +7,8 @@ import json
 from click.testing import CliRunner
 
 from ckreg.cli import cli
-from ckreg.registry import Registry, schema
-from reghelpers import flip_byte, stub_add
+from ckreg.registry import Registry
+from reghelpers import add_revision, flip_byte, stub_add
 
 VERIFIED = {"accuracy": 0.9, "passed": True, "per_class": {"a": 0.9}, "data_hash": "d", "confusion_matrix": [[9]]}
 
@@ -134,7 +134,7 @@ def test_upgrade_cli(tmp_path, blob_file, monkeypatch):
     rp = tmp_path / "reg"
     with Registry(rp) as reg:
         stub_add(reg, blob_file(1))
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, lambda conn: None])
+    add_revision(monkeypatch, tmp_path)
     res = run("registry", "ls", "--registry", rp)
     assert res.exit_code == 2 and "ckreg registry upgrade" in _one_error_line(res)
     res = run("registry", "upgrade", "--registry", rp)

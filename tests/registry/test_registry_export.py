@@ -7,9 +7,8 @@ import json
 import pytest
 
 from ckreg.errors import IntegrityError, RegistryError
-from ckreg.registry import Registry
 from ckreg.yamlio import load_text
-from reghelpers import flip_byte, sha256_of
+from reghelpers import corrupt_blob, same_registry, sha256_of
 
 VERIFIED = {"accuracy": 0.75, "passed": True, "per_class": {"a": 1.0, "b": 0.5, "c": 0.5, "d": 1.0},
             "data_hash": "abc", "confusion_matrix": [[1, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]],
@@ -98,7 +97,7 @@ def test_export_never_clobbers_unless_forced(registered, tmp_path):
 
 def test_export_refuses_a_corrupted_blob(registered, tmp_path):
     reg, v, _, _ = registered
-    flip_byte(reg.blobs.path_for(v.sha256), offset=2000)
+    corrupt_blob(reg, v.sha256, offset=2000)
     with pytest.raises(IntegrityError, match="corrupted"):
         reg.export("GRU@1", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -125,7 +124,7 @@ def test_registered_scaler_must_fit_the_model(reg, gru_ckpt, tmp_path):
                     tmp_path / "five.json")
     with pytest.raises(ScalerError, match="5 features"):
         reg.add(path, bad)
-    assert not Registry(reg.root).exists()
+    assert not same_registry(reg).exists()
 
 
 def test_family_settles_what_the_weights_cannot_show(reg, tmp_path, torch_mod):
