@@ -94,4 +94,10 @@ def console(stderr: bool = False):
 
 
 __all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "one_line_warnings",
-           "CkregError"]
+           "CkregError", "tiers_line"]
+
+
+def tiers_line(tiers) -> str:
+    """One short line naming the allowlist tiers pickle globals were judged against."""
+    tiers = list(tiers)
+    return f"allowlist: {', '.join(tiers)}" + (" (= torch.load weights_only)" if tiers == ["torch"] else "")
