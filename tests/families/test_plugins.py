@@ -53,11 +53,10 @@ def installed(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[ckreg.families]\nkws = acme_plugin:FAMILY_FILE\ntagger = acme_plugin:tagger\nbroken = acme_broken:families\n")
-    from ckreg.families import registry as reg_mod_registry
-    from ckreg.families import reload
-    import ckreg.families.registry as reg_mod
+    from ckreg.families import registry, reload
 
-    saved = reg_mod_registry()
+    reg_mod = sys.modules["ckreg.families.registry"]   # (the package's `registry` name is the function)
+    saved = registry()
     sys.path.insert(0, str(site))
     try:
         yield reload()
@@ -66,6 +65,7 @@ def installed(tmp_path):
         for name in [m for m in sys.modules if m.startswith(("acme_plugin", "acme_broken"))]:
             del sys.modules[name]
         reg_mod._REGISTRY = saved
+    assert not registry().problems and "Tagger" not in registry()
 
 
 def test_plugins_are_registered_and_failures_reported(installed):
