@@ -16,26 +16,31 @@ PROGRESS_MIN_FILES = 20
 
 
 class _Bar:
-    """A rich progress bar on stderr, started only when there are many files and stderr is a terminal."""
+    """A rich progress bar on stderr, when stderr is a terminal: for inspecting many files, and always for
+    the slow `--data` stages (loading the dataset, verifying each pair)."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, console=None):
         self.enabled = enabled
+        self.console = console
         self.progress = None
         self.tasks: dict[str, int] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled or total < PROGRESS_MIN_FILES:
+        from ckreg.audit import VERIFY_STAGES
+
+        if not self.enabled or (total < PROGRESS_MIN_FILES and stage not in VERIFY_STAGES):
             return
         if self.progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+                                     TimeElapsedColumn(), console=self.console or Console(stderr=True),
+                                     transient=True)
             self.progress.start()
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
+            self.tasks[stage] = self.progress.add_task(stage, total=total or None)
+        self.progress.update(self.tasks[stage], completed=done, total=total or None)
 
     def close(self) -> None:
         if self.progress is not None:
