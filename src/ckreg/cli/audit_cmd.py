@@ -110,27 +110,32 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
+@click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, fail_on: str, jobs: int | None, data: Path | None, min_acc: float | None,
-              hash_policy: str, progress: bool, family_files: tuple[str, ...] = ()) -> None:
+              hash_policy: str, progress: bool, strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
     error, 3 nothing checkable found, 4 crash. The report is written before exiting.
     """
     from ckreg.audit import audit
+    from ckreg.cli._common import tiers_line
     from ckreg.manifest import load_manifest
+    from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
 
     fmt = report_format(fmt, as_json)
     load_families(family_files)   # before the manifest, which may name these families
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
-        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc)
+        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
+                       tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS)
     finally:
         bar.close()
+    click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)
     ctx.exit(_emit(report, fmt, output, fail_on))
 
 
