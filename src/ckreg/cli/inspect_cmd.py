@@ -118,6 +118,8 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
             f"{c.family} {c.score:.2f}" + (f" broken: {c.broken[0]}" if c.broken else "") for c in insp.candidates[1:4])))
     if insp.leftovers:
         grid.add_row("leftovers", Text("\n".join(insp.leftovers[:12]) + (" ..." if len(insp.leftovers) > 12 else "")))
+    if insp.scales is not None and insp.scales.cells:
+        grid.add_row("scale norms", scale_table(insp.scales))
     if insp.findings:
         lines = Text()
         for i, f in enumerate(insp.findings):
@@ -132,6 +134,23 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
     if tree and insp.layout:
         parts.append(module_tree(insp))
     out.print(Panel(Group(*parts), title=Text(os.path.basename(insp.path) or insp.path), title_align="left"))
+
+
+def scale_table(scales):
+    """Per-scale weight norms: one row per cell and gate, then the per-scale sum (fits 80 columns)."""
+    from rich.table import Table
+
+    t = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    t.add_column("cell")
+    t.add_column("gate")
+    for k in ("3", "5", "7"):
+        t.add_column(f"scale {k}", justify="right")
+    for cell in scales.cells:
+        for gate, row in cell.gates.items():
+            t.add_row(cell.cell, f"W_{gate}", *(f"{row[k]:.2f}" for k in ("3", "5", "7")))
+        t.add_row(cell.cell, "sum", *(f"{cell.per_scale[k]:.2f} ({cell.share[k]:.0%})" for k in ("3", "5", "7")),
+                  style="bold")
+    return t
 
 
 def _meta_line(meta: dict) -> str:

@@ -388,8 +388,22 @@ def inspect_result(result: ReadResult, hash_weights: bool = False) -> Inspection
         except (CkregError, OSError, NotImplementedError, ValueError) as exc:
             msg = exc.render() if isinstance(exc, CkregError) else f"{result.path}: {exc}"
             insp.findings.append(Finding.make("unreadable", f"tensor bytes cannot be read: {msg}", path=result.path))
+    _add_scales(insp, result)
     insp.bytes_read = result.bytes_read
     return insp
+
+
+def _add_scales(insp: Inspection, result: ReadResult) -> None:
+    """Scale-aware families: per-scale weight norms (reads only the W_{z,r,h}{3,5,7} bytes)."""
+    from ckreg.inspect import scales
+
+    if not scales.applies(insp.family, insp.ambiguous_between):
+        return
+    try:
+        insp.scales = scales.scale_importance(result)
+    except (CkregError, OSError, NotImplementedError, ValueError) as exc:
+        msg = exc.render() if isinstance(exc, CkregError) else f"{result.path}: {exc}"
+        insp.evidence.append(f"scale norms not computed: {msg}")
 
 
 def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspection:

@@ -30,6 +30,23 @@ class Candidate(BaseModel):
     broken: list[str] = Field(default_factory=list)   # validation failures ("recognised but broken")
 
 
+class ScaleCell(BaseModel):
+    """Weight norms of one scale-aware cell (`ckreg.inspect.scales`)."""
+
+    cell: str                                   # module name, e.g. "gru1"
+    input: str                                  # what its three chunks are
+    gates: dict[str, dict[str, float]]          # gate z/r/h -> scale "3"/"5"/"7" -> ||W_gk||_F
+    per_scale: dict[str, float]                 # scale -> sum over gates
+    share: dict[str, float]                     # scale -> per_scale / sum of per_scale
+
+
+class ScaleImportance(BaseModel):
+    """Scale-aware families only: how large each convolution scale's input weights are."""
+
+    method: str
+    cells: list[ScaleCell] = Field(default_factory=list)
+
+
 class Inspection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,6 +69,7 @@ class Inspection(BaseModel):
     description: list[str] = Field(default_factory=list)          # generic description (always filled)
     layout: dict[str, list] = Field(default_factory=dict)         # name -> [dtype, shape]; for drift checks
     findings: list[Finding] = Field(default_factory=list)
+    scales: ScaleImportance | None = None      # scale-aware families: per-scale weight norms
     bytes_read: int = 0
     error: str | None = None                   # set when the file could not be read at all
 
