@@ -30,10 +30,20 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def terminal_width(default: int = 100) -> int:
+    """The terminal's width ($COLUMNS first, as `shutil` reads it), or `default` when not a terminal."""
+    import os
+    import shutil
+
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return max(20, int(os.environ["COLUMNS"]))
+    return shutil.get_terminal_size((default, 24)).columns
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, soft_wrap=False)
 
 
-__all__ = ["echo_json", "fail", "console", "CkregError"]
+__all__ = ["echo_json", "fail", "console", "terminal_width", "CkregError"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ckreg.cli._common import terminal_width
 from ckreg.findings import FAIL_ON
 from ckreg.report import MACHINE_FORMATS, REPORTERS
 
@@ -41,6 +42,15 @@ class _Bar:
             self.progress.stop()
 
 
+def report_format(fmt: str | None, as_json: bool) -> str:
+    """`--json` is `--format json`; asking for both json and another format is a usage error."""
+    from ckreg.errors import UsageError
+
+    if as_json and fmt not in (None, "json"):
+        raise UsageError(f"--json and --format {fmt} ask for two formats; give one")
+    return "json" if as_json else (fmt or "table")
+
+
 def _write_report(text: str, output: Path) -> None:
     """Write the report atomically; never replace a checkpoint or scaler by mistake."""
     from ckreg.audit import sniff
@@ -65,7 +75,8 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
     from ckreg.report import render
 
     to_terminal = output is None and sys.stdout.isatty()
-    text = render(report, fmt, fail_on=fail_on, color=(fmt == "table" and to_terminal))
+    text = render(report, fmt, fail_on=fail_on, color=(fmt == "table" and to_terminal),
+                  width=terminal_width() if output is None else None)
     if output is not None:
         _write_report(text, output)
     else:
@@ -85,8 +96,9 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.command("audit")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-m", "--manifest", type=click.Path(path_type=Path), help="Manifest YAML declaring what PATH should hold.")
-@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS)), default="table", show_default=True,
-              help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS), case_sensitive=False), default=None,
+              help="Report format  [default: table].")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
               help="Lowest severity that makes the exit code 1.")
@@ -97,8 +109,9 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
 @click.pass_context
-def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str, output: Path | None, fail_on: str,
-              jobs: int | None, data: Path | None, hash_policy: str, progress: bool) -> None:
+def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
+              output: Path | None, fail_on: str, jobs: int | None, data: Path | None, hash_policy: str,
+              progress: bool) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -107,6 +120,7 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str, o
     from ckreg.audit import audit
     from ckreg.manifest import load_manifest
 
+    fmt = report_format(fmt, as_json)
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
@@ -118,14 +132,17 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str, o
 
 @click.command("demo")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS)), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS), case_sensitive=False), default=None,
+              help="Report format  [default: table].")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_context
-def demo_cmd(ctx: click.Context, directory: Path | None, fmt: str) -> None:
+def demo_cmd(ctx: click.Context, directory: Path | None, fmt: str | None, as_json: bool) -> None:
     """Create a small archive with the seed archive's problems in DIRECTORY (default: a new
     temporary folder; a non-empty one is refused), then audit it against its manifest."""
     from ckreg.audit import audit
     from ckreg.demo import make_demo
 
+    fmt = report_format(fmt, as_json)
     demo = make_demo(directory)
     click.echo(f"demo archive: {demo.root}\ndemo manifest: {demo.manifest}\n"
                f"audit again with: ckreg audit {demo.root} -m {demo.manifest}", err=True)

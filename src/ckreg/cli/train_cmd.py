@@ -147,32 +147,6 @@ def _render_train(r) -> None:
         click.echo(f"warning: {w}", err=True)
 
 
-def heatmap(cm: list[list[int]], class_names: list[str], title: str = ""):
-    """The confusion matrix as a rich Table, cells shaded by the fraction of their true class."""
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(show_lines=False, box=None, padding=(0, 0), header_style="bold")   # title printed above:
-    # a Table title wraps to the table's width (3 classes -> a 10-column title)
-    t.add_column("", justify="right", no_wrap=True)      # 24 classes x 3 chars fit in 80 columns
-    for name in class_names:
-        t.add_column(name, justify="right", no_wrap=True, min_width=3)
-    for i, row in enumerate(cm):
-        total = sum(row)
-        cells = []
-        for j, v in enumerate(row):
-            frac = v / total if total else 0.0
-            if v == 0:
-                cells.append(Text("  ·", style="dim"))
-                continue
-            shade = int(255 - 200 * frac)
-            colour = f"rgb({shade},{shade},255)" if i == j else f"rgb(255,{shade},{shade})"
-            fg = "white" if frac > 0.6 else "black"
-            cells.append(Text(f"{v:3d}", style=f"{fg} on {colour}"))
-        t.add_row(class_names[i] if i < len(class_names) else str(i), *cells)
-    return t
-
-
 @click.command("eval")
 @click.argument("ckpt", type=click.Path(path_type=Path))
 @click.option("--scaler", "scaler", required=True, type=click.Path(path_type=Path),
@@ -203,8 +177,9 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, famil
         echo_json(result.model_dump(mode="json"))
         return
     con = console()
-    con.print(f"confusion matrix ({split}; rows true, columns predicted)", highlight=False)
-    con.print(heatmap(result.confusion_matrix, result.class_names))
+    from ckreg.cli._confusion import print_confusion
+
+    print_confusion(con, result.confusion_matrix, result.class_names, f"confusion matrix ({split} split)")
     lat = result.latency
     lat_txt = (f"{result.latency_ms:.2f} ms/episode (batch 1, {lat.get('threads')} thread, "
                f"median {lat.get('median_ms', 0):.2f}, p95 {lat.get('p95_ms', 0):.2f}, n={lat.get('samples')})"

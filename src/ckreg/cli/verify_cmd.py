@@ -46,33 +46,10 @@ ACC = _Acc()
 
 
 def render_confusion(con, class_names: list[str], cm: list[list[int]], title: str = "confusion matrix") -> None:
-    """A terminal heatmap: rows are true classes, columns predicted; colour by row fraction."""
-    from rich.table import Table
-    from rich.text import Text
+    """The confusion matrix within the console's width (ckreg.cli._confusion, shared with `eval`)."""
+    from ckreg.cli._confusion import print_confusion
 
-    if not cm:
-        return
-    table = Table(title=title + " (rows: true, columns: predicted)", show_lines=False, pad_edge=False,
-                  box=None, padding=(0, 1))
-    names = class_names or [str(i) for i in range(len(cm))]
-    table.add_column("", justify="right", style="bold")
-    for name in names:
-        table.add_column(name, justify="right")
-    for i, row in enumerate(cm):
-        total = sum(row) or 1
-        cells = []
-        for j, n in enumerate(row):
-            if n == 0:
-                cells.append(Text("·", style="dim"))
-                continue
-            frac = n / total
-            if i == j:
-                style = "bold green" if frac >= 0.95 else ("green" if frac >= 0.8 else "yellow")
-            else:
-                style = "bold red" if frac >= 0.05 else "red"
-            cells.append(Text(str(n), style=style))
-        table.add_row(names[i] if i < len(names) else str(i), *cells)
-    con.print(table)
+    print_confusion(con, cm, class_names, title)
 
 
 def render_verify(res, con=None) -> None:
