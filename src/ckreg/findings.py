@@ -87,6 +87,8 @@ CODES: dict[str, CodeInfo] = dict(
            "A scaler belongs to one training run; verify which with `ckreg audit --data`."),
         _c("scaler-feature-mismatch", "error", "Scaler feature count differs from the model input", "Pair the model with its own scaler."),
         _c("duplicate-weights", "warning", "Several files hold identical weights", "Keep one; the others waste space and confuse provenance."),
+        _c("lineage", "note", "Checkpoint derives from another one in the tree",
+           "Read from the weights (identical, transplanted, fine-tuned-from) or recorded by the trainer (distilled-from); see `ckreg lineage`."),
         # -- rename (rename.py) --
         _c("rename-collision", "warning", "Content-derived name is taken by another file",
            "`ckreg rename` left this file alone: the name its content implies already belongs to a different file. Move that file, or use a --template with {hash8}."),

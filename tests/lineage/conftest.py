@@ -34,3 +34,9 @@ def runs(tmp_path: Path) -> dict[str, Path]:
     copy = {k: base[k] for k in reversed(sorted(base))}
     paths["copy"] = write_safetensors(tmp_path / "lab" / "copy" / "base_copy.safetensors", copy, {"note": "re-saved"})
     return paths
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """The default digest cache goes to a temporary folder, never the user's."""
+    monkeypatch.setenv("CKREG_CACHE_DIR", str(tmp_path / "user-cache"))
