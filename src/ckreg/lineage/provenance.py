@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from ckreg.errors import CkregError
 from ckreg.findings import Finding
@@ -63,17 +63,21 @@ class Candidate(NamedTuple):
     weights_sha256: str | None
 
 
-def registration_edges(path: str | os.PathLike, candidates: Iterable[Candidate], *, compare: bool,
+def registration_edges(path: str | os.PathLike, candidates: Callable[[], Iterable[Candidate]], *, compare: bool,
                        threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
-    """Edges touching the checkpoint at `path` (named NEW), the other end named by its ref."""
+    """Edges touching the checkpoint at `path` (named NEW), the other end named by its ref.
+
+    `candidates()` lists the registered versions; it is called only when needed
+    (comparing, or naming a recorded parent), so a plain registration never reads the index twice.
+    """
     from ckreg.lineage.digests import order_and_record
     from ckreg.readers import read_checkpoint
 
-    cands = list(candidates)
-    by_path = {os.fspath(c.path): c.ref for c in cands}
-    by_weights = {c.weights_sha256: c.ref for c in cands if c.weights_sha256}
     out: list[dict[str, Any]] = []
     _order, recorded = order_and_record(read_checkpoint(path))   # metadata only: no tensor bytes
+    cands = list(candidates()) if (compare or recorded) else []
+    by_path = {os.fspath(c.path): c.ref for c in cands}
+    by_weights = {c.weights_sha256: c.ref for c in cands if c.weights_sha256}
     if compare and cands:
         cache = DigestCache(default_cache_dir())
         mine = cache.get(path)

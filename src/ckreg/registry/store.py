@@ -420,10 +420,15 @@ class Registry:
         """Edges between `ckpt` and the registered versions (ckreg.lineage.provenance)."""
         from ckreg.lineage.provenance import Candidate, registration_edges
 
-        versions = self.ls() if self.exists() else []
-        cands = [Candidate(v.ref, str(self.blob_path(v.sha256)), v.weights_sha256) for v in versions]
+        def candidates() -> list[Candidate]:
+            try:
+                versions = self.ls() if self.exists() else []
+            except RegistryError:   # being created by a concurrent registration: nothing to compare with yet
+                versions = []
+            return [Candidate(v.ref, str(self.blob_path(v.sha256)), v.weights_sha256) for v in versions]
+
         try:
-            return registration_edges(ckpt, cands, compare=compare)
+            return registration_edges(ckpt, candidates, compare=compare)
         except CkregError:
             if compare:
                 raise
