@@ -17,6 +17,7 @@ import click
 from ckreg.cli._common import console, echo_json
 from ckreg.inspect import NOT_RECORDED, exit_code, inspect_paths
 from ckreg.inspect.model import Inspection
+from ckreg.inspect.structure import structure_lines
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 _MAX_CHILDREN = 8
@@ -111,6 +112,9 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
                                           if len(insp.evidence) > _MAX_EVIDENCE else [])
     if ev:
         grid.add_row("evidence", Text("\n".join(ev)))
+    srows = structure_lines(insp.structure)
+    if srows:
+        grid.add_row("structure", Text("\n".join(f"{label}: {text}" for label, text in srows)))
     if insp.family == "unknown" or not insp.candidates:
         grid.add_row("description", Text("\n".join(insp.description)))
     elif insp.candidates[1:]:

@@ -273,15 +273,22 @@ def rank(candidates: list[Detected]) -> list[Detected]:
 
 
 def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[str, Any] | None = None,
-                    path: str = "<memory>", evidence: Sequence[str] = ()) -> Inspection:
-    """Identify, count, describe and cross-check one state_dict (no file access)."""
+                    path: str = "<memory>", evidence: Sequence[str] = (), ordered: bool = True,
+                    config: Mapping[str, Any] | None = None) -> Inspection:
+    """Identify, count, describe and cross-check one state_dict (no file access).
+
+    `ordered`: the keys come in module order (pickled state_dicts); False for
+    safetensors, whose keys are sorted. `config`: a Hugging Face config.json.
+    """
     metadata = dict(metadata or {})
     shapes = {name: tuple(rec.shape) for name, rec in tensors.items()}
     insp = Inspection(path=path, metadata=metadata)
     insp.layout = {name: [rec.dtype, list(rec.shape)] for name, rec in tensors.items()}
     insp.layout_sha256 = layout_sha256(tensors)
     insp.params = count_params(tensors)
-    insp.description, summary = describe(shapes)
+    insp.description, summary = describe(shapes, ordered=ordered, config=config)
+    analysis = summary["analysis"]
+    insp.structure = analysis.structure
     insp.evidence = list(evidence)
     hp = hyper_parameters(metadata)
 
@@ -296,7 +303,8 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
         insp.family = "unknown"
         insp.confidence = 0.0
         insp.leftovers = collapse_names(shapes)
-        insp.evidence.append("no family signature present; see the description")
+        insp.evidence.append("no family signature present; see the description and structure")
+        insp.hyperparameters = dict(analysis.hyperparameters)
         findings.append(Finding.make("family-unknown", f"no known family matches {len(shapes)} tensors; "
                                      "a generic description is given", path=path))
         unrecorded_keys = ["dropout", "activation"]
@@ -345,6 +353,7 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
                     unrecorded_keys.append(k)
         if insp.family in ("MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard", "ambiguous") and "activation" not in unrecorded_keys:
             unrecorded_keys.append("activation")
+    insp.evidence.extend(analysis.evidence)
     insp.not_recorded = _unrecorded(unrecorded_keys, hp)
     findings.extend(metadata_findings(insp, hp))
     insp.findings = findings
@@ -359,6 +368,9 @@ def _unreadable(insp: Inspection, message: str) -> Inspection:
     return insp
 
 
+# Formats whose keys are not in module order (safetensors sorts its header).
+UNORDERED_FORMATS = frozenset({"safetensors", "onnx"})
+
 # Small files get their file sha256 for free-ish (one sequential read); above this,
 # only `--hash` reads the whole file.
 FILE_HASH_BYTES = 64 * 1024 * 1024
@@ -372,7 +384,8 @@ def inspect_result(result: ReadResult, hash_weights: bool = False) -> Inspection
     with `hash_weights`, for any size: plain inspection of a large file must
     not grow with tensor bytes (issue #2, "Speed": < 1 MB read for 1 GB).
     """
-    insp = inspect_tensors(result.tensors, metadata=result.metadata, path=result.path, evidence=result.unwrap)
+    insp = inspect_tensors(result.tensors, metadata=result.metadata, path=result.path, evidence=result.unwrap,
+                           ordered=result.format not in UNORDERED_FORMATS)
     insp.format = result.format
     insp.size = result.size
     insp.findings = list(result.findings) + insp.findings

@@ -67,6 +67,7 @@ class Inspection(BaseModel):
     candidates: list[Candidate] = Field(default_factory=list)
     leftovers: list[str] = Field(default_factory=list)
     description: list[str] = Field(default_factory=list)          # generic description (always filled)
+    structure: dict[str, Any] = Field(default_factory=dict)       # the description as data (docs/inspect.md)
     layout: dict[str, list] = Field(default_factory=dict)         # name -> [dtype, shape]; for drift checks
     findings: list[Finding] = Field(default_factory=list)
     scales: ScaleImportance | None = None      # scale-aware families: per-scale weight norms

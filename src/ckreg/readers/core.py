@@ -26,8 +26,10 @@ from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
 from ckreg.readers.fileio import Counter, RandomAccessFile
 from ckreg.readers.meta import decode_scalar, extract_metadata
 from ckreg.readers.model import DTYPE_SIZES, ReadResult, StorageRef, TensorRecord
+from ckreg.readers import containers, npy
+from ckreg.readers.joblib_arrays import joblib_hook
 from ckreg.readers.pickle_vm import (DEFAULT_REDUCERS, canonical, STORAGE_DTYPES, Global, PersistentRef, PickleRun, StorageRec,
-                                     TensorRef, run_all, run_pickle)
+                                     TensorRef, could_be_pickle, pickle_like, run_all, run_pickle)
 from ckreg.readers.safetensors_reader import looks_like_safetensors, read_safetensors
 from ckreg.readers.tensorbytes import iter_tensor
 from ckreg.readers.unwrap import find_state_dict, strip_prefixes
@@ -143,28 +145,40 @@ def read_checkpoint(path: str | os.PathLike, *, tiers: tuple[str, ...] = DEFAULT
 
 
 def _dispatch(f: RandomAccessFile, ctx: _Ctx, counter: Counter) -> ReadResult:
-    """Pick the reader from the first bytes (never the extension)."""
+    """Pick the reader from the bytes (never the extension), trying every format whose magic fits.
+
+    safetensors is validated first: its 8-byte header length can begin with any byte (0x80
+    included, about one file in 256), so a file that validates as safetensors is one, and only
+    a file that does not is tried as a pickle.
+    """
     head = f.pread(0, 512)
+    res = None
     if zipread.looks_like_zip(head):
         res = _read_zip(f, ctx)
-    elif head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-        res = _read_pickle_file(f, ctx)
     elif looks_like_safetensors(head, f.size):
-        res = _read_safetensors(f, ctx)
-    elif len(head) >= 262 and head[257:262] == b"ustar":
-        raise ctx.error("a tar-format torch checkpoint (torch < 0.4): not supported; re-save it with a "
-                        "current torch or as safetensors")
-    elif head[:1] in _PROTO01_FIRST:
-        res = _read_pickle_file(f, ctx)
-    else:
-        raise ctx.error("not a recognised checkpoint format (not a zip, pickle or safetensors file)",
-                        cls=ReadError)
+        try:
+            res = _read_safetensors(f, ctx)
+        except FormatError:
+            if not could_be_pickle(head):
+                raise
+            ctx.findings = [x for x in ctx.findings if x.code != "safetensors-invalid"]
+    if res is None and not zipread.looks_like_zip(head):
+        kind = containers.sniff_container(head, f)
+        if kind == "npy":
+            res = _read_npy(f, ctx)
+        elif kind == "tar":
+            res = _read_tar(f, ctx)
+        elif kind is not None:
+            res = _read_compressed(f, ctx, kind)
+        elif could_be_pickle(head):
+            res = _read_pickle_file(f, ctx)
+        else:
+            raise ctx.error("not a recognised checkpoint format (not a zip, pickle or safetensors file)",
+                            cls=ReadError)
     res.bytes_read += counter.n
     return res
 
 
-# first opcodes of protocol 0/1 pickles (dicts, lists, tuples, globals, atoms)
-_PROTO01_FIRST = {bytes([c]) for c in b"(}])cNIJKLMFGSTUVXdlt"}
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -310,10 +324,19 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
         ctx.add("archive-anomaly", "TorchScript archive (code/ and constants.pkl members): torch.load hands it to "
                                    "torch.jit.load, which runs its code (torch < 2.6 even with weights_only=True, "
                                    "CVE-2025-32434); it is not a weights file", severity="error")
-    prefix = members[0].name.split("/", 1)[0] if members and "/" in members[0].name else ""
-    main = idx.get(f"{prefix}/data.pkl") if prefix else idx.get("data.pkl")
+    # The member torch 2.x unpickles: `<first entry's folder>/data.pkl`, located the way miniz
+    # locates it (case-insensitive binary search over its heap-sorted directory).
+    raw_prefix = idx.torch_prefix
+    prefix = raw_prefix.decode("utf-8", "replace") if raw_prefix is not None else ""
+    main = idx.locate(raw_prefix + b"/data.pkl") if raw_prefix is not None else None
+    if raw_prefix is None and members:
+        ctx.anomalies.append(f"the first member {members[0].name!r} is not in a folder: torch.load refuses "
+                             f"this archive")
+    if main is not None and main.raw != raw_prefix + b"/data.pkl":
+        ctx.anomalies.append(f"torch reads the pickle from {main.name!r}: zip names are matched "
+                             f"case-insensitively")
     if main is None:
-        named = [m for m in members if m.name == "data.pkl" or m.name.endswith("/data.pkl")]
+        named = [m for m in members if m.name.lower() == "data.pkl" or m.name.lower().endswith("/data.pkl")]
         named.sort(key=lambda m: (m.name.count("/"), m.index))
         main = named[0] if named else None
         if main is not None:
@@ -385,7 +408,7 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
                 by_suffix.setdefault(m.name.rsplit("/", 1)[-1], []).append(m)
         missing = []
         for key in storages:
-            m = idx.get(f"{base}data/{key}")
+            m = idx.locate(f"{base}data/{key}")   # torch's lookup: case-insensitive too
             if m is None:
                 cands = [c for c in by_suffix.get(key, []) if c.name.endswith(f"data/{key}")]
                 if len(cands) == 1:
@@ -395,7 +418,7 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
                 missing.append(f"{base}data/{key}")
             else:
                 member_of[key] = m
-    _scan_other_members(f, ctx, members, main, {m.name for m in member_of.values()})
+    _scan_other_members(f, ctx, members, main, {id(m) for m in member_of.values()})
 
     def capacity(st: StorageRec) -> int | None:
         m = member_of.get(st.key)
@@ -404,6 +427,10 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
     for key, recs in storages.items():
         m = member_of.get(key)
         for rec in recs:
+            if rec.numel is not None and rec.numel < 0:
+                ctx.add("tensor-implausible", f"storage {key!r} declares {rec.numel} elements (negative)",
+                        actual=rec.numel)
+                break
             isz = _itemsize(rec.dtype) or 1
             if rec.numel is not None and m is not None and rec.numel * isz > m.usize:
                 ctx.add("tensor-implausible",
@@ -441,6 +468,11 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
         return lambda start, length: zipread.iter_member_range(g, m2, start, length)
 
     if main is None:
+        npys = [m for m in members if m.name.lower().endswith(".npy")]
+        if npys and ctx.pickles:
+            return _finish(ctx, f, "npz", None, storage_ref, None, _make_byte_source(ctx.path, range_for))
+        if npys and len(npys) == len([m for m in members if not m.name.endswith("/")]):
+            raise ctx.error("a numpy .npz archive of plain arrays (no pickle): not a checkpoint", cls=ReadError)
         raise ctx.error("zip archive without a pickle member (no */data.pkl): not a torch checkpoint")
     res = _finish(ctx, f, "torch-zip", root, storage_ref, scalar_reader, _make_byte_source(ctx.path, range_for))
     if missing:
@@ -450,29 +482,48 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
     return res
 
 
-def _scan_other_members(f: RandomAccessFile, ctx: _Ctx, members: list, main, storage_names: set[str]) -> None:
-    """Every other pickle in the archive is scanned too: found by name (*.pkl) or by content."""
+def _scan_other_members(f: RandomAccessFile, ctx: _Ctx, members: list, main, storage_members: set[int]) -> None:
+    """Every other member whose bytes may hold a pickle is scanned too, whatever its name or case.
+
+    Another loader (or another torch version) may pick a different member than the one read
+    as the checkpoint: `DATA.PKL` next to `data.pkl`, a pickle named `.txt`, an `.npy` object
+    array (as in `.npz` files). Only the storages the pickle references are raw bytes by design.
+    """
     for m in members:
-        if m is main or m.name in storage_names or m.name.endswith("/"):
+        if m is main or id(m) in storage_members or m.name.endswith("/"):
             continue
         side = any(m.name == s or m.name.endswith("/" + s) for s in TORCH_SIDE_MEMBERS)
         if side and m.usize <= 64:
-            continue
+            try:
+                head = zipread.read_member_head(f, m, 64)
+            except zipread.ZipProblem:
+                head = b""
+            if head.strip().isalnum() or not head:
+                continue
         in_data = "/data/" in m.name or m.name.startswith("data/")
         if in_data:
             ctx.anomalies.append(f"{m.name}: member not referenced by the pickle")
         try:
-            named = m.name.endswith(".pkl")
-            if not named:
-                head = zipread.read_member_head(f, m, 2)
-                if not (len(head) == 2 and head[0] == 0x80 and head[1] <= 5):
-                    continue
+            head = zipread.read_member_head(f, m, 16)
+        except zipread.ZipProblem as exc:
+            ctx.anomalies.append(str(exc))
+            continue
+        named = m.name.lower().endswith((".pkl", ".pickle"))
+        if not (named or head[:6] == b"\x93NUMPY" or could_be_pickle(head)):
+            continue
+        try:
             data = zipread.read_member(f, m, PICKLE_CAP, ctx.anomalies)
         except zipread.ZipProblem as exc:
             ctx.anomalies.append(str(exc))
             continue
-        for run in run_all(data):
-            ctx.judge(run, f"{m.name} (a second pickle member)", sniffed=not named)
+        if data[:6] == b"\x93NUMPY":
+            _judge_npy(ctx, data, m.name)
+            continue
+        runs = run_all(data)
+        if not named and not pickle_like(runs):
+            continue
+        for run in runs:
+            ctx.judge(run, f"{m.name} (another pickle member)", sniffed=not named)
 
 
 # --------------------------------------------------------------------------- pickle files (plain / legacy)
@@ -491,7 +542,7 @@ def _read_pickle_file(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
 
 
 def _read_plain(f: RandomAccessFile, ctx: _Ctx, first: PickleRun) -> ReadResult:
-    if not first.clean and not first.truncated and first.ops < 16 and not first.globals:
+    if not pickle_like([first]) and not first.truncated:
         raise ctx.error(f"not a recognised checkpoint format ({first.error} at byte {first.error_pos})",
                         cls=ReadError)
     if f.size > PLAIN_PICKLE_CAP:
@@ -500,12 +551,15 @@ def _read_plain(f: RandomAccessFile, ctx: _Ctx, first: PickleRun) -> ReadResult:
                         f"reading; re-save the weights as safetensors")
     data = f.pread(0, f.size)
     nested: list[PickleRun] = []
+    arrays: list[PickleRun] = []
     reducers = dict(DEFAULT_REDUCERS)
     reducers[("torch.storage", "_load_from_bytes")] = lambda args: _storage_from_bytes(args, nested)
-    runs = run_all(data, max_bytes=PLAIN_PICKLE_CAP, reducers=reducers)
+    runs = run_all(data, max_bytes=PLAIN_PICKLE_CAP, reducers=reducers, build_hook=joblib_hook(arrays))
     ctx.judge(runs[0], "pickle")
     for i, inner in enumerate(nested):
         ctx.judge(inner, f"pickle embedded by torch.storage._load_from_bytes (#{i + 1})")
+    for inner in arrays:
+        ctx.judge(inner, f"object array pickled inside the joblib stream (byte {inner.start})")
     for extra in runs[1:]:
         ctx.judge(extra, f"pickle at byte {extra.start} (after STOP)", sniffed=True)
         if extra.clean:
@@ -627,7 +681,7 @@ def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun
     if spos < f.size and keys:
         trailing = f.pread(spos, min(f.size - spos, PICKLE_CAP))
         ctx.anomalies.append(f"{f.size - spos} byte(s) after the last storage")
-        if trailing[:1] == b"\x80" or trailing[:1] in _PROTO01_FIRST:
+        if could_be_pickle(trailing[:2]):
             for run in run_all(trailing):
                 ctx.judge(run, f"data after the last storage (byte {spos + run.start})", sniffed=True)
     for key in storages:
@@ -677,6 +731,163 @@ def _pread_range(g: RandomAccessFile, base: int, short_message: str, path: str):
             p += len(b)
             yield b
     return read_range
+
+
+# --------------------------------------------------------------------------- other containers
+
+
+def _judge_npy(ctx: _Ctx, data: bytes, where: str) -> bool:
+    """An `.npy` array (a file or an `.npz` member): object arrays carry a pickle, judged here.
+    Returns whether the array holds (or may hold) a pickle."""
+    h = npy.parse_header(data)
+    if h.error:
+        ctx.anomalies.append(f"{where}: {h.error}")
+        return False
+    obj = h.has_object
+    if obj is False:
+        return False
+    body = data[h.data_offset:]
+    runs = run_all(body)
+    if obj is None and not pickle_like(runs):
+        ctx.anomalies.append(f"{where}: .npy dtype {h.descr!r} not understood")
+        return False
+    ctx.add("npy-object-array", f"{where}: numpy array of Python objects (dtype {h.descr!r}): "
+                                f"numpy.load(allow_pickle=True) unpickles its data", actual=str(h.descr))
+    for run in runs:
+        ctx.judge(run, f"{where} (object array data)")
+    return True
+
+
+def _read_npy(f, ctx: _Ctx) -> ReadResult:
+    if f.size > PLAIN_PICKLE_CAP:
+        raise ctx.error(f".npy file of {f.size} bytes is over the {PLAIN_PICKLE_CAP}-byte limit for scanning")
+    data = f.pread(0, f.size)
+    if not _judge_npy(ctx, data, "npy"):
+        h = npy.parse_header(data)
+        raise ctx.error(f"a numpy array file (dtype {h.descr!r}), not a checkpoint: it holds no pickle"
+                        if not h.error else f"corrupt .npy file ({h.error})", cls=ReadError)
+    return _finish(ctx, f, "npy", None, lambda st: StorageRef(key=st.key, dtype=st.dtype), None,
+                   _make_byte_source(ctx.path, _no_tensor_bytes(ctx.path)))
+
+
+def _no_tensor_bytes(path: str):
+    def range_for(g, rec):
+        raise ReadError(f"tensor {rec.name!r}: this file holds no tensor storages", path=path)
+    return range_for
+
+
+def _read_compressed(f, ctx: _Ctx, kind: str) -> ReadResult:
+    """A compressed stream (joblib's `compress=`): inflate with a cap, then read the pickle inside."""
+    head = f.pread(0, 512)
+    try:
+        if f.size > PLAIN_PICKLE_CAP:
+            raise containers.ContainerProblem(f"{f.size} bytes compressed: over the scanning limit")
+        data = containers.decompress(f.pread(0, f.size), kind, PLAIN_PICKLE_CAP)
+    except containers.ContainerProblem as exc:
+        if could_be_pickle(head):      # magic bytes that a pickle may start with too
+            return _read_pickle_file(f, ctx)
+        ctx.add("format-unsupported", f"{exc}; loading it with joblib runs the pickle inside")
+        raise ctx.error(f"{kind}-compressed file that cannot be scanned: {exc}", cls=FormatError) from None
+    inner = containers.BytesFile(ctx.path, data)
+    if data[:6] == npy.MAGIC:
+        res = _read_npy(inner, ctx)
+    elif could_be_pickle(data[:2]):
+        res = _read_pickle_file(inner, ctx)
+    else:
+        raise ctx.error(f"{kind}-compressed data that is not a pickle", cls=ReadError)
+    res.format = f"{res.format}+{kind}"
+    res.size = f.size
+    res.unwrap.insert(0, f"{kind}-compressed: {len(data)} bytes inflated")
+    return res
+
+
+# legacy tar members torch (< 0.4) wrote, in the order legacy_load reads them
+_TAR_MEMBERS = ("sys_info", "storages", "tensors", "pickle")
+
+
+def _read_tar(f, ctx: _Ctx) -> ReadResult:
+    """A tar-format torch checkpoint: every pickle in it is judged; its tensors are not described.
+
+    torch.load refuses these with weights_only=True and unpickles them otherwise, so the
+    file is reported as unsupported, and its payloads as unsafe globals.
+    """
+    import tarfile
+
+    try:
+        with tarfile.open(ctx.path, mode="r:") as tar:
+            found = {}
+            for member in tar.getmembers():
+                if member.isfile() and member.name in _TAR_MEMBERS:
+                    if member.size > PICKLE_CAP:
+                        ctx.add("format-unsupported", f"tar member {member.name!r} of {member.size} bytes is "
+                                                      f"over the scanning limit")
+                        continue
+                    fh = tar.extractfile(member)
+                    found[member.name] = fh.read(PICKLE_CAP) if fh else b""
+                elif member.isfile():
+                    ctx.anomalies.append(f"tar member {member.name!r} is not one torch writes")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ctx.error(f"corrupt tar archive ({exc})") from None
+    if not found:
+        raise ctx.error("a tar archive without torch's members (sys_info, pickle, storages, tensors): "
+                        "not a checkpoint", cls=ReadError)
+    ctx.add("format-unsupported", "tar-format torch checkpoint (torch < 0.4): torch.load refuses it with "
+                                  "weights_only=True and unpickles it otherwise; its pickles were scanned, its "
+                                  "tensors are not described; re-save it as safetensors")
+    for name in ("sys_info", "pickle"):
+        if name in found:
+            for run in run_all(found[name]):
+                ctx.judge(run, f"tar member {name!r}")
+    if "storages" in found:
+        _walk_tar_records(ctx, found["storages"], "storages")
+    if "tensors" in found:
+        _walk_tar_records(ctx, found["tensors"], "tensors")
+    return _finish(ctx, f, "torch-tar", None, lambda st: StorageRef(key=st.key, dtype=st.dtype), None,
+                   _make_byte_source(ctx.path, _no_tensor_bytes(ctx.path)))
+
+
+def _walk_tar_records(ctx: _Ctx, data: bytes, which: str) -> None:
+    """`storages`/`tensors` members: a count pickle, then per record a pickle and raw bytes, sized as
+    torch's legacy_load reads them; a size that cannot be worked out stops the walk with a finding."""
+    where = f"tar member {which!r}"
+    first = run_pickle(data, 0)
+    ctx.judge(first, f"{where} (count)")
+    if not first.clean or not isinstance(first.value, int) or first.value < 0:
+        return
+    pos = first.end
+    for i in range(first.value):
+        run = run_pickle(data, pos)
+        ctx.judge(run, f"{where} (record {i})")
+        if not run.clean:
+            return
+        pos = run.end
+        rec = run.value
+        if which == "storages":
+            st = rec[2] if isinstance(rec, tuple) and len(rec) == 3 else None
+            isz = _itemsize(STORAGE_DTYPES.get(st.name, "")) if isinstance(st, Global) else None
+            if isz is None or pos + 8 > len(data):
+                ctx.add("pickle-malformed", f"{where}: record {i} does not name a known storage type; the "
+                                            f"bytes after it cannot be sized", actual=_short(rec))
+                return
+            numel = int.from_bytes(data[pos:pos + 8], "little", signed=True)
+            if numel < 0:
+                ctx.add("tensor-implausible", f"{where}: storage {i} declares {numel} elements", actual=numel)
+                return
+            pos += 8 + numel * isz
+        else:
+            if pos + 8 > len(data):
+                return
+            ndim = int.from_bytes(data[pos:pos + 4], "little", signed=True)
+            if ndim < 0:
+                ctx.add("tensor-implausible", f"{where}: tensor {i} declares {ndim} dimensions", actual=ndim)
+                return
+            pos += 8 + 16 * ndim + 8
+        if pos > len(data):
+            ctx.add("tensor-implausible", f"{where}: record {i} runs past the member's end")
+            return
+    if which == "storages" and pos < len(data):
+        for run in run_all(data[pos:]):
+            ctx.judge(run, f"{where} (storage views)")
 
 
 # --------------------------------------------------------------------------- safetensors

@@ -133,23 +133,39 @@ class TensorRef:
 
 
 class NumpyDtype:
-    """numpy.dtype(spec) plus the byte order BUILD gives it."""
+    """numpy.dtype(spec) plus the byte order (and, for flexible kinds, the size) BUILD gives it.
 
-    __slots__ = ("spec", "byteorder", "structured")
+    `kind`/`itemsize` follow numpy's own parsing of the spec (`numpy_dtype_info`):
+    'float64', 'f8', '<f8' and 'd' are all 8 bytes. None means "not understood": a reader
+    that must skip this many bytes refuses instead of guessing.
+    """
+
+    __slots__ = ("spec", "byteorder", "structured", "state_elsize")
 
     def __init__(self, spec: str, byteorder: str = "=", structured: bool = False):
         self.spec, self.byteorder, self.structured = spec, byteorder, structured
+        self.state_elsize: int | None = None
+
+    @property
+    def info(self) -> tuple[str, int] | None:
+        got = numpy_dtype_info(self.spec)
+        if got is None or self.structured:
+            return None
+        kind, size = got
+        if kind in _FLEXIBLE_KINDS and self.state_elsize is not None and self.state_elsize >= 0 \
+                and self.state_elsize != size:
+            return None  # numpy lets BUILD resize flexible dtypes; refuse rather than model it
+        return got
 
     @property
     def kind(self) -> str:
-        return self.spec[:1] if self.spec else ""
+        got = self.info
+        return got[0] if got else ""
 
     @property
     def itemsize(self) -> int | None:
-        digits = "".join(ch for ch in self.spec if ch.isdigit())
-        if self.spec in ("b1", "?"):
-            return 1
-        return int(digits) if digits else None
+        got = self.info
+        return got[1] if got else None
 
     @property
     def name(self) -> str:
@@ -221,6 +237,67 @@ class NumpyScalar:
         return None
 
 
+_FLEXIBLE_KINDS = frozenset("SUV")
+# numpy type names and one-letter codes whose size is the same on every platform numpy 2 supports
+# ('l', 'long', 'g', 'p' ... differ between platforms: not understood, so a reader refuses them).
+_NP_NAMES: dict[str, tuple[str, int]] = {
+    **{f"float{b}": ("f", b // 8) for b in (16, 32, 64)},
+    **{f"int{b}": ("i", b // 8) for b in (8, 16, 32, 64)},
+    **{f"uint{b}": ("u", b // 8) for b in (8, 16, 32, 64)},
+    "complex64": ("c", 8), "complex128": ("c", 16), "complex": ("c", 16),
+    "bool": ("b", 1), "bool_": ("b", 1), "float": ("f", 8), "double": ("f", 8), "single": ("f", 4),
+    "half": ("f", 2), "csingle": ("c", 8), "cdouble": ("c", 16), "byte": ("i", 1), "ubyte": ("u", 1),
+    "short": ("i", 2), "ushort": ("u", 2), "intc": ("i", 4), "uintc": ("u", 4), "longlong": ("i", 8),
+    "ulonglong": ("u", 8), "int": ("i", 8), "int_": ("i", 8), "uint": ("u", 8),
+    "object": ("O", 8), "object_": ("O", 8), "datetime64": ("M", 8), "timedelta64": ("m", 8),
+}
+_NP_CHARS: dict[str, tuple[str, int]] = {
+    "b": ("i", 1), "B": ("u", 1), "h": ("i", 2), "H": ("u", 2), "i": ("i", 4), "I": ("u", 4),
+    "q": ("i", 8), "Q": ("u", 8), "e": ("f", 2), "f": ("f", 4), "d": ("f", 8), "F": ("c", 8),
+    "D": ("c", 16), "?": ("b", 1), "O": ("O", 8), "c": ("S", 1), "M": ("M", 8), "m": ("m", 8),
+}
+_NP_SIZED = {"i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8, 16), "c": (8, 16, 32), "b": (1,), "O": (8,),
+             "M": (8,), "m": (8,)}
+
+
+def numpy_dtype_info(spec: Any) -> tuple[str, int] | None:
+    """(kind, itemsize) numpy gives `numpy.dtype(spec)` for a simple spec, or None when not understood.
+
+    Follows numpy's parser for the spellings real files use: a byte-order mark ('<', '>', '=',
+    '|') then a kind letter and a byte count ('f8', 'U10' = 40 bytes, 'S5', 'M8[ns]'), a
+    one-letter code ('d'), or a type name without byte order ('float64', 'int32', 'bool').
+    Anything else (structured specs, platform-dependent names) is None: fail closed.
+    """
+    if not isinstance(spec, str) or not spec or not spec.isascii():
+        return None
+    if spec in _NP_NAMES:
+        return _NP_NAMES[spec]
+    for base in ("datetime64", "timedelta64"):
+        if spec.startswith(base + "[") and spec.endswith("]") and spec[len(base) + 1:-1].isalpha():
+            return _NP_NAMES[base]
+    body = spec[1:] if spec[0] in "<>=|" else spec
+    if len(body) >= 2 and body[0] in "Mm" and body[1:2] == "8":
+        unit = body[2:]
+        if unit == "" or (unit.startswith("[") and unit.endswith("]") and unit[1:-1].isalpha()):
+            return (body[0], 8)
+        return None
+    if len(body) == 1 and body in _NP_CHARS:
+        return _NP_CHARS[body]
+    kind, digits = body[:1], body[1:]
+    if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+        return None
+    n = int(digits)
+    if kind in _NP_SIZED:
+        return (kind, n) if n in _NP_SIZED[kind] else None
+    if kind in ("S", "a"):
+        return ("S", n) if n > 0 else None
+    if kind == "U":
+        return ("U", 4 * n) if n > 0 else None
+    if kind == "V":
+        return ("V", n) if n > 0 else None
+    return None
+
+
 _STRUCT_CODES = {
     ("f", 2): "e", ("f", 4): "f", ("f", 8): "d",
     ("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
@@ -236,9 +313,6 @@ def decode_numbers(raw: bytes, dtype: NumpyDtype) -> list | None:
     order = {"<": "<", ">": ">", "|": "<", "=": "<"}.get(dtype.byteorder, "<")
     if dtype.spec and dtype.spec[0] in "<>|=":
         order = {"<": "<", ">": ">", "|": "<", "=": "<"}[dtype.spec[0]]
-        spec = dtype.spec[1:]
-        kind, digits = spec[:1], "".join(ch for ch in spec if ch.isdigit())
-        size = int(digits) if digits else size
     if not size or len(raw) % size:
         return None
     n = len(raw) // size
@@ -256,15 +330,24 @@ def decode_numbers(raw: bytes, dtype: NumpyDtype) -> list | None:
 
 
 class Malformed(Exception):
-    """Internal: the stream is not a clean pickle."""
+    """Internal: the stream is not a clean pickle.
 
-    def __init__(self, message: str, pos: int):
+    `recoverable`: the opcode boundaries are still known, so the rest of the stream can be
+    scanned for globals (`_scan_rest`); False for an unknown opcode or protocol, where the
+    real loader stops and no byte after it can be framed as an opcode.
+    """
+
+    def __init__(self, message: str, pos: int, recoverable: bool = True):
         super().__init__(message)
         self.pos = pos
+        self.recoverable = recoverable
 
 
 class Truncated(Malformed):
     """Internal: the stream ended before STOP."""
+
+    def __init__(self, message: str, pos: int):
+        super().__init__(message, pos, recoverable=False)
 
 
 class PickleRun:
@@ -309,6 +392,69 @@ def canonical(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
+_C_SPACE = frozenset(b" \t\n\v\f\r")
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _strtol(s: bytes) -> tuple[int | None, int]:
+    """C `strtol(s, &end, 0)` on an LP64 platform: (value, end index); value None on overflow."""
+    n, i = len(s), 0
+    while i < n and s[i] in _C_SPACE:
+        i += 1
+    neg = False
+    if i < n and s[i] in b"+-":
+        neg = s[i] == 0x2D
+        i += 1
+    base, digits = 10, b"0123456789"
+    if i < n and s[i] == 0x30:
+        if i + 2 < n and s[i + 1] in b"xX" and s[i + 2] in b"0123456789abcdefABCDEF":
+            base, digits = 16, b"0123456789abcdefABCDEF"
+            i += 2
+        else:
+            base, digits = 8, b"01234567"
+    start = i
+    while i < n and s[i] in digits:
+        i += 1
+    if i == start:
+        return 0, 0            # no conversion: end = the start of the string
+    value = int(s[start:i], base)
+    value = -value if neg else value
+    return (value if _LONG_MIN <= value <= _LONG_MAX else None), i
+
+
+def _c_string_int(line: bytes) -> int | None:
+    """`PyLong_FromString(s, NULL, 0)`: the C string (up to a NUL), Python's base-0 int rules."""
+    try:
+        return int(line.split(b"\0", 1)[0], 0)
+    except ValueError:
+        return None
+
+
+def c_int_line(line: bytes) -> int | bool | None:
+    """The INT opcode's argument as `_pickle.c:load_int` reads it (line includes its newline).
+
+    strtol with base 0 ('I0x10' is 16, 'I010' is 8), falling back to Python's base-0 int
+    ('I1_000', big values); exactly 'I00'/'I01' style 2-character lines are booleans.
+    """
+    if len(line) < 2:
+        return None
+    value, end = _strtol(line)
+    if value is not None and end == len(line) - 1:
+        if len(line) == 3 and value in (0, 1):
+            return bool(value)
+        return value
+    return _c_string_int(line)
+
+
+def c_long_line(line: bytes) -> int | None:
+    """The LONG opcode's argument as `_pickle.c:load_long` reads it: one trailing 'L' dropped, base 0."""
+    if len(line) < 2:
+        return None
+    if line[-2:-1] == b"L":
+        line = line[:-2]
+    return _c_string_int(line)
+
+
 MAX_BYTES_DEFAULT = 64 << 20
 # Memory budget: a 64 MiB stream of 1-byte EMPTY_DICT opcodes would otherwise allocate ~4 GB.
 # Real checkpoints use a few thousand objects per MB of pickle (the archive's: ~300 per 13 KB).
@@ -340,7 +486,8 @@ class _VM:
                  max_ops: int = MAX_OPS_DEFAULT, max_objects: int = MAX_OBJECTS_DEFAULT):
         self.max_ops = max_ops
         self.max_objects = max_objects
-        self.data = memoryview(data) if not isinstance(data, memoryview) else data
+        self.raw = data if isinstance(data, bytes) else bytes(data)
+        self.data = memoryview(self.raw)
         self.n = len(self.data)
         self.pos = start
         self.start = start
@@ -354,39 +501,44 @@ class _VM:
         self.memo: dict[int, Any] = {}
         self.run = PickleRun(start=start)
 
-    # -- raw reads, respecting frames ------------------------------------------------
+    # -- raw reads ----------------------------------------------------------------------
+    # CPython's C unpickler (what pickle.load and torch.load run) treats FRAME only as a
+    # read-ahead hint: it checks that the frame's bytes exist and never enforces its end.
+    # So an opcode may straddle a frame end, frames may nest or be empty, STOP may come
+    # mid-frame: all accepted there, so all followed here (recorded as warnings, since
+    # pickle.dump never writes them). Text arguments have no length limit there either.
     def read(self, k: int) -> memoryview:
         pos = self.pos
         if k < 0:
             raise Malformed("negative length", pos)
         end = pos + k
-        if self.frame_end is not None and end > self.frame_end:
-            raise Malformed(f"opcode data crosses the end of a FRAME (frame ends at {self.frame_end})", pos)
         if end > self.n:
             raise Truncated("pickle data truncated", pos)
+        if self.frame_end is not None and end > self.frame_end:
+            self.note("opcode data crosses the end of a FRAME")
+            self.frame_end = None
         self.pos = end
         return self.data[pos:end]
 
     def readline(self) -> bytes:
-        limit = self.frame_end if self.frame_end is not None else self.n
         i = self.pos
-        mv = self.data
-        # find newline without copying the whole buffer
-        chunk = bytes(mv[i:min(limit, i + 65536)])
-        j = chunk.find(b"\n")
+        j = self.raw.find(b"\n", i)
         if j < 0:
-            if i + 65536 < limit:
-                raise Malformed("text argument longer than 64 KiB", i)
-            if self.frame_end is not None:
-                raise Malformed("text argument crosses the end of a FRAME", i)
             raise Truncated("pickle data truncated (no newline)", i)
-        line = chunk[: j + 1]
-        self.pos = i + j + 1
-        return line
+        if self.frame_end is not None and j >= self.frame_end:
+            self.note("text argument crosses the end of a FRAME")
+            self.frame_end = None
+        self.pos = j + 1
+        return self.raw[i:j + 1]
+
+    def note(self, warning: str) -> None:
+        if warning not in self.run.warnings:
+            self.run.warnings.append(warning)
 
     def length(self, k: int, what: str) -> int:
         if k > self.max_bytes:
-            raise Malformed(f"{what} claims {k} bytes (over the {self.max_bytes}-byte cap)", self.pos)
+            raise Malformed(f"{what} claims {k} bytes (over the {self.max_bytes}-byte cap)", self.pos,
+                            recoverable=False)
         if k > self.n - self.pos:
             raise Truncated(f"{what} claims {k} bytes but only {self.n - self.pos} remain", self.pos)
         return k
@@ -437,6 +589,10 @@ class _VM:
                 inst.byteorder = state[1]
                 if len(state) >= 4 and state[3] is not None:
                     inst.structured = True
+                if len(state) >= 6 and _is_int(state[5]):
+                    inst.state_elsize = state[5]
+            elif state is not None:
+                inst.structured = True  # a state numpy would read some other way: not understood
             return
         if isinstance(inst, NumpyArray):
             if isinstance(state, tuple) and len(state) == 5:
@@ -457,23 +613,38 @@ class _VM:
         # dict/list/other plain values: pickle would set attributes; nothing to record
 
     def setitem(self, target: Any, key: Any, value: Any) -> None:
+        """SETITEM(S): `target[key] = value`, as the C unpickler calls `__setitem__` on non-dicts."""
         if isinstance(target, dict):
             target[_hashable(key)] = value
         elif isinstance(target, Call):
             target.setitems.append((key, value))
+        elif isinstance(target, (list, bytearray)) and isinstance(key, int):
+            try:
+                target[key] = value
+            except (IndexError, TypeError, ValueError) as exc:
+                raise Malformed(f"SETITEM on a {type(target).__name__}: {exc}", self.pos) from None
+            self.note(f"SETITEM on a {type(target).__name__}")
         else:
             raise Malformed(f"SETITEM on a {type(target).__name__}", self.pos)
 
     def extend(self, target: Any, items: list) -> None:
+        """APPEND(S): the C unpickler calls `.append`/`.extend` on anything that has them."""
         if isinstance(target, list):
             target.extend(items)
         elif isinstance(target, Call):
             target.items.extend(items)
+        elif isinstance(target, bytearray):
+            try:
+                target.extend(items)
+            except (TypeError, ValueError) as exc:
+                raise Malformed(f"APPEND on a bytearray: {exc}", self.pos) from None
+            self.note("APPEND on a bytearray")
         else:
             raise Malformed(f"APPEND on a {type(target).__name__}", self.pos)
 
     def execute(self) -> PickleRun:
         run = self.run
+        resume: int | None = None
         try:
             self._loop()
         except Malformed as exc:
@@ -482,10 +653,18 @@ class _VM:
             run.truncated = isinstance(exc, Truncated)
             run.partial = self.metastack[0][0] if self.metastack and self.metastack[0] else (
                 self.stack[0] if self.stack else None)
+            resume = self.pos if exc.recoverable else None
         except (RecursionError, MemoryError, ValueError, OverflowError, UnicodeDecodeError, struct.error) as exc:
             run.error = f"{type(exc).__name__}: {exc}"
             run.error_pos = self.pos
             run.partial = self.stack[0] if self.stack else None
+            resume = self.pos
+        if resume is not None:
+            # Keep recording globals past the oddity (issue: "name the payload where the VM
+            # stops"): the rest of the stream is walked opcode by opcode, strings tracked.
+            end, truncated = _scan_rest(self, resume)
+            self.pos = max(self.pos, end)
+            run.truncated = run.truncated or truncated
         run.end = self.pos
         return run
 
@@ -510,29 +689,33 @@ class _VM:
             if b in allocating:
                 objects += 1
                 if objects > max_objects:
-                    raise Malformed(f"more than {max_objects} objects: refused (memory exhaustion?)", op_pos)
+                    self.pos = op_pos  # the scan resumes at this opcode
+                    raise Malformed(f"more than {max_objects} objects: modelled no further (memory budget); "
+                                    f"the rest is scanned for globals", op_pos)
             if run.ops > max_ops:
-                raise Malformed(f"more than {max_ops} opcodes: refused", op_pos)
+                self.pos = op_pos
+                raise Malformed(f"more than {max_ops} opcodes: modelled no further; the rest is scanned for "
+                                f"globals", op_pos)
             stack = self.stack
             push = stack.append
             # ---- framing and protocol
             if b == 0x80:  # PROTO
                 proto = read(1)[0]
                 if proto > 5:
-                    raise Malformed(f"unsupported pickle protocol {proto}", op_pos)
+                    raise Malformed(f"unsupported pickle protocol {proto}", op_pos, recoverable=False)
                 run.proto = proto
             elif b == 0x95:  # FRAME
                 if self.frame_end is not None and op_pos < self.frame_end:
-                    raise Malformed("FRAME begins before the previous frame ended", op_pos)
+                    self.note("FRAME begins before the previous frame ended")
                 (size,) = unpack("<Q", read(8))
                 self.length(size, "FRAME")
                 if size == 0:
-                    raise Malformed("empty FRAME", op_pos)
-                self.frame_end = self.pos + size
+                    self.note("empty FRAME")
+                self.frame_end = self.pos + size if size else None
             elif b == 0x2E:  # STOP '.'
                 value = self.pop()
                 if self.frame_end is not None and self.pos < self.frame_end:
-                    raise Malformed("STOP inside a FRAME that has unread bytes", op_pos)
+                    self.note("STOP inside a FRAME that has unread bytes")
                 self.frame_end = None
                 if self.stack or self.metastack:
                     run.warnings.append(
@@ -592,16 +775,10 @@ class _VM:
             elif b == 0x89:  # NEWFALSE
                 push(False)
             elif b == 0x49:  # INT 'I'
-                line = self.readline()[:-1]
-                if line == b"01":
-                    push(True)
-                elif line == b"00":
-                    push(False)
-                else:
-                    try:
-                        push(int(line))
-                    except ValueError:
-                        raise Malformed("INT with a non-integer value", op_pos) from None
+                value = c_int_line(self.readline())
+                if value is None:
+                    raise Malformed("INT with a non-integer value", op_pos)
+                push(value)
             elif b == 0x4A:  # BININT 'J'
                 push(unpack("<i", read(4))[0])
             elif b == 0x4B:  # BININT1 'K'
@@ -609,20 +786,17 @@ class _VM:
             elif b == 0x4D:  # BININT2 'M'
                 push(unpack("<H", read(2))[0])
             elif b == 0x4C:  # LONG 'L'
-                line = self.readline()[:-1]
-                if line.endswith(b"L"):
-                    line = line[:-1]
-                try:
-                    push(int(line))
-                except ValueError:
-                    raise Malformed("LONG with a non-integer value", op_pos) from None
+                value = c_long_line(self.readline())
+                if value is None:
+                    raise Malformed("LONG with a non-integer value", op_pos)
+                push(value)
             elif b == 0x8A:  # LONG1
                 k = read(1)[0]
                 push(int.from_bytes(read(k), "little", signed=True))
             elif b == 0x8B:  # LONG4
                 (k,) = unpack("<i", read(4))
                 if k < 0:
-                    raise Malformed("LONG4 with a negative byte count", op_pos)
+                    raise Malformed("LONG4 with a negative byte count", op_pos, recoverable=False)
                 self.length(k, "LONG4")
                 push(int.from_bytes(read(k), "little", signed=True))
             elif b == 0x46:  # FLOAT 'F'
@@ -644,7 +818,7 @@ class _VM:
             elif b == 0x54:  # BINSTRING 'T'
                 (k,) = unpack("<i", read(4))
                 if k < 0:
-                    raise Malformed("BINSTRING with a negative length", op_pos)
+                    raise Malformed("BINSTRING with a negative length", op_pos, recoverable=False)
                 raw = bytes(read(self.length(k, "BINSTRING")))
                 push(raw.decode("ascii") if raw.isascii() else raw)
             elif b == 0x55:  # SHORT_BINSTRING 'U'
@@ -743,6 +917,10 @@ class _VM:
             elif b == 0x93:  # STACK_GLOBAL
                 name = self.pop()
                 module = self.pop()
+                if isinstance(module, (bytes, bytearray)) or isinstance(name, (bytes, bytearray)):
+                    # a loader with encoding='bytes' refuses this, one with 'latin1'/'utf-8' may not: judge it
+                    self.note("STACK_GLOBAL with byte strings")
+                    module, name = _text(module), _text(name)
                 if not isinstance(module, str) or not isinstance(name, str):
                     raise Malformed("STACK_GLOBAL needs two strings", op_pos)
                 self.stack.append(self.global_(module, name, op_pos))
@@ -791,7 +969,170 @@ class _VM:
                 pid = self.pop()
                 self.stack.append(self.persistent_load(pid))
             else:
-                raise Malformed(f"unknown opcode 0x{b:02x}", op_pos)
+                raise Malformed(f"unknown opcode 0x{b:02x}", op_pos, recoverable=False)
+
+
+def _text(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        try:
+            return bytes(v).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(v).decode("latin-1")
+    return v
+
+
+_UNK = object()          # a value the scan does not model
+_MARK = object()
+_SCAN_STACK_MAX = 1 << 20
+
+
+def _scan_rest(vm: "_VM", pos: int) -> tuple[int, bool]:
+    """Walk the opcodes from `pos` to STOP without modelling objects; record every global.
+
+    Used where the full machine stops on something it cannot model (a type oddity, the
+    object budget): the real unpickler may go on and import what follows. Only strings are
+    tracked (stack and memo), so STACK_GLOBAL names resolve; one that does not resolve is
+    recorded as the global `<unresolved>.STACK_GLOBAL`, which no allowlist holds (fail closed).
+    Stack effects come from the standard library's opcode table (`pickletools`).
+    Returns (end offset, truncated).
+    """
+    import pickletools
+
+    data, n, run = vm.raw, vm.n, vm.run
+    stack: list = []
+    for i, seg in enumerate(vm.metastack + [vm.stack]):
+        if i:
+            stack.append(_MARK)
+        stack.extend(v if isinstance(v, str) else _UNK for v in seg[-_SCAN_STACK_MAX:])
+    memo: dict[int, str] = {k: v for k, v in vm.memo.items() if isinstance(v, str)}
+    memo_len = len(vm.memo)
+    code2op = pickletools.code2op
+    unpack = struct.unpack_from
+
+    def pop_n(k: int) -> list:
+        out = []
+        for _ in range(k):
+            if stack and stack[-1] is not _MARK:
+                out.append(stack.pop())
+            else:
+                out.append(_UNK)
+        return out[::-1]
+
+    def pop_mark() -> None:
+        while stack:
+            if stack.pop() is _MARK:
+                return
+
+    while pos < n:
+        op_pos = pos
+        code = data[pos]
+        op = code2op.get(chr(code))
+        if op is None:
+            return op_pos, False
+        pos += 1
+        arg: Any = None
+        try:
+            if code in (0x63, 0x69):          # GLOBAL, INST: two lines
+                j = data.index(b"\n", pos)
+                k = data.index(b"\n", j + 1)
+                arg = (data[pos:j].decode("utf-8", "replace"), data[j + 1:k].decode("utf-8", "replace"))
+                pos = k + 1
+            elif op.arg is not None:
+                width = op.arg.n
+                if width >= 0:
+                    raw = data[pos:pos + width]
+                    if len(raw) < width:
+                        return n, True
+                    pos += width
+                    arg = raw
+                elif width == -1:             # up to newline
+                    j = data.index(b"\n", pos)
+                    arg = data[pos:j]
+                    pos = j + 1
+                else:
+                    size_w = {-2: 1, -3: 4, -4: 4, -5: 8}[width]
+                    if pos + size_w > n:
+                        return n, True
+                    fmt = {1: "<B", 4: "<i" if width == -3 else "<I", 8: "<Q"}[size_w]
+                    (k,) = unpack(fmt, data, pos)
+                    if k < 0:
+                        return op_pos, False
+                    pos += size_w
+                    if pos + k > n:
+                        return n, True
+                    arg = data[pos:pos + k]
+                    pos += k
+        except ValueError:                    # no newline: truncated
+            return n, True
+        name = op.name
+        if name == "STOP":
+            return pos, False
+        if name == "MARK":
+            stack.append(_MARK)
+        elif name == "POP":
+            if stack:
+                stack.pop()
+        elif name == "DUP":
+            stack.append(stack[-1] if stack and stack[-1] is not _MARK else _UNK)
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            if name == "MEMOIZE":
+                idx = memo_len
+            elif name == "PUT":
+                idx = _c_string_int(arg + b"\n")
+            else:
+                idx = int.from_bytes(arg, "little")
+            if idx is not None:
+                top = stack[-1] if stack and stack[-1] is not _MARK else _UNK
+                if isinstance(top, str):
+                    memo[idx] = top
+                else:
+                    memo.pop(idx, None)
+                memo_len += 1
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            idx = _c_string_int(arg + b"\n") if name == "GET" else int.from_bytes(arg, "little")
+            stack.append(memo.get(idx, _UNK) if idx is not None else _UNK)
+        elif name in ("GLOBAL", "INST"):
+            run.globals.append(Global(arg[0], arg[1], op_pos))
+            if name == "INST":
+                pop_mark()
+            stack.append(_UNK)
+        elif name == "STACK_GLOBAL":
+            mod, nm = (_text(v) for v in pop_n(2))
+            if isinstance(mod, str) and isinstance(nm, str):
+                run.globals.append(Global(mod, nm, op_pos))
+            else:
+                run.globals.append(Global("<unresolved>", "STACK_GLOBAL", op_pos))
+            stack.append(_UNK)
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            run.ext_codes.append(int.from_bytes(arg, "little", signed=(name == "EXT4")))
+            stack.append(_UNK)
+        elif name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+                      "SHORT_BINSTRING"):
+            if name == "UNICODE":
+                text = bytes(arg).decode("raw-unicode-escape", "replace")
+            elif name == "STRING":
+                raw = bytes(arg)
+                try:
+                    text = _text(codecs.escape_decode(raw[1:-1])[0]) if len(raw) >= 2 else _UNK
+                except ValueError:
+                    text = _UNK
+            else:
+                text = _text(arg) if name.endswith("BINSTRING") else bytes(arg).decode("utf-8", "replace")
+            stack.append(text)
+        elif name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8"):
+            stack.append(bytes(arg))
+        else:
+            before, after = op.stack_before, op.stack_after
+            if pickletools.markobject in before:
+                k = before.index(pickletools.markobject)
+                pop_mark()
+                pop_n(k)
+            else:
+                pop_n(len(before))
+            stack.extend(_UNK for _ in after)
+        if len(stack) > _SCAN_STACK_MAX:
+            del stack[: len(stack) // 2]
+    return n, True
 
 
 def _default_persistent_load(pid: Any) -> Any:
@@ -1059,3 +1400,38 @@ DEFAULT_REDUCERS: dict[tuple[str, str], Reducer] = {
 for _mod in ("pathlib", "pathlib._local"):
     for _cls in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"):
         DEFAULT_REDUCERS[(_mod, _cls)] = _path
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def could_be_pickle(head: bytes) -> bool:
+    """Whether bytes may start a pickle: PROTO 0-5, or any other opcode (pickle needs no header)."""
+    import pickletools
+
+    if not head:
+        return False
+    if head[0] == 0x80:
+        return len(head) > 1 and head[1] <= 5
+    return head[0] != 0x2E and chr(head[0]) in pickletools.code2op
+
+
+def _dotted(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def pickle_like(runs: list[PickleRun]) -> bool:
+    """Whether a sniffed stream is a pickle rather than text or bytes that happen to parse a little.
+
+    A stream starting with PROTO is one; otherwise it must reach STOP cleanly after real work,
+    or name a global spelled like one (`module.name` identifiers) or an extension code: what
+    `pickle.load` of those bytes would import.
+    """
+    if not runs:
+        return False
+    r = runs[0]
+    if r.proto and r.ops >= 2 and r.start == 0:
+        return True
+    if r.clean and r.ops >= 3:
+        return True
+    return bool(r.ext_codes) or any(_dotted(g.module) and _dotted(g.name) for g in r.globals)

@@ -30,10 +30,10 @@ from ckreg.errors import ScalerError
 from ckreg.findings import Finding
 from ckreg.readers.allowlist import SCALER_TIERS, tier_of
 from ckreg.readers.core import _check_path
-from ckreg.readers.pickle_vm import (Call, Global, Malformed, NumpyArray, NumpyDtype, NumpyScalar, run_pickle)
+from ckreg.readers.joblib_arrays import WRAPPERS as _WRAPPERS, joblib_hook as _joblib_hook
+from ckreg.readers.pickle_vm import Call, NumpyArray, NumpyScalar, run_pickle
 
 MAX_SCALER_BYTES = 64 << 20
-_WRAPPERS = {"joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"}
 
 
 @dataclass
@@ -101,47 +101,6 @@ def _scalar_int(v: Any) -> int | None:
     if isinstance(v, NumpyScalar):
         v = v.value
     return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _joblib_hook(findings_globals: list):
-    """BUILD hook: after a NumpyArrayWrapper's BUILD, joblib's raw array bytes follow in the stream."""
-
-    def hook(vm, inst, state) -> bool:
-        if not (isinstance(inst, Call) and isinstance(inst.func, Global) and inst.func.full in _WRAPPERS):
-            return False
-        if not isinstance(state, dict):
-            raise Malformed("NumpyArrayWrapper state is not a dict", vm.pos)
-        inst.state = state
-        dtype = state.get("dtype")
-        shape = state.get("shape")
-        if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise Malformed("NumpyArrayWrapper without a valid shape", vm.pos)
-        if vm.frame_end is not None and vm.pos < vm.frame_end:
-            raise Malformed("joblib array data inside a FRAME", vm.pos)
-        vm.frame_end = None  # joblib commits the frame before writing raw array bytes
-        if isinstance(dtype, NumpyDtype) and dtype.spec.lstrip("|<>=").startswith("O"):
-            nested = run_pickle(vm.data, vm.pos, build_hook=hook, max_bytes=vm.max_bytes)
-            findings_globals.append(nested)
-            if not nested.clean:
-                raise Malformed(f"object array pickle: {nested.error}", nested.error_pos or vm.pos)
-            vm.pos = nested.end
-            arr = nested.value if isinstance(nested.value, NumpyArray) else NumpyArray(shape=shape, dtype=dtype)
-            vm.stack[-1] = arr
-            return True
-        if not isinstance(dtype, NumpyDtype) or not dtype.itemsize:
-            raise Malformed("NumpyArrayWrapper with an unknown dtype", vm.pos)
-        if state.get("numpy_array_alignment_bytes") is not None:
-            pad = vm.read(1)[0]
-            if pad:
-                vm.read(pad)
-        nbytes = math.prod(shape) * dtype.itemsize if shape else dtype.itemsize
-        vm.length(nbytes, "joblib array")
-        raw = bytes(vm.read(nbytes))
-        vm.stack[-1] = NumpyArray(cls=state.get("subclass"), shape=shape, dtype=dtype,
-                                  fortran=state.get("order") == "F", raw=raw, built=True)
-        return True
-
-    return hook
 
 
 def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:

@@ -42,6 +42,7 @@ class Member:
     header_offset: int
     data_offset: int | None = None   # resolved from the local header on demand
     index: int = 0
+    raw: bytes = b""                 # the name's bytes as stored (what miniz compares)
 
 
 @dataclass
@@ -49,10 +50,100 @@ class ZipIndex:
     members: list[Member]
     anomalies: list[str] = field(default_factory=list)
     by_name: dict[str, list[Member]] = field(default_factory=dict)
+    _sorted: list[int] | None = field(default=None, repr=False)
 
     def get(self, name: str) -> Member | None:
         found = self.by_name.get(name)
         return found[0] if found else None
+
+    @property
+    def torch_prefix(self) -> bytes | None:
+        """The folder torch reads records from: the first directory entry's name up to its first '/'
+        (`PyTorchStreamReader::init`); None when that name has no '/' (torch refuses the file)."""
+        if not self.members:
+            return None
+        raw = self.members[0].raw
+        cut = raw.find(b"/")
+        return raw[:cut] if cut >= 0 else None
+
+    def locate(self, name: bytes | str) -> Member | None:
+        """The member `mz_zip_reader_locate_file(name, flags=0)` returns, as torch's reader calls it.
+
+        miniz sorts the central directory by lower-cased name with a heap sort (not stable) and
+        binary-searches it, comparing ASCII case-insensitively: `ARCHIVE/DATA.PKL` answers a
+        lookup of `archive/data.pkl`, and of several such members the search lands on one that
+        depends on the directory's order, which this reproduces step for step.
+        """
+        key = name.encode("utf-8") if isinstance(name, str) else name
+        if self._sorted is None:
+            self._sorted = _miniz_sorted([m.raw for m in self.members])
+        order, raws = self._sorted, self.members
+        lo, hi = 0, len(order) - 1
+        while lo <= hi:
+            mid = lo + ((hi - lo) >> 1)
+            comp = _miniz_compare(raws[order[mid]].raw, key)
+            if comp == 0:
+                return raws[order[mid]]
+            if comp < 0:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return None
+
+
+_LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
+
+
+def _miniz_compare(left: bytes, right: bytes) -> int:
+    """miniz `mz_zip_filename_compare`: lower-cased bytes, then length."""
+    lo_l, lo_r = left.translate(_LOWER), right.translate(_LOWER)
+    for a, b in zip(lo_l, lo_r):
+        if a != b:
+            return a - b
+    return len(left) - len(right)
+
+
+def _miniz_less(left: bytes, right: bytes) -> bool:
+    """miniz `mz_zip_reader_filename_less`."""
+    lo_l, lo_r = left.translate(_LOWER), right.translate(_LOWER)
+    for a, b in zip(lo_l, lo_r):
+        if a != b:
+            return a < b
+    return len(left) < len(right)
+
+
+def _miniz_sorted(names: list[bytes]) -> list[int]:
+    """The index order `mz_zip_reader_sort_central_dir_offsets_by_filename` leaves (its heap sort)."""
+    size = len(names)
+    idx = list(range(size))
+    if size <= 1:
+        return idx
+    less = lambda i, j: _miniz_less(names[idx[i]], names[idx[j]])  # noqa: E731
+
+    def sift(root: int, end: int) -> None:
+        while True:
+            child = (root << 1) + 1
+            if child >= end:
+                return
+            if child + 1 < end and less(child, child + 1):
+                child += 1
+            if not less(root, child):
+                return
+            idx[root], idx[child] = idx[child], idx[root]
+            root = child
+
+    start = (size - 2) >> 1
+    while True:
+        sift(start, size)
+        if not start:
+            break
+        start -= 1
+    end = size - 1
+    while end > 0:
+        idx[end], idx[0] = idx[0], idx[end]
+        sift(0, end)
+        end -= 1
+    return idx
 
 
 def looks_like_zip(head: bytes) -> bool:
@@ -113,7 +204,7 @@ def read_index(f: RandomAccessFile) -> ZipIndex:
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
         if 0xFFFFFFFF in (csize, usize, hoff):
             usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff)
-        members.append(Member(name, method, flags, crc, csize, usize, hoff, index=i))
+        members.append(Member(name, method, flags, crc, csize, usize, hoff, index=i, raw=bytes(raw_name)))
         if flags & 0x1:
             anomalies.append(f"{name}: 'encrypted' flag bit set (PyTorch ignores it; Python's zipfile refuses "
                              f"to read the member)")
