@@ -5,94 +5,36 @@ declared), the zoo (what it builds) and the registry (what it records), so
 `build(spec_from_inspection)` loads the inspected file strictly (issue #3).
 Hyperparameter names are those of issue #2. Torch-free by design.
 
-Per-family expected state_dict layouts (names and shapes) live in
-`ckreg.inspect.layouts`, derived from `../shared/spec/families.md`.
+Everything about a family (defaults, layout, detector, names) is its record
+in `ckreg.families`; this module only derives the built-in vocabulary from
+those records. `ArchSpec.hparams` carries the hyperparameters of declared
+families (family files, manifests, plug-ins).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 
 from ckreg.errors import SpecError
 
-# Families of ../shared/spec/families.md, table "Families".
-FAMILIES: tuple[str, ...] = (
-    "GRU",
-    "LSTM",
-    "StackedGRU",
-    "StackedLSTM",
-    "CNNGRU",
-    "CNNStackedGRU",
-    "MSCGRU",
-    "MSCSGRU",
-    "MS3DGRU",
-    "MS3DStackedGRU",
-    "MSCSGRU_ScaleAware",
-    "MSCSGRU_ScaleHard",
-    "MSCGRU_ScaleAware",
-    "WRN",
-)
+def _builtin_records():
+    from ckreg.families import builtin_names, get
+
+    return [get(name) for name in builtin_names()]
+
+
+# Families of ../shared/spec/families.md, table "Families": derived from their registry records
+# (`ckreg.families.builtin`), the one place a family is described.
+FAMILIES: tuple[str, ...] = tuple(r.name for r in _builtin_records())
 
 # Which hyperparameters mean something for each family (others must stay None).
-_RNN = {"input_size", "hidden_size", "num_layers", "num_classes", "cell", "bidirectional"}
-_CNN = {"input_size", "hidden_size", "num_layers", "num_classes", "cell", "cnn_filters", "conv_dim", "tower_kernels"}
-FAMILY_FIELDS: dict[str, set[str]] = {
-    "GRU": _RNN | {"proj_size"},
-    "LSTM": _RNN | {"proj_size"},
-    "StackedGRU": set(_RNN),
-    "StackedLSTM": set(_RNN),
-    "CNNGRU": set(_CNN),
-    "CNNStackedGRU": set(_CNN),
-    "MSCGRU": set(_CNN),
-    "MSCSGRU": set(_CNN),
-    "MS3DGRU": set(_CNN),
-    "MS3DStackedGRU": set(_CNN),
-    "MSCSGRU_ScaleAware": set(_CNN),
-    "MSCSGRU_ScaleHard": set(_CNN),
-    "MSCGRU_ScaleAware": set(_CNN),
-    "WRN": {"input_size", "num_classes", "conv_dim", "depth", "widen_factor"},
-}
-
-# Defaults from the spec's notation: C=8, H=64, K=24, F=32; towers 3,5,7.
-_DEFAULTS: dict[str, dict] = {
-    "GRU": dict(num_layers=1, cell="GRU", proj_size=128),
-    "LSTM": dict(num_layers=2, cell="LSTM", proj_size=128),
-    "StackedGRU": dict(num_layers=2, cell="GRU"),
-    "StackedLSTM": dict(num_layers=2, cell="LSTM"),
-    "CNNGRU": dict(num_layers=1, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3]]),
-    "CNNStackedGRU": dict(num_layers=2, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3]]),
-    "MSCGRU": dict(num_layers=1, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3], [5], [7]]),
-    "MSCSGRU": dict(num_layers=2, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3], [5], [7]]),
-    "MS3DGRU": dict(num_layers=1, cell="GRU", cnn_filters=32, conv_dim=3,
-                    tower_kernels=[[3, 3, 3], [5, 5, 5], [7, 7, 7]]),
-    "MS3DStackedGRU": dict(num_layers=2, cell="GRU", cnn_filters=32, conv_dim=3,
-                           tower_kernels=[[3, 3, 3], [5, 5, 5], [7, 7, 7]]),
-    "MSCSGRU_ScaleAware": dict(num_layers=2, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3], [5], [7]]),
-    "MSCSGRU_ScaleHard": dict(num_layers=2, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3], [5], [7]]),
-    "MSCGRU_ScaleAware": dict(num_layers=1, cell="GRU", cnn_filters=32, conv_dim=1, tower_kernels=[[3], [5], [7]]),
-    "WRN": dict(conv_dim=1, depth=16, widen_factor=1),
-}
+FAMILY_FIELDS: dict[str, set[str]] = {r.name: set(r.hyperparameters) for r in _builtin_records()}
 
 # What the weights cannot show (spec, "What weights cannot tell"): the zoo's
 # defaults, used when neither metadata nor the user says otherwise.
-NOT_IN_WEIGHTS: dict[str, dict] = {
-    "GRU": dict(dropout=0.2),
-    "LSTM": dict(dropout=0.2),
-    "StackedGRU": dict(dropout=0.2),
-    "StackedLSTM": dict(dropout=0.2),
-    "CNNGRU": dict(dropout=0.3),
-    "CNNStackedGRU": dict(dropout=0.3),
-    "MSCGRU": dict(dropout=0.3),
-    "MSCSGRU": dict(dropout=0.3),
-    "MS3DGRU": dict(dropout=0.1, pool=[2, 4, 2]),
-    "MS3DStackedGRU": dict(dropout=0.1, pool=[1, 4, 2]),
-    "MSCSGRU_ScaleAware": dict(dropout=0.3, activation="sigmoid/tanh"),
-    "MSCSGRU_ScaleHard": dict(dropout=0.3, activation="hardsigmoid/hardtanh"),
-    "MSCGRU_ScaleAware": dict(dropout=0.3, activation="sigmoid/tanh"),
-    "WRN": dict(dropout=0.0),
-}
+NOT_IN_WEIGHTS: dict[str, dict] = {r.name: dict(r.not_in_weights) for r in _builtin_records()}
 
 WEIGHT_FIELDS = (
     "input_size", "hidden_size", "num_layers", "num_classes", "cell", "bidirectional",
@@ -110,8 +52,8 @@ class ArchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     family: str
-    input_size: int = 8
-    num_classes: int = 24
+    input_size: int | None = 8
+    num_classes: int | None = 24
     hidden_size: int | None = None
     num_layers: int | None = None
     cell: Literal["GRU", "LSTM", "RNN"] | None = None
@@ -124,11 +66,46 @@ class ArchSpec(BaseModel):
     widen_factor: int | None = None
     dropout: float | None = None
     pool: list[int] | None = None
+    # Hyperparameters of a registered family outside the built-in vocabulary (a family file,
+    # a manifest's families:, a plug-in): its own names, integers, as its template declares them.
+    hparams: dict[str, int | None] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_family_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("family") not in FAMILIES and data.get("family") is not None:
+            data = dict(data)
+            data.setdefault("input_size", None)
+            data.setdefault("num_classes", None)
+            data.setdefault("hparams", {})
+        return data
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        out = handler(self)
+        if isinstance(out, dict) and out.get("hparams") is None:
+            out.pop("hparams", None)
+        return out
 
     @model_validator(mode="after")
     def _check_family(self) -> "ArchSpec":
         if self.family not in FAMILIES:
-            raise ValueError(f"unknown family {self.family!r}; known: {', '.join(FAMILIES)}")
+            from ckreg.families import find, names
+
+            rec = find(self.family)
+            if rec is None:
+                raise ValueError(f"unknown family {self.family!r}; known: {', '.join(names())}")
+            used = [n for n in WEIGHT_FIELDS + ("input_size", "num_classes", "pool") if getattr(self, n) is not None]
+            if used:
+                raise ValueError(f"{self.family} is a declared family: give its hyperparameters in hparams "
+                                 f"({', '.join(rec.hyperparameters)}), not {used[0]}")
+            unknown = [k for k in (self.hparams or {}) if k not in rec.hyperparameters]
+            if unknown:
+                raise ValueError(f"family {self.family} has no hyperparameter {unknown[0]!r}; "
+                                 f"expected one of: {', '.join(rec.hyperparameters)}")
+            return self
+        if self.hparams is not None:
+            raise ValueError(f"hparams is for declared families; {self.family} takes its named fields")
         allowed = FAMILY_FIELDS[self.family] | {"family", "dropout", "pool", "input_size", "num_classes"}
         for name in WEIGHT_FIELDS:
             if getattr(self, name) is not None and name not in allowed:
@@ -137,36 +114,59 @@ class ArchSpec(BaseModel):
 
     @classmethod
     def for_family(cls, family: str, **overrides) -> "ArchSpec":
-        """The spec's reference configuration for a family, with overrides applied.
+        """The family's reference configuration (its registry record's defaults), with overrides applied.
 
         Raises SpecError (not a pydantic error) for an unknown family or key,
         so the CLI can say which `--set` key is wrong.
         """
+        from ckreg.families import find, names
+
+        rec = find(family)
+        if rec is None:
+            raise SpecError(f"unknown family {family!r}", hint=f"known families: {', '.join(names())}")
         if family not in FAMILIES:
-            raise SpecError(f"unknown family {family!r}", hint=f"known families: {', '.join(FAMILIES)}")
-        fields = dict(input_size=8, num_classes=24)
-        if family != "WRN":
-            fields["hidden_size"] = 64
-            fields["bidirectional"] = False if family in {"GRU", "LSTM", "StackedGRU", "StackedLSTM"} else None
-        fields.update(_DEFAULTS[family])
-        # Only what ArchSpec carries ("activation" is implied by the family name).
-        fields.update({k: v for k, v in NOT_IN_WEIGHTS[family].items() if k in cls.model_fields})
+            for key in overrides:
+                if key not in rec.hyperparameters:
+                    raise SpecError(f"family {family} has no hyperparameter {key!r}",
+                                    hint=f"settable: {', '.join(rec.hyperparameters)}")
+            try:
+                return cls(family=family, hparams=rec.defaults(overrides))
+            except ValueError as exc:
+                raise SpecError(f"invalid spec for {family}: {exc}") from exc
         allowed = FAMILY_FIELDS[family] | {"input_size", "num_classes", "dropout", "pool"}
         for key in overrides:
             if key not in allowed:
                 raise SpecError(f"family {family} has no hyperparameter {key!r}",
                                 hint=f"settable: {', '.join(sorted(allowed))}")
-        fields.update(overrides)
-        if family in {"GRU", "LSTM"} and "proj_size" not in overrides and "hidden_size" in overrides:
-            try:
-                fields["proj_size"] = 2 * int(fields["hidden_size"])
-            except (TypeError, ValueError):
-                pass  # a non-integer hidden_size: pydantic names it below, as a SpecError (--set hidden_size=abc)
+        # Only what ArchSpec carries ("activation" is implied by the family name).
+        unrecorded = {k: v for k, v in NOT_IN_WEIGHTS[family].items() if k in cls.model_fields}
+        fields = rec.defaults({k: v for k, v in overrides.items() if k in rec.hyperparameters})
+        fields.update({k: v for k, v in unrecorded.items() if k not in overrides})
+        fields.update({k: v for k, v in overrides.items() if k not in rec.hyperparameters})
         try:
             return cls(family=family, **fields)
         except ValueError as exc:  # pydantic.ValidationError is a ValueError
             raise SpecError(f"invalid spec for {family}: {exc}") from exc
 
+    @classmethod
+    def of(cls, family: str, hyperparameters: dict) -> "ArchSpec":
+        """A spec from a family and hyperparameters as the inspector reports them (ValueError if invalid)."""
+        if family in FAMILIES:
+            return cls(family=family, **hyperparameters)
+        return cls(family=family, hparams=dict(hyperparameters))
+
+    @property
+    def builtin(self) -> bool:
+        return self.family in FAMILIES
+
+    def hyperparameters(self) -> dict:
+        """Every hyperparameter the family's layout reads (what `Family.layout` takes)."""
+        if self.family not in FAMILIES:
+            return dict(self.hparams or {})
+        return {k: v for k, v in self.model_dump().items() if k not in ("family", "hparams")}
+
     def weight_hparams(self) -> dict:
         """Only the hyperparameters the weights can show (for comparisons and naming)."""
+        if self.family not in FAMILIES:
+            return {k: v for k, v in (self.hparams or {}).items() if v is not None}
         return {k: getattr(self, k) for k in WEIGHT_FIELDS if getattr(self, k) is not None}

@@ -31,10 +31,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ckreg import __version__
-from ckreg.arch import FAMILIES, WEIGHT_FIELDS
+from ckreg.arch import WEIGHT_FIELDS
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import ErrorEntry, Finding, Report, Skipped
+from ckreg.families import family_in_name, name_label, registry
+from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
+from ckreg.readers.unwrap import strip_prefixes
 
 HASH_POLICIES = ("collisions", "all", "none")
 
@@ -212,70 +215,21 @@ def walk(root: str | os.PathLike) -> Walked:
 
 # -- names as labels ------------------------------------------------------------------------------
 
-def _family_regex() -> re.Pattern[str]:
-    names = sorted(FAMILIES, key=len, reverse=True)
-    alts = "|".join(re.escape(n) for n in names)
-    # word-ish boundaries: no letter or digit before, no letter after (digits may follow: WRN16)
-    return re.compile(rf"(?<![A-Za-z0-9])({alts})(?![A-Za-z])", re.IGNORECASE)
-
-
-_FAMILY_RE = _family_regex()
-_CANON = {f.lower(): f for f in FAMILIES}
-
-
-def family_in_name(name: str) -> str | None:
-    """The family a file or folder name claims: `GRU_best.ckpt` -> GRU, `ms3dgru_best` -> MS3DGRU.
-
-    Case-insensitive, with word-ish boundaries; the longest name found wins
-    (`MSCSGRU_ScaleAware` over `MSCSGRU`).
-    """
-    found = [_CANON[m.group(1).lower()] for m in _FAMILY_RE.finditer(name)]
-    if not found:
-        return None
-    return max(found, key=len)
-
-
-def name_label(relpath: str, root_name: str = "") -> tuple[str, str] | None:
-    """(family, where) from the file name, else the nearest folder name (then the root's own name)."""
-    parts = relpath.split("/")
-    stem = parts[-1]
-    for suffix in (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".pkl", ".pickle", ".tar"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    fam = family_in_name(stem)
-    if fam:
-        return fam, f"file name {parts[-1]!r}"
-    for folder in reversed(parts[:-1]):
-        fam = family_in_name(folder)
-        if fam:
-            return fam, f"folder name {folder + '/'!r}"
-    if root_name:
-        fam = family_in_name(root_name)
-        if fam:
-            return fam, f"folder name {root_name + '/'!r}"
-    return None
+# `family_in_name` and `name_label` are the registry's one name matcher (`ckreg.families.labels`):
+# every registered family's name tokens, declared families included.
 
 
 # -- comparing a file with a declaration ----------------------------------------------------------
 
-_STRIP_PREFIXES = ("model.", "module.", "_orig_mod.")
-
-
 def _shapes(layout: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The inspector's layout (name -> [dtype, shape]) as name -> shape, prefixes looked through."""
+    """The inspector's layout (name -> [dtype, shape]) as name -> shape, prefixes looked through
+    with the readers' own rules (`ckreg.readers.unwrap.strip_prefixes`; a no-op on what they unwrapped)."""
     shapes: dict[str, tuple[int, ...]] = {}
     for name, value in layout.items():
         shape = value[1] if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], (list, tuple)) else value
         shapes[name] = tuple(int(v) for v in shape)
-    changed = True
-    while changed and shapes:
-        changed = False
-        for prefix in _STRIP_PREFIXES:
-            if all(k.startswith(prefix) for k in shapes):
-                shapes = {k[len(prefix):]: v for k, v in shapes.items()}
-                changed = True
-    return shapes
+    names, _ = strip_prefixes(list(shapes))
+    return dict(zip(names, shapes.values()))
 
 
 def _norm(value: Any) -> Any:
@@ -561,8 +515,8 @@ def _jsonable(value: Any) -> Any:
 
 def _input_size(insp: Any) -> int | None:
     v = (insp.hyperparameters or {}).get("input_size")
-    if v is None and insp.family in ("MS3DGRU", "MS3DStackedGRU"):
-        return 8  # the [B, T, 4, 2] reshape needs C = 8 (spec, "MS3D families")
+    if v is None and insp.family in MS3D_FAMILIES:
+        return MS3D_CHANNELS  # the [B, T, 4, 2] reshape needs C = 8 (spec, "MS3D families")
     return int(v) if isinstance(v, int) else None
 
 

@@ -69,3 +69,7 @@ class IntegrityError(RegistryError):
 
 class VerificationError(CkregError):
     """A checkpoint could not be verified (does not load strictly, predicts non-finite values)."""
+
+
+class FamilyError(CkregError):
+    """A family declaration is invalid (a family file, a manifest's `families:`, a plug-in)."""

@@ -54,6 +54,7 @@ from pydantic import BaseModel, Field
 
 from ckreg.fsutil import file_sha256, fsync_dir, write_bytes
 from ckreg.arch import FAMILIES, ArchSpec
+from ckreg.families import names_in, registry
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK, Finding, Skipped
 
@@ -256,6 +257,8 @@ def variant_tokens(family: str, hp: dict) -> list[str]:
     about first (`gru-l2-h64-k24-...`); the rest only when they differ from the
     family's reference configuration, to keep names short.
     """
+    if family not in FAMILIES:
+        return _declared_tokens(family, hp)
     ref = ArchSpec.for_family(family) if family in FAMILIES else None
     g = lambda k: _hp(hp, k)  # noqa: E731
     tokens: list[str] = []
@@ -291,6 +294,25 @@ def variant_tokens(family: str, hp: dict) -> list[str]:
         kern = g("tower_kernels")
         if kern is not None and ref is not None and kern != ref.tower_kernels:
             tokens.append("t" + _towers(kern))
+    return tokens
+
+
+# Short tokens for the hyperparameter names people share across families.
+_SHORT = {"num_layers": "l", "hidden_size": "h", "num_classes": "k", "input_size": "c"}
+
+
+def _declared_tokens(family: str, hp: dict) -> list[str]:
+    """A declared family's variant tokens: l/h/k always, every other hyperparameter off its default."""
+    rec = registry().find(family)
+    defaults = rec.defaults() if rec is not None else {}
+    tokens = []
+    for name in (rec.hyperparameters if rec is not None else hp):
+        value = _hp(hp, name)
+        if value is None or isinstance(value, (list, bool)):
+            continue
+        short = _SHORT.get(name)
+        if short in ("l", "h", "k") or value != defaults.get(name):
+            tokens.append(f"{short or name.replace('_', '').lower()}{value}")
     return tokens
 
 
@@ -487,7 +509,7 @@ def _refusal(insp: Any) -> str | None:
     if family == "ambiguous":
         between = ", ".join(getattr(insp, "ambiguous_between", []) or []) or "several families"
         return f"ambiguous: the weights fit {between} equally (record the family in metadata)"
-    if family not in FAMILIES:
+    if family not in registry():
         return "no known family matches the weights"
     for f in getattr(insp, "findings", []) or []:
         if f.code in _REFUSE_CODES:
@@ -506,8 +528,7 @@ def _reason(insp: Any, tokens: list[str], old_name: str) -> str:
     if conf:
         parts.append(f"confidence {conf:.2f}")
     text = ", ".join(parts)
-    lowered = old_name.lower().replace("-", "_")
-    named = [f for f in FAMILIES if f.lower() in lowered]
+    named = names_in(old_name.replace("/", " "))
     if named:
         said = max(named, key=len)
         if said != insp.family:

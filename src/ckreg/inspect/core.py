@@ -19,6 +19,7 @@ import re
 from typing import Any, Iterable, Mapping, Sequence
 
 from ckreg.arch import FAMILIES, FAMILY_FIELDS, NOT_IN_WEIGHTS, WEIGHT_FIELDS, ArchSpec
+from ckreg.families import registry
 from ckreg.errors import CkregError, ReadError, SpecError
 from ckreg.findings import Finding, Severity
 from ckreg.inspect.describe import describe
@@ -213,8 +214,11 @@ def metadata_findings(insp: Inspection, hp: Mapping[str, Any]) -> list[Finding]:
     """`metadata-contradicts-weights` for each stored value the tensors disagree with."""
     findings = []
     lookup = {alias: field for field, aliases in _ALIASES.items() for alias in aliases}
-    shown = {insp.family} if insp.family in FAMILIES else set(insp.ambiguous_between)
-    shown_text = insp.family if insp.family in FAMILIES else " or ".join(insp.ambiguous_between)
+    reg = registry()
+    for name in insp.hyperparameters:   # a declared family's own names are their own aliases
+        lookup.setdefault(name.lower(), name)
+    shown = {insp.family} if insp.family in reg else set(insp.ambiguous_between)
+    shown_text = insp.family if insp.family in reg else " or ".join(insp.ambiguous_between)
     for path, key, value in _flatten(hp):
         field = lookup.get(key)
         if field and field in insp.hyperparameters:
@@ -226,7 +230,7 @@ def metadata_findings(insp: Inspection, hp: Mapping[str, Any]) -> list[Finding]:
                     f"hyper_parameters {path}={value!r} but the weights show {field}={weights!r}",
                     path=insp.path, expected=weights, actual=value))
         elif key in _FAMILY_KEYS and shown and isinstance(value, str):
-            named = [f for f in FAMILIES if f.lower() == value.split(".")[-1].lower()]
+            named = [f for f in reg.names() if f.lower() == value.split(".")[-1].lower()]
             if named and named[0] not in shown:
                 findings.append(Finding.make(
                     "metadata-contradicts-weights",
@@ -266,8 +270,8 @@ def _names_family(hp: Mapping[str, Any], hparams_name: Any, tied: Sequence[str])
 # -- ranking ------------------------------------------------------------------
 
 def rank(candidates: list[Detected]) -> list[Detected]:
-    """Validated before broken, then by score; ties keep FAMILIES order (stable sort)."""
-    order = {f: i for i, f in enumerate(FAMILIES)}
+    """Validated before broken, then by score; ties keep registry order (stable sort)."""
+    order = {f: i for i, f in enumerate(registry().names())}
     ordered = sorted(candidates, key=lambda d: order.get(d.family, len(order)))
     return sorted(ordered, key=lambda d: (d.valid, d.score), reverse=True)
 
@@ -337,7 +341,10 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
         hyper = dict(chosen.hyper)
         if insp.family == "ambiguous":  # keep only what every tied family agrees on
             hyper = {k: v for k, v in hyper.items() if all(d.hyper.get(k) == v for d in tied)}
-        insp.hyperparameters = {k: hyper[k] for k in WEIGHT_FIELDS if k in hyper}
+        if chosen.family in FAMILIES:
+            insp.hyperparameters = {k: hyper[k] for k in WEIGHT_FIELDS if k in hyper}
+        else:  # a declared family: its own hyperparameters, in its declaration's order
+            insp.hyperparameters = dict(hyper)
         insp.evidence.extend(chosen.evidence)
         insp.leftovers = collapse_names(chosen.extra)
         if not chosen.valid:
@@ -348,7 +355,8 @@ def inspect_tensors(tensors: Mapping[str, TensorRecord], *, metadata: Mapping[st
                 + (f" (+{len(chosen.broken) - 1} more)" if len(chosen.broken) > 1 else ""),
                 path=path, expected=chosen.family, actual=chosen.broken[:12]))
         for d in (tied if insp.family == "ambiguous" else [chosen]):
-            for k in NOT_IN_WEIGHTS.get(d.family, {}):
+            rec = registry().find(d.family)
+            for k in (rec.not_in_weights if rec is not None else {}):
                 if k not in unrecorded_keys:
                     unrecorded_keys.append(k)
         if insp.family in ("MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard", "ambiguous") and "activation" not in unrecorded_keys:
@@ -515,11 +523,15 @@ def spec_from_inspection(insp: Inspection, family: str | None = None) -> ArchSpe
         raise SpecError(f"the weights are {insp.family}, not {family}", path=insp.path)
     if family and insp.family == "ambiguous" and family not in insp.ambiguous_between:
         raise SpecError(f"{family} is not among {', '.join(insp.ambiguous_between)}", path=insp.path)
-    if fam not in FAMILIES:
+    if fam not in registry():
         hint = (f"the weights cannot tell; pass --family (family= in Python) one of "
                 f"{', '.join(insp.ambiguous_between)}, or name the file after it" if fam == "ambiguous"
                 else "no family in the spec matches these weights")
         raise SpecError(f"family {fam!r} cannot be built", path=insp.path, hint=hint)
+    if fam not in FAMILIES:
+        rec = registry().get(fam)
+        return ArchSpec.for_family(fam, **{k: v for k, v in insp.hyperparameters.items()
+                                           if k in rec.hyperparameters})
     allowed = FAMILY_FIELDS[fam] | {"input_size", "num_classes"}
     overrides: dict[str, Any] = {k: v for k, v in insp.hyperparameters.items() if k in allowed}
     for name, value in insp.not_recorded.items():

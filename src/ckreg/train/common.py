@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ckreg.arch import ArchSpec
 from ckreg.errors import DataError, ScalerError, SpecError
+from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -21,9 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ckreg.data.model import Dataset
 
-# MS3D families reshape [B, T, 8] to [B, 1, T, 4, 2] (spec, "Forward details").
-MS3D_FAMILIES = frozenset({"MS3DGRU", "MS3DStackedGRU"})
-MS3D_CHANNELS = 8
+# MS3D families reshape [B, T, 8] to [B, 1, T, 4, 2] (spec, "Forward details"): MS3D_FAMILIES, MS3D_CHANNELS.
 
 
 def as_dataset(data: "str | Path | Dataset") -> "Dataset":

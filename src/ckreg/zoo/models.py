@@ -26,13 +26,9 @@ from torch.nn import functional as F
 from ckreg.arch import ArchSpec
 from ckreg.errors import SpecError
 
-RNN_FAMILIES = ("GRU", "LSTM", "StackedGRU", "StackedLSTM")
-MS3D_FAMILIES = ("MS3DGRU", "MS3DStackedGRU")
-SCALE_FAMILIES = ("MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard", "MSCGRU_ScaleAware")
-SINGLE_CONV_FAMILIES = ("CNNGRU", "CNNStackedGRU")
-# Families whose recurrent part is two modules, gru1 (one layer) and gru2 (the rest).
-TWO_MODULE_FAMILIES = ("CNNStackedGRU", "MSCSGRU", "MS3DStackedGRU", "MSCSGRU_ScaleAware", "MSCSGRU_ScaleHard")
-HARD_FAMILIES = ("MSCSGRU_ScaleHard",)
+from ckreg.families import get as _family
+from ckreg.families.builtin import (BUILTIN_FAMILIES, HARD_FAMILIES, MS3D_FAMILIES, RNN_FAMILIES, SCALE_FAMILIES,
+                                    SINGLE_CONV_FAMILIES, TWO_MODULE_FAMILIES)
 
 # Readout of each family (spec, table "Families", column "readout").
 #   "last":  outputs[:, -1, :]                     (padding included)
@@ -42,11 +38,7 @@ HARD_FAMILIES = ("MSCSGRU_ScaleHard",)
 #   "valid-step" for them, but existing checkpoints of these families were trained with
 #   the halved index, and reproducing their original predictions is the contract (issue #3).
 READOUTS = ("last", "valid", "valid-halved", "mean")
-DEFAULT_READOUT: dict[str, str] = {f: "last" for f in RNN_FAMILIES}
-DEFAULT_READOUT.update({f: "valid" for f in (
-    "CNNGRU", "CNNStackedGRU", "MSCGRU", "MSCSGRU", "MS3DGRU", "MS3DStackedGRU")})
-DEFAULT_READOUT.update({f: "valid-halved" for f in SCALE_FAMILIES})
-DEFAULT_READOUT["WRN"] = "mean"
+DEFAULT_READOUT: dict[str, str] = {f: str(_family(f).readout) for f in BUILTIN_FAMILIES}  # from the records
 
 _RNN_CLASSES = {"GRU": nn.GRU, "LSTM": nn.LSTM, "RNN": nn.RNN}
 

@@ -1,0 +1,35 @@
+"""The family registry: one record per architecture family (docs/families.md).
+
+Public API (stable):
+- `Family` (the record), `register_family` (decorator), `registry()` (the process's `Registry`),
+  `get(name)`, `find(name)`, `names()`;
+- `load_family_file(path)` / `add_family_files(paths)` / `parse_families(raw, source)` for YAML families;
+- `family_in_name(name)` / `name_label(relpath)`: file and folder names as labels;
+- `Template`, `expr` for layout templates.
+
+Built-ins, plug-ins (entry-point group `ckreg.families`), a manifest's `families:` section and
+`--families FILE` all land here; the inspector, manifest validation, audit, rename, zoo and
+trainer read it. Torch-free; below `ckreg.inspect`, above `ckreg.readers`.
+"""
+
+from __future__ import annotations
+
+from ckreg.families import expr
+from ckreg.families.labels import family_in_name, name_label, names_in
+from ckreg.families.record import Family
+from ckreg.families.registry import (ENTRY_POINT_GROUP, Registry, find, get, names, register_family, registry,
+                                     reload)
+from ckreg.families.template import Template
+from ckreg.families.yamlfile import add_family_files, load_family_file, parse_families
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The 14 built-in families of the spec, in the spec's order."""
+    from ckreg.families.builtin import BUILTIN_FAMILIES
+
+    return BUILTIN_FAMILIES
+
+
+__all__ = ["Family", "Registry", "Template", "register_family", "registry", "get", "find", "names", "reload",
+           "load_family_file", "add_family_files", "parse_families", "family_in_name", "name_label", "names_in",
+           "builtin_names", "expr", "ENTRY_POINT_GROUP"]
