@@ -66,12 +66,14 @@ class FakeTrainer:
                                     "split": {"seed": seed, "train": ["a"], "val": ["b"], "test": ["c"]}})
 
 
-def write_manifest(path: Path, *, epochs=5, hidden=8, accuracy=None, b_scaler="b/scaler.json") -> Path:
+def write_manifest(path: Path, *, epochs=5, hidden=8, accuracy=None, b_scaler="b/scaler.json",
+                   min_accuracy=0.5) -> Path:
     acc = f"\n    metrics: {{accuracy: {accuracy}}}" if accuracy is not None else ""
     hp = HP_A.replace("hidden_size: 8", f"hidden_size: {hidden}")
+    floor = f"min_accuracy: {min_accuracy}\n" if min_accuracy is not None else ""
     path.write_text(f"""version: 1
 name: tiny
-defaults:
+{floor}defaults:
   training: {{epochs: {epochs}, lr: 0.01, batch_size: 16, seed: 0, patience: 3}}
 models:
   - name: A
@@ -207,6 +209,7 @@ def test_failed_retrains_a_broken_pair_but_not_a_recoverable_one(world, trained)
 def test_best_alias_moves_only_when_better(world, trained):
     from ckreg.registry import Registry
 
+    write_manifest(world["manifest"], min_accuracy=0.0)   # a target the poor model meets too
     run_retrain(list(plan(world).values()), trainer=FakeTrainer(trained, "good"))
     res = run_retrain(list(plan(world, force=True).values()), trainer=FakeTrainer(trained, "poor"))
     a = next(o for o in res.outcomes if o.name == "A")
@@ -303,10 +306,39 @@ def test_cli_retrain_usage_errors(world):
     assert r.exit_code == 2 and "Nope" in r.output
 
 
-def test_real_trainer_through_retrain(world):
-    """One tiny real training run (ckreg.train) through plan -> run -> verify -> register."""
-    write_manifest(world["manifest"], epochs=2)
-    res = run_retrain(list(plan(world).values()))
+def test_no_target_trains_but_never_registers_or_aliases_best(world, trained):
+    """Without an accuracy target a trained model is `unverified`: kept, never registered, never @best."""
+    from ckreg.registry import Registry
+
+    write_manifest(world["manifest"], min_accuracy=None)
+    p = plan(world, register_existing=True)
+    assert p["A"].action == "train" and p["A"].expect_acc is None
+    assert any("no accuracy target" in n for n in p["A"].notes)
+    assert p["B"].action == "skip" and "no accuracy target" in p["B"].reason   # the existing pair is not registered
+    res = run_retrain(list(p.values()), trainer=FakeTrainer(trained, "good"))
     a = next(o for o in res.outcomes if o.name == "A")
-    assert a.ckpt.endswith("weights.safetensors") and a.verified, a
-    assert a.status == "trained" and a.version == 1
+    assert a.status == "unverified" and a.verified is False and a.version is None and not a.aliases
+    assert "no target" in a.error and res.exit_code() == 1
+    reg = Registry(world["registry"])
+    assert not reg.exists() or reg.ls("A") == []
+    # the same run, given a target afterwards, is verified and registered without retraining
+    p = plan(world, min_acc=0.9)
+    assert p["A"].action == "register" and "unverified" in p["A"].reason
+    res = run_retrain([p["A"]])
+    assert res.outcomes[0].status == "registered" and Registry(world["registry"]).resolve("A@best").verified
+
+
+def test_real_trainer_two_epochs_is_not_verified_by_loading(world):
+    """`retrain --epochs 2`: a barely trained model must not be registered as verified nor aliased best."""
+    from ckreg.registry import Registry
+
+    write_manifest(world["manifest"], epochs=2, min_accuracy=None)
+    res = run_retrain(list(plan(world, only=["A"]).values()))
+    a = res.outcomes[0]
+    assert a.ckpt.endswith("weights.safetensors") and a.accuracy is not None, a
+    assert a.status == "unverified" and a.version is None
+    res = run_retrain(list(plan(world, only=["A"], min_acc=0.99, force=True).values()))
+    a = res.outcomes[0]
+    assert a.accuracy < 0.99 and a.status == "failed" and a.verified is False and a.version is None
+    reg = Registry(world["registry"])
+    assert not reg.exists() or reg.ls("A") == []

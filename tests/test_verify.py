@@ -82,9 +82,14 @@ def test_the_synthetic_case_separates_the_recipes(ts_pair, up_pair, vds, scalers
 
 def test_pair_passes_with_its_own_scaler(ts_pair, vdata, vds):
     res = verify_pair(ts_pair["ckpt"], ts_pair["scaler"], vdata, expect_acc=0.95)
-    assert res.passed and res.loaded and res.finite
-    assert res.accuracy == pytest.approx(ts_pair["acc_own"])
-    assert res.n_episodes == len(vds.y)
+    assert res.passed and res.status == "verified" and res.loaded and res.finite
+    # the headline is the held-out test split; all episodes come second
+    from ckreg.data import split
+
+    test = split(vds).test
+    assert res.split == "test" and res.n_episodes == len(test) < len(vds.y)
+    assert res.n_episodes_all == len(vds.y)
+    assert res.accuracy_all == pytest.approx(ts_pair["acc_own"])
     assert res.data_hash == vds.data_hash
     assert res.family == "GRU" and res.spec["hidden_size"] == 8
     assert list(res.per_class) == list(vds.class_names)
@@ -120,10 +125,14 @@ def test_percent_and_fraction_are_the_same_declaration():
         normalize_acc(-1)
 
 
-def test_without_a_declared_accuracy_it_passes_on_load_and_says_so(ts_pair, scalers, vdata):
-    res = verify_pair(ts_pair["ckpt"], scalers["upstream"][1], vdata)
-    assert res.passed and not res.accuracy_declared
-    assert any("no accuracy declared" in r for r in res.reasons)
+def test_without_a_target_it_is_unverified_never_verified(ts_pair, vdata):
+    """Loading and predicting proves nothing about accuracy: without a target the status is unverified."""
+    res = verify_pair(ts_pair["ckpt"], ts_pair["scaler"], vdata)
+    assert res.status == "unverified" and not res.passed and not res.accuracy_declared
+    assert res.findings == [] and res.accuracy is not None
+    assert any("loads and predicts; no target" in r for r in res.reasons)
+    res = verify_pair(ts_pair["ckpt"], ts_pair["scaler"], vdata, expect_acc=0.5, target_source="--min-acc")
+    assert res.status == "verified" and res.target_source == "--min-acc"
 
 
 def test_nan_weight_is_verify_failed(ts_pair, tmp_path, vdata):
@@ -194,8 +203,9 @@ def test_sidecar_scaler_is_found_and_missing_one_fails(ts_pair, tmp_path, vdata)
 
 def test_without_data_checks_load_finite_and_scaler_only(ts_pair):
     res = verify_pair(ts_pair["ckpt"], ts_pair["scaler"])
-    assert res.passed and res.finite and res.accuracy is None
-    assert not verify_pair(ts_pair["ckpt"], ts_pair["scaler"], expect_acc=0.9).passed
+    assert res.status == "unverified" and res.finite and res.accuracy is None and not res.findings
+    res = verify_pair(ts_pair["ckpt"], ts_pair["scaler"], expect_acc=0.9)
+    assert res.status == "unverified" and not res.passed
 
 
 def test_dataset_is_loaded_once_per_path(vdata):
@@ -386,8 +396,13 @@ def test_real_ms3dgru_pair_verifies(archive_dir, signglove_dir):
     """The archive's best_model pair (issue #3: 99.4% over all episodes); inference only."""
     res = verify_pair(archive_dir / "best_model" / "ms3dgru_best.ckpt", archive_dir / "best_model" / "scaler.pkl",
                       signglove_dir, expect_acc=0.9913)
-    assert res.passed and res.family == "MS3DGRU"
-    assert res.accuracy >= 0.99 and res.n_episodes >= 1440
+    assert res.family == "MS3DGRU", res.reasons
+    assert res.n_episodes_all >= 1440 and res.accuracy_all >= 0.99     # over all episodes, as upstream reported
+    assert res.split == "test" and 200 <= res.n_episodes < 300 and not res.split_recorded
+    # every episode file is either loaded or named as skipped, with its reason
+    n_files = sum(1 for _ in signglove_dir.rglob("episode_*.csv"))
+    assert res.n_episodes_all + len(res.skipped_episodes) == n_files
+    assert all(e["path"] and e["reason"] for e in res.skipped_episodes)
     assert math.isclose(sum(map(sum, res.confusion_matrix)), res.n_episodes)
 
 
@@ -401,3 +416,68 @@ def test_real_archive_scaler_is_not_mscsgrus_and_upstream_recovers_it(archive_di
     assert "accuracy-below-declared" in codes
     assert codes["scaler-recovered"].actual["recipe"] == "upstream"
     assert codes["scaler-recovered"].actual["accuracy"] >= 0.99
+
+
+def test_cli_verify_without_a_target_says_unverified(ts_pair, vdata):
+    r = CliRunner().invoke(cli, ["verify", str(ts_pair["ckpt"]), "--scaler", str(ts_pair["scaler"]),
+                                 "--data", str(vdata)])
+    assert r.exit_code == 0, r.output
+    assert "UNVERIFIED" in r.output and "loads and predicts; no target" in " ".join(r.output.split())
+    assert "VERIFIED" not in r.output.replace("UNVERIFIED", "")
+    r = CliRunner().invoke(cli, ["verify", str(ts_pair["ckpt"]), "--scaler", str(ts_pair["scaler"]),
+                                 "--data", str(vdata), "--min-acc", "0.5", "--json"])
+    doc = json.loads(r.output)
+    assert r.exit_code == 0 and doc["status"] == "verified" and doc["target_source"] == "--min-acc"
+    assert doc["split"] == "test" and doc["accuracy_all"] is not None and doc["n_episodes_all"] > doc["n_episodes"]
+
+
+def test_cli_verify_takes_the_manifest_min_accuracy(ts_pair, vdata, tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("version: 1\nmin_accuracy: 0.999\nmodels:\n  - name: other\n    family: GRU\n"
+                        "    path: elsewhere.pt\n")
+    r = CliRunner().invoke(cli, ["verify", str(ts_pair["ckpt"]), "--scaler", str(ts_pair["scaler"]),
+                                 "--data", str(vdata), "-m", str(manifest), "--json"])
+    doc = json.loads(r.output)
+    assert doc["expect_acc"] == pytest.approx(0.999) and doc["target_source"] == "manifest min_accuracy"
+    assert r.exit_code == (0 if doc["accuracy"] >= 0.999 else 1)
+
+
+def test_cli_verify_on_an_ambiguous_family_is_a_usage_error(tmp_path, vdata):
+    """ScaleAware vs ScaleHard: the weights cannot tell; like `eval`, exit 2 and say --family."""
+    from verify_helpers import save_state_dict
+
+    from ckreg.arch import ArchSpec
+    from ckreg.zoo import build
+
+    module = build(ArchSpec.for_family("MSCSGRU_ScaleHard", hidden_size=8, num_classes=4))
+    ck = save_state_dict(module, tmp_path / "model.pt")
+    r = CliRunner().invoke(cli, ["verify", str(ck)])
+    assert r.exit_code == 2, r.output
+    assert "--family" in r.output and "Traceback" not in r.output
+
+
+def test_an_injected_bug_exits_4_and_never_reads_as_a_finding(ts_pair, vdata, monkeypatch):
+    """A bug inside verification (here: the zoo's predict) is a crash, exit 4, a short message; not verify-failed."""
+    import ckreg.zoo
+
+    def broken(*a, **k):
+        return 1 / 0
+
+    monkeypatch.setattr(ckreg.zoo, "predict", broken)
+    r = CliRunner().invoke(cli, ["verify", str(ts_pair["ckpt"]), "--scaler", str(ts_pair["scaler"]),
+                                 "--data", str(vdata), "--expect-acc", "0.5"])
+    assert r.exit_code == 4, r.output
+    assert "ZeroDivisionError" in r.output and "bug" in r.output and "verify-failed" not in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) <= 2
+
+
+def test_an_injected_bug_in_loading_exits_4(ts_pair, vdata, monkeypatch):
+    import ckreg.verify
+
+    def broken(*a, **k):
+        raise TypeError("unexpected")
+
+    monkeypatch.setattr(ckreg.verify, "_load_model", broken)
+    r = CliRunner().invoke(cli, ["verify", str(ts_pair["ckpt"]), "--scaler", str(ts_pair["scaler"]),
+                                 "--data", str(vdata)])
+    assert r.exit_code == 4 and "TypeError" in r.output and "does not load" not in r.output

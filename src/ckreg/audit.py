@@ -48,8 +48,6 @@ STRONG_CKPT_EXTS = frozenset({".ckpt", ".pt", ".pth", ".safetensors"})
 SCALER_EXTS = frozenset({".pkl", ".pickle", ".joblib", ".json"})
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
-_HEAD = 4096
 
 # Declared hyperparameter -> finding code (the rest: hyperparameter-mismatch; tower kernels: shape-drift).
 _HP_CODES = {
@@ -65,51 +63,16 @@ Progress = Callable[[str, int, int], None]
 # -- classification by content -------------------------------------------------------------------
 
 def sniff(path: str | os.PathLike, head: bytes | None = None) -> str | None:
-    """"checkpoint", "scaler" or None, from the first bytes (and the name only where bytes cannot tell).
+    """"checkpoint", "scaler" or None, from the bytes (`ckreg.readers.sniff.classify`).
 
-    - torch zip (`PK` + a first member named `.../data.pkl` or `.../version`), legacy torch
-      (pickled magic number), safetensors (u64 header length + `{`), pickles that reference
-      torch: checkpoints;
-    - pickles that reference scikit-learn (a fitted scaler), JSON holding mean and scale: scalers;
-    - anything else is a checkpoint only under a strong checkpoint extension (so a corrupt
-      `model.ckpt` is reported as unreadable rather than ignored).
+    Every pickle is a checkpoint or a scaler whatever its name or protocol; zips, tars,
+    compressed streams and `.npy` files are looked into; a file under a strong checkpoint
+    extension is a checkpoint whatever its bytes (a corrupt `model.ckpt` is reported as
+    unreadable, never ignored).
     """
-    p = Path(path)
-    ext = p.suffix.lower()
-    if head is None:
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(_HEAD)
-        except OSError:
-            return "checkpoint" if ext in CKPT_EXTS else None
-    if not head:
-        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
-    if head[:4] == b"PK\x03\x04":
-        n = int.from_bytes(head[26:28], "little")
-        first = head[30:30 + n]
-        if first.endswith((b"data.pkl", b"/version", b".data/version")) or b"/data/" in first:
-            return "checkpoint"
-        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
-    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        if head.startswith(_LEGACY_TORCH_MAGIC):
-            return "checkpoint"
-        low = head.lower()
-        if b"sklearn" in low or b"scaler" in low:
-            return "scaler"
-        if b"torch" in head or b"ordereddict" in low:
-            return "checkpoint"
-        return "checkpoint" if ext in CKPT_EXTS else None
-    if len(head) >= 9 and head[8:9] == b"{":
-        n = int.from_bytes(head[:8], "little")
-        if 2 <= n < (1 << 30):
-            return "checkpoint"
-    if ext == ".joblib":
-        return "scaler"  # joblib dumps may be zlib-compressed: no magic to go by
-    if ext == ".json" and head.lstrip()[:1] == b"{":
-        if b'"mean' in head and (b'"scale' in head or b'"var' in head):
-            return "scaler"
-        return None
-    return "checkpoint" if ext in STRONG_CKPT_EXTS else None
+    from ckreg.readers.sniff import classify
+
+    return classify(path, head)[0]
 
 
 # -- walking --------------------------------------------------------------------------------------
@@ -151,8 +114,11 @@ def walk(root: str | os.PathLike) -> Walked:
         if key in seen:
             out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
             return
-        kind = sniff(full)
+        from ckreg.readers.sniff import classify
+
+        kind, why = classify(full)
         if kind is None:
+            out.skipped.append(Skipped(path=relpath, reason=why))
             return
         seen[key] = relpath
         (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
@@ -354,7 +320,7 @@ def _weights_digest(path: str) -> str | None:
 
     try:
         return weights_sha256(read_checkpoint(path))
-    except Exception:  # an unreadable file was already reported by the inspection
+    except (CkregError, OSError):  # an unreadable file was already reported by the inspection
         return None
 
 
@@ -534,7 +500,7 @@ def _check_data_hook(data: Any) -> None:
 
 def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None = None, *,
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
-          progress: Progress | None = None, lineage: bool = False) -> Report:
+          progress: Progress | None = None, min_acc: float | None = None, lineage: bool = False) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -542,7 +508,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     "collisions" hashes small files inline and large ones only where layouts collide, "all" hashes
     every file, "none" skips
     duplicate detection. `data` verifies every checkpoint + scaler pair on a dataset
-    (`ckreg.verify.verify_for_audit`, issue #5). `progress(stage, done, total)` is called as files
+    (`ckreg.verify.verify_for_audit`, issue #5) against each model's accuracy target (declared,
+    `min_acc`, or the manifest's `min_accuracy`). `progress(stage, done, total)` is called as files
     are inspected. `lineage` adds a `lineage` note per edge between the checkpoints (`ckreg lineage`).
     A missing path is an error in the report (exit 2); a tree without any
     checkpoint leaves `checked` empty (exit 3).
@@ -605,7 +572,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     if hash_policy != "none":
         _duplicates(files, findings)
     if data is not None:
-        _verify(files, manifest, data, findings, report)
+        _verify(files, manifest, data, findings, report, min_acc)
     if lineage and files:   # `lineage` notes (ckreg.lineage): copies, transplants, fine-tunes, students
         from ckreg.lineage.provenance import audit_findings
 
@@ -823,9 +790,12 @@ def _duplicates(files: list[_File], findings: list[Finding]) -> None:
                 path=f.rel, expected=keep.rel, actual=digest))
 
 
-def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: list[Finding], report: Report) -> None:
-    """The `--data` hook (issue #5): verify each recognised checkpoint with its scaler."""
-    from ckreg.verify import Pair, verify_for_audit
+def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: list[Finding], report: Report,
+            min_acc: float | None = None) -> None:
+    """The `--data` hook (issue #5): verify each recognised checkpoint with its scaler, against its target."""
+    from ckreg.verify import Pair, normalize_acc, verify_for_audit
+
+    min_acc = normalize_acc(min_acc)
 
     decls = {m.name: m for m in manifest.models} if manifest is not None else {}
     pairs = []
@@ -835,9 +805,17 @@ def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: 
         names = f.satisfies or f.by_path
         decl = decls.get(names[0]) if names else None
         metrics = manifest.metrics_for(decl) if (manifest is not None and decl is not None) else None
+        if decl is not None:
+            target, tol, source = manifest.accuracy_target(decl, min_acc)
+        elif min_acc is not None:
+            target, tol, source = min_acc, 0.0, "--min-acc"
+        elif manifest is not None and manifest.min_accuracy is not None:
+            target, tol, source = manifest.min_accuracy, 0.0, "manifest min_accuracy"
+        else:
+            target, tol, source = None, None, None
         pairs.append(Pair(ckpt=str(f.abs), scaler=str(Path(report.root or ".") / f.scaler) if f.scaler else None,
-                          expect_acc=metrics.accuracy if metrics else None,
-                          tolerance=metrics.tolerance if (metrics and metrics.accuracy is not None) else None,
+                          expect_acc=target, tolerance=tol if target is not None else None,
+                          target_source=source, split=metrics.split if metrics else None,
                           model=decl.name if decl else None))
     results: list[Any] = []
     found = verify_for_audit(pairs, data, results=results)
@@ -845,8 +823,13 @@ def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: 
     for x in found:
         findings.append(x.model_copy(update={"path": by_abs.get(x.path or "", x.path)}))
     report.extra["verification"] = [
-        {"ckpt": by_abs.get(r.ckpt, r.ckpt), "scaler": r.scaler, "passed": r.passed, "accuracy": r.accuracy,
-         "expect_acc": r.expect_acc} for r in results]
+        {"ckpt": by_abs.get(r.ckpt, r.ckpt), "scaler": r.scaler, "status": r.status, "passed": r.passed,
+         "split": r.split, "accuracy": r.accuracy, "n_episodes": r.n_episodes, "accuracy_all": r.accuracy_all,
+         "n_episodes_all": r.n_episodes_all, "expect_acc": r.expect_acc, "target": r.target_source}
+        for r in results]
+    # episodes the data loader skipped are named in the report, never dropped silently
+    for ep in (results[0].skipped_episodes if results else []):
+        report.skipped.append(Skipped(path=ep["path"], reason=f"data episode skipped while loading: {ep['reason']}"))
 
 
 __all__ = ["audit", "walk", "sniff", "compare", "family_in_name", "name_label", "Walked", "HASH_POLICIES"]

@@ -55,6 +55,14 @@ class SpecError(CkregError):
     """An architecture spec is invalid for its family (unknown family, unknown --set key, wrong channels)."""
 
 
+class AmbiguousFamilyError(SpecError):
+    """The weights fit several families equally and nothing names one: the user must (`--family`)."""
+
+
+class OutputExistsError(CkregError):
+    """An output file already exists: ckreg never overwrites (pass --force where a command offers it)."""
+
+
 class ScalerError(CkregError):
     """A scaler cannot be read, is refused, or does not fit the model."""
 

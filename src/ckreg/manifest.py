@@ -88,7 +88,9 @@ class Metrics(_Strict):
 
     accuracy: Optional[float] = None
     tolerance: float = Field(0.005, ge=0, le=1, description="A pair passes at accuracy >= declared - tolerance.")
-    split: Literal["all", "train", "val", "test"] = "all"
+    split: Literal["all", "train", "val", "test"] = Field(
+        "test", description="Where the headline accuracy is measured: the held-out test split (default) "
+                            "of the split the checkpoint records, else the dataset's split.")
 
     @field_validator("accuracy")
     @classmethod
@@ -166,9 +168,17 @@ class Manifest(_Strict):
     root: Optional[str] = Field(
         None, description="Default archive root the model paths are relative to, relative to this file "
                           "(used when no root is given, e.g. by `ckreg retrain`; the audit takes its PATH).")
+    min_accuracy: Optional[float] = Field(
+        None, description="Accuracy (a fraction) every model without a declared `metrics.accuracy` must reach "
+                          "to be verified; without either, a pair is at best `unverified`.")
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     models: list[ModelDecl] = Field(min_length=1)
+
+    @field_validator("min_accuracy")
+    @classmethod
+    def _min_fraction(cls, v: Optional[float]) -> Optional[float]:
+        return Metrics._fraction(v)
 
     _source: Optional[str] = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -198,6 +208,19 @@ class Manifest(_Strict):
         base = self.defaults.metrics.model_dump(exclude_unset=True) if self.defaults.metrics else {}
         base.update(model.metrics.model_dump(exclude_unset=True) if model.metrics else {})
         return Metrics(**base)
+
+    def accuracy_target(self, model: ModelDecl, min_acc: Optional[float] = None) -> tuple[Optional[float], float, Optional[str]]:
+        """(target accuracy, tolerance, where it comes from) for a model: its declared `metrics.accuracy`
+        (with its tolerance), else `min_acc` (`--min-acc`), else the manifest's `min_accuracy`, both
+        without tolerance; (None, 0, None) when nothing sets one (the pair can then only be unverified)."""
+        metrics = self.metrics_for(model)
+        if metrics.accuracy is not None:
+            return metrics.accuracy, metrics.tolerance, "declared accuracy"
+        if min_acc is not None:          # the command line over the file
+            return min_acc, 0.0, "--min-acc"
+        if self.min_accuracy is not None:
+            return self.min_accuracy, 0.0, "manifest min_accuracy"
+        return None, 0.0, None
 
     def dataset_for(self, model: ModelDecl) -> Optional[Dataset]:
         key = model.dataset or self.defaults.dataset

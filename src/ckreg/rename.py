@@ -163,9 +163,10 @@ class RenamePlan(BaseModel):
             out.setdefault(m.group, []).append(m)
         return [out[k] for k in sorted(out)]
 
-    def exit_code(self) -> int:
-        """0 when nothing was reported, 1 when collisions or duplicates were (issue #4 exit codes)."""
-        return EXIT_FINDINGS if self.findings else EXIT_OK
+    def exit_code(self, fail_on: str = "error") -> int:
+        """0 when the plan can be carried out: its warnings (collisions, duplicates) are shown, not failed
+        on, unless `fail_on="warning"`; 1 when a finding at or above `fail_on` was reported."""
+        return findings_exit(self.findings, fail_on)
 
 
 class Journal(BaseModel):
@@ -179,8 +180,9 @@ class Journal(BaseModel):
     manifest: str | None = None
     manifest_updated: bool = False
 
-    def exit_code(self) -> int:
-        return EXIT_FINDINGS if self.findings else EXIT_OK
+    def exit_code(self, fail_on: str = "error") -> int:
+        """0 when the renames succeeded (warnings shown), 1 with a finding at or above `fail_on`."""
+        return findings_exit(self.findings, fail_on)
 
 
 class UndoResult(BaseModel):
@@ -194,6 +196,18 @@ class UndoResult(BaseModel):
 
     def exit_code(self) -> int:
         return EXIT_FINDINGS if self.conflicts else EXIT_OK
+
+
+def findings_exit(findings: list[Finding], fail_on: str = "error") -> int:
+    """1 when a finding is at or above `fail_on` (error, warning; never: always 0), else 0."""
+    from ckreg.findings import FAIL_ON, Severity
+
+    if fail_on not in FAIL_ON:
+        raise UsageError(f"fail_on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
+    if fail_on == "never":
+        return EXIT_OK
+    threshold = Severity(fail_on).rank
+    return EXIT_FINDINGS if any(f.severity.rank >= threshold for f in findings) else EXIT_OK
 
 
 # --------------------------------------------------------------------------- naming

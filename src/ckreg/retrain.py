@@ -65,9 +65,10 @@ class PlanItem(BaseModel):
     input_hash: str = ""
     existing: list[str] = Field(default_factory=list)      # archive files that satisfy the declaration
     scaler: str | None = None                              # their scaler (register)
-    expect_acc: float | None = None
+    expect_acc: float | None = None                        # the accuracy target (None: nothing to verify against)
     tolerance: float = 0.005
-    metric_split: str = "all"
+    target_source: str | None = None                       # declared accuracy | --min-acc | manifest min_accuracy
+    metric_split: str = "test"
     data: str | None = None
     registry: str | None = None
     out_root: str = "retrained"
@@ -81,7 +82,7 @@ class Outcome(BaseModel):
 
     name: str
     action: str
-    status: Literal["trained", "registered", "skipped", "failed"]
+    status: Literal["trained", "registered", "skipped", "unverified", "failed"]
     reason: str = ""
     run_dir: str | None = None
     ckpt: str | None = None
@@ -104,10 +105,11 @@ class RetrainResult(BaseModel):
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        """Models that did not end verified: failures, and models with no accuracy target to verify against."""
+        return [o for o in self.outcomes if o.status in ("failed", "unverified")]
 
     def exit_code(self) -> int:
-        """0 when every selected model ended verified (or was skipped), 1 when any failed."""
+        """0 when every selected model ended verified (or was skipped), 1 when any failed or is unverified."""
         return 1 if self.failed else 0
 
 
@@ -314,6 +316,34 @@ def declared_for_checkpoint(manifest_path: str | os.PathLike, ckpt: str | os.Pat
     return metrics.accuracy, metrics.tolerance, decl.name
 
 
+def target_for_checkpoint(manifest_path: str | os.PathLike | None, ckpt: str | os.PathLike,
+                          model_name: str | None = None, min_acc: float | None = None) -> dict[str, Any]:
+    """The accuracy target a checkpoint is verified against: {expect_acc, tolerance, source, model, split}.
+
+    The declared accuracy of its manifest model (by `model_name`, else by path), else `min_acc`
+    (`--min-acc`), else the manifest's `min_accuracy`; `expect_acc` None when nothing sets one.
+    """
+    from ckreg.verify import normalize_acc
+
+    min_acc = normalize_acc(min_acc)
+    out: dict[str, Any] = {"expect_acc": None, "tolerance": None, "source": None, "model": None, "split": None}
+    if manifest_path is None:
+        if min_acc is not None:
+            out.update(expect_acc=min_acc, tolerance=0.0, source="--min-acc")
+        return out
+    manifest = _load_manifest(manifest_path)
+    _acc, _tol, name = declared_for_checkpoint(manifest, ckpt, model_name)
+    if name is not None:
+        decl = manifest.model(name)
+        acc, tol, source = manifest.accuracy_target(decl, min_acc)
+        out.update(expect_acc=acc, tolerance=tol, source=source, model=name, split=manifest.metrics_for(decl).split)
+    elif min_acc is not None:
+        out.update(expect_acc=min_acc, tolerance=0.0, source="--min-acc")
+    elif manifest.min_accuracy is not None:
+        out.update(expect_acc=manifest.min_accuracy, tolerance=0.0, source="manifest min_accuracy")
+    return out
+
+
 def _archive_state(manifest, root: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(declaration status by name, file summaries by relpath) from the audit (no --data: cheap)."""
     if root is None:
@@ -387,16 +417,19 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
     for decl in decls:
         inputs, hashes, input_hash = compute_inputs(manifest, decl, dataset.data_hash, epochs)
         metrics = manifest.metrics_for(decl)
-        declared = metrics.accuracy
+        target, target_tol, target_source = manifest.accuracy_target(decl, min_acc)
         item = PlanItem(
             name=decl.name, family=decl.family, action="skip", reason="", inputs=inputs, hashes=hashes,
-            input_hash=input_hash, expect_acc=declared if declared is not None else min_acc,
-            tolerance=metrics.tolerance if declared is not None else 0.0, metric_split=metrics.split,
+            input_hash=input_hash, expect_acc=target, tolerance=target_tol, target_source=target_source,
+            metric_split=metrics.split,
             data=str(data) if isinstance(data, (str, os.PathLike)) else getattr(dataset, "source", None),
             registry=registry, out_root=str(out), manifest=manifest.source,
             lock_path=str(lock_path(out, decl.name)), train_kwargs=_train_kwargs(decl, inputs))
-        if declared is None and min_acc is not None:
-            item.notes.append(f"no accuracy declared: held to --min-acc {min_acc:g}")
+        if target is None:
+            item.notes.append("no accuracy target (declare metrics.accuracy or min_accuracy, or pass --min-acc): "
+                              "a trained model is kept but never registered as verified")
+        elif target_source != "declared accuracy":
+            item.notes.append(f"no accuracy declared: held to {target_source} {target:g}")
         training = manifest.training_for(decl)
         if training.optimizer and training.optimizer != "adamw":
             item.notes.append(f"recipe says optimizer {training.optimizer}; the bundled trainer uses AdamW")
@@ -426,6 +459,13 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
                 train(f"{'; '.join(changed)} changed since run {run}", changed)
             elif problem:
                 train(f"{problem}")
+            elif rec.get("status") == "unverified":
+                acc = rec.get("accuracy")
+                item.reason = (f"run {run} is trained but unverified (no accuracy target when it ran"
+                               + (f"; {100 * acc:.2f}%" if acc is not None else "") + ")")
+                if item.expect_acc is not None and registry and not _in_registry(reg_versions, lock):
+                    item.action = "register"
+                    item.reason += f"; verify it against {item.target_source} {item.expect_acc:g} and register it"
             elif rec.get("passed") is False:
                 if failed:
                     train(f"recorded run {run} failed verification ({rec.get('reason', 'see its lock')})")
@@ -446,7 +486,10 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
                     item.reason += f"; registered as {registered['ref']}"
         elif st.get("status") == "satisfied":
             where = ", ".join(st.get("files", []))
-            if failed:
+            if failed and item.expect_acc is None:
+                item.reason = (f"has a checkpoint ({where}); no accuracy target, so it cannot be judged "
+                               "(declare metrics.accuracy or min_accuracy, or pass --min-acc)")
+            elif failed:
                 verdict = _existing_verdict(item, dataset)
                 if verdict is None:
                     item.reason = f"has a checkpoint that verifies ({where})"
@@ -481,6 +524,9 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
                     item.reason = why + "; --missing not given"
             else:
                 item.reason = "not in the audit's declarations"
+        if item.action == "register" and item.expect_acc is None:
+            item.action = "skip"
+            item.reason += "; not registered: no accuracy target to verify against"
         items.append(item)
     return items
 
@@ -500,7 +546,7 @@ def _recorded_still_passes(lock: dict, dataset, item: PlanItem) -> bool:
     if not ck:
         return False
     res = verify_pair(ck, sc, dataset, expect_acc=item.expect_acc, tolerance=item.tolerance, split=item.metric_split)
-    return res.passed
+    return res.status != "failed"     # without a target it cannot fail: nothing to retrain for
 
 
 def _existing_verdict(item: PlanItem, dataset) -> str | None:
@@ -526,7 +572,7 @@ def _existing_verdict(item: PlanItem, dataset) -> str | None:
 
 
 def _verification_record(res) -> dict[str, Any]:
-    return {"passed": res.passed, "accuracy": res.accuracy, "n_episodes": res.n_episodes, "data_hash": res.data_hash,
+    return {"status": res.status, "passed": res.passed, "accuracy": res.accuracy, "n_episodes": res.n_episodes, "data_hash": res.data_hash,
             "expect_acc": res.expect_acc, "tolerance": res.tolerance, "split": res.split,
             "reason": "; ".join(res.reasons)}
 
@@ -536,6 +582,9 @@ def _register(item: PlanItem, ckpt: str, scaler: str | None, spec: Any, verifica
     """Register the pair; move `@best` (compare-and-swap) only if the new version is more accurate."""
     from ckreg.registry import AliasConflictError, Registry
 
+    if verification is None or getattr(verification, "status", None) != "verified":
+        raise CkregError(f"{item.name}: only a verified pair is registered (status "
+                         f"{getattr(verification, 'status', None)!r})")
     with lock:  # SQLite serialises writers anyway; this keeps one process's threads from contending
         reg = Registry(item.registry)
         try:
@@ -604,7 +653,7 @@ def _run_train(item: PlanItem, dataset, trainer: Trainer | None, progress: Progr
         outcome.wall_s = time.perf_counter() - t0
         return outcome
     res = verify_pair(ckpt, scaler, dataset, expect_acc=item.expect_acc, tolerance=item.tolerance,
-                      split=item.metric_split)
+                      split=item.metric_split, target_source=item.target_source)
     outcome.accuracy, outcome.verified = res.accuracy, res.passed
     metrics = dict(getattr(tr, "metrics", {}) or {})
     split = metrics.get("split") or {}
@@ -639,7 +688,10 @@ def _run_train(item: PlanItem, dataset, trainer: Trainer | None, progress: Progr
     }
     _write_json_atomic(Path(item.lock_path), lock_doc)
     _write_json_atomic(run_dir / LOCK_NAME, lock_doc)   # the run keeps its own copy
-    if not res.passed:
+    if res.status == "unverified":
+        outcome.status = "unverified"
+        outcome.error = ("trained, not registered: " + "; ".join(res.reasons))
+    elif not res.passed:
         outcome.error = "trained but fails verification: " + "; ".join(res.reasons) + " (not registered)"
     elif outcome.error is None:
         outcome.status = "trained"
@@ -652,7 +704,7 @@ def _run_train(item: PlanItem, dataset, trainer: Trainer | None, progress: Progr
 
 def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threading.Lock) -> Outcome:
     """Register an existing pair (an archive file, or an up-to-date recorded run) after verifying it."""
-    from ckreg.verify import recover_scaler, verify_pair
+    from ckreg.verify import NO_TARGET, recover_scaler, verify_pair
 
     t0 = time.perf_counter()
     outcome = Outcome(name=item.name, action="register", status="failed", reason=item.reason)
@@ -669,7 +721,7 @@ def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threadi
         return outcome
     outcome.ckpt, outcome.scaler = ckpt, scaler
     res = verify_pair(ckpt, scaler, dataset, expect_acc=item.expect_acc, tolerance=item.tolerance,
-                      split=item.metric_split) if scaler else None
+                      split=item.metric_split, target_source=item.target_source) if scaler else None
     provenance: dict[str, Any] = {"source": source, "model": item.name, "manifest": item.manifest,
                                   "source_path": str(ckpt), "data": item.data, "data_hash": dataset.data_hash,
                                   "ckreg_version": __version__,
@@ -677,6 +729,12 @@ def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threadi
     if lock is not None and source != "archive":
         provenance.update({"recipe": (lock.get("inputs") or {}).get("recipe"), "input_hash": lock.get("input_hash"),
                            "inputs": lock.get("inputs"), "run_dir": lock.get("run_dir"), "trainer_version": lock.get("trainer")})
+    if item.expect_acc is None:
+        outcome.status, outcome.verified = "unverified", False
+        outcome.accuracy = res.accuracy if res else None
+        outcome.error = f"not registered: {NO_TARGET}"
+        outcome.wall_s = time.perf_counter() - t0
+        return outcome
     if res is None or (not res.passed and res.loaded and res.finite is not False):
         scaler_dir = Path(item.out_root) / item.name / "scalers"
         rec = _reuse_recovered(ckpt, scaler_dir, dataset, item)
@@ -785,12 +843,9 @@ def run_retrain(plan: list[PlanItem], jobs: int = 1, progress: Progress | None =
             if item.action == "train":
                 return _run_train(item, data_for(item), trainer, safe_say, reg_lock)
             return _run_register(item, data_for(item), safe_say, reg_lock)
-        except CkregError as exc:
-            return Outcome(name=item.name, action=item.action, status="failed", reason=item.reason,
-                           error=exc.render())
-        except Exception as exc:  # one model's crash never costs the others (house style: never crash the run)
-            return Outcome(name=item.name, action=item.action, status="failed", reason=item.reason,
-                           error=f"{type(exc).__name__}: {exc}")
+        except (CkregError, OSError) as exc:   # this model's problem; a bug elsewhere exits 4
+            msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
+            return Outcome(name=item.name, action=item.action, status="failed", reason=item.reason, error=msg)
 
     if jobs == 1:
         outcomes = [one(item) for item in plan]

@@ -21,13 +21,13 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ckreg.fsutil import file_sha256
 from ckreg import __version__
-from ckreg.errors import CkregError, DataError, ScalerError, UsageError
+from ckreg.errors import AmbiguousFamilyError, CkregError, DataError, ScalerError, UsageError
 from ckreg.findings import Finding
 
 DEFAULT_TOLERANCE = 0.005
@@ -36,6 +36,11 @@ DEFAULT_TOLERANCE = 0.005
 RECOVERY_MARGIN = 0.01
 RECIPES: tuple[str, ...] = ("upstream", "train-split")
 SPLITS = ("all", "train", "val", "test")
+# The headline accuracy is measured on the held-out test split; all episodes are reported second.
+DEFAULT_SPLIT = "test"
+NO_TARGET = ("loads and predicts; no target (declare `metrics.accuracy` or `min_accuracy` in the manifest, "
+             "or pass --min-acc)")
+Status = Literal["verified", "unverified", "failed"]
 
 
 # --------------------------------------------------------------------------- results
@@ -62,7 +67,10 @@ class VerifyResult(BaseModel):
     ckpt: str
     scaler: str | None = None
     data: str | None = None
-    split: str = "all"
+    split: str = DEFAULT_SPLIT
+    # "verified": an explicit accuracy target was met on `split`; "unverified": it loads and predicts
+    # but there was no target (or no data) to hold it to; "failed": a finding. `passed` is status == verified.
+    status: Status = "failed"
     passed: bool = False
     loaded: bool = False
     finite: bool | None = None
@@ -72,12 +80,18 @@ class VerifyResult(BaseModel):
     per_class: dict[str, float | None] = Field(default_factory=dict)
     class_names: list[str] = Field(default_factory=list)
     confusion_matrix: list[list[int]] = Field(default_factory=list)   # rows = true, columns = predicted
-    n_episodes: int = 0
+    n_episodes: int = 0                  # episodes in `split` (what `accuracy` is measured on)
+    split_args: dict[str, Any] = Field(default_factory=dict)   # seed, val, test of the split used
+    split_recorded: bool = False         # the checkpoint records the split it was trained with
+    accuracy_all: float | None = None    # secondary: over every loaded episode (training ones included)
+    n_episodes_all: int = 0
+    skipped_episodes: list[dict[str, str]] = Field(default_factory=list)   # {path, reason}, skipped while loading
     data_hash: str | None = None
     scaler_check: ScalerCheck = Field(default_factory=ScalerCheck)
     expect_acc: float | None = None
     tolerance: float = DEFAULT_TOLERANCE
     accuracy_declared: bool = False
+    target_source: str | None = None     # where the target comes from: declared, min_accuracy, --min-acc
     reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)   # e.g. scikit-learn version skew of a scaler.pkl
     findings: list[Finding] = Field(default_factory=list)
@@ -305,25 +319,47 @@ def _fail(result: VerifyResult, code: str, reason: str, **kw) -> VerifyResult:
     result.reasons.append(reason)
     result.findings.append(Finding.make(code, reason, path=result.ckpt, **kw))
     result.passed = False
+    result.status = "failed"
     return result
 
 
+def _unverified(result: VerifyResult, reason: str) -> VerifyResult:
+    result.reasons.append(reason)
+    result.passed = False
+    result.status = "unverified"
+    return result
+
+
+def skipped_episodes(dataset) -> list[dict[str, str]]:
+    """The episodes the loader skipped (path, reason): every report names them (issue: silently dropped data)."""
+    out = []
+    for path, reason in getattr(dataset, "problems", None) or []:
+        if "[skipped]" in str(reason) or "kept" not in str(reason):
+            out.append({"path": str(path), "reason": str(reason)})
+    return out
+
+
 def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, expect_acc: float | None = None,
-                tolerance: float = DEFAULT_TOLERANCE, split: str = "all", *, seed: int | None = None,
-                family: str | None = None, _model: tuple | None = None) -> VerifyResult:
+                tolerance: float = DEFAULT_TOLERANCE, split: str = DEFAULT_SPLIT, *, seed: int | None = None,
+                family: str | None = None, target_source: str | None = None,
+                _model: tuple | None = None) -> VerifyResult:
     """Verify one checkpoint + scaler pair on a dataset.
 
-    Passes when the checkpoint loads strictly into the zoo, predicts finite
-    logits, the scaler fits the model input, and (with data and a declared
-    accuracy) accuracy >= expect_acc - tolerance. Without a declared accuracy
-    it passes on load + finite and says so; without data it checks loading,
-    finiteness (on a neutral input) and the scaler only.
+    `status` is "verified" only when the checkpoint loads strictly into the
+    zoo, predicts finite logits, the scaler fits the model input, and the
+    accuracy on `split` (default: the held-out test split the checkpoint
+    records, else the default split) reaches an explicit target:
+    accuracy >= expect_acc - tolerance. Without a target (or without data)
+    the pair can at best be "unverified" ("loads and predicts; no target");
+    a problem is "failed" with a finding. The all-episode accuracy is
+    reported second (`accuracy_all`), the episodes the loader skipped are
+    named (`skipped_episodes`).
 
     `scaler` is a path, a loaded `ckreg.scaler.Scaler`, or None (the sidecar
     next to the checkpoint, if any). `data` is a path (cached per process) or
     a `ckreg.data.Dataset`. Never raises for a bad checkpoint: that is a
     `verify-failed` finding. Raises `CkregError` for unusable data or scaler
-    paths (user mistakes, exit 2).
+    paths and for a family the weights cannot settle (user mistakes, exit 2).
     """
     import numpy as np
 
@@ -344,18 +380,23 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
         getattr(scaler, "source", None) or None)
     result = VerifyResult(ckpt=str(ckpt), scaler=scaler_path, data=_data_label(data), split=split,
                           expect_acc=expect_acc, tolerance=float(tolerance),
-                          accuracy_declared=expect_acc is not None)
+                          accuracy_declared=expect_acc is not None,
+                          target_source=(target_source or "given") if expect_acc is not None else None)
 
     dataset = load_data(data)
+    if dataset is not None:
+        result.skipped_episodes = skipped_episodes(dataset)
     scaler_obj = _load_scaler(scaler)
     result.warnings.extend(getattr(scaler_obj, "warnings", None) or [])
 
-    # 1. strict load into the zoo
+    # 1. strict load into the zoo. A file that does not load is a finding about the file (CkregError:
+    # ReadError, SpecError, VerificationError; OSError); a family the weights cannot settle is the user's
+    # to name (--family), exit 2 as `eval` does; anything else is a bug and propagates (exit 4).
     try:
         module, spec, insp = _model if _model is not None else _load_model(ckpt, family)
-    except ModuleNotFoundError:  # the environment lacks the [train] extra: not a fact about this file
+    except AmbiguousFamilyError:
         raise
-    except Exception as exc:  # any load failure is a finding about this file, not a crash
+    except (CkregError, OSError) as exc:
         msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
         return _fail(result, "verify-failed", f"does not load strictly into the zoo: {msg}")
     result.loaded = True
@@ -383,20 +424,17 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
         result.finite = bool(np.isfinite(logits).all())
         if not result.finite:
             return _fail(result, "verify-failed", "predictions are not finite (NaN or inf logits)")
-        result.reasons.append("no data given: accuracy not checked (load, finiteness and scaler only)")
         if expect_acc is not None:
-            result.reasons.append("a declared accuracy needs --data to be checked")
-            result.passed = False
-            return result
-        result.passed = True
-        return result
+            return _unverified(result, "loads and predicts; the accuracy target needs --data to be checked")
+        return _unverified(result, "loads and predicts (no data given); no target")
 
-    split_args = recorded_split(insp) if seed is None else {"seed": int(seed)}
+    recorded = recorded_split(insp)
+    split_args = recorded if seed is None else {**recorded, "seed": int(seed)}
+    result.split_recorded = bool(recorded) and seed is None
+    result.split_args = {"seed": 0, "val": 0.15, "test": 0.15, **split_args} if split != "all" else {}
     idx = _subset_indices(dataset, split, split_args)
-    X = np.asarray(dataset.X)[idx]
-    mask = np.asarray(dataset.mask)[idx]
-    y = np.asarray(dataset.y)[idx]
     result.n_episodes = int(len(idx))
+    result.n_episodes_all = int(len(dataset.y))
     result.data_hash = getattr(dataset, "data_hash", None)
     result.class_names = list(getattr(dataset, "class_names", None) or [])
     if result.n_episodes == 0:
@@ -406,33 +444,39 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
         return _fail(result, "verify-failed",
                      f"the model predicts {n_classes} classes, the data has {len(result.class_names)}",
                      expected=len(result.class_names), actual=n_classes)
+    # every episode goes through once: the split's accuracy is the headline, all episodes the second line
     try:
-        logits = _logits(module, _scaled(scaler_obj, X), mask)
-    except Exception as exc:
+        logits_all = _logits(module, _scaled(scaler_obj, np.asarray(dataset.X)), np.asarray(dataset.mask))
+    except (CkregError, ValueError, RuntimeError) as exc:   # torch reports shape problems as RuntimeError
         msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
         return _fail(result, "verify-failed", f"prediction failed: {msg}")
-    result.finite = bool(np.isfinite(logits).all())
+    logits = logits_all[idx]
+    y = np.asarray(dataset.y)[idx]
+    result.finite = bool(np.isfinite(logits_all).all())
     if not result.finite:
-        bad = int((~np.isfinite(logits)).any(axis=1).sum())
-        return _fail(result, "verify-failed", f"predictions are not finite for {bad} of {len(logits)} episodes")
+        bad = int((~np.isfinite(logits_all)).any(axis=1).sum())
+        return _fail(result, "verify-failed", f"predictions are not finite for {bad} of {len(logits_all)} episodes")
     n_classes = n_classes or logits.shape[1]
     pred = logits.argmax(axis=1)
     acc, per_class, cm = _metrics(pred, y, n_classes, result.class_names)
     result.accuracy, result.per_class, result.confusion_matrix = acc, per_class, cm
+    result.accuracy_all = float((logits_all.argmax(axis=1) == np.asarray(dataset.y)).mean())
+    where = f"{result.n_episodes} {split}-split episodes" if split != "all" else f"all {result.n_episodes} episodes"
 
-    # 4. against the declared accuracy
+    # 4. against the target
     if expect_acc is None:
-        result.reasons.append(f"no accuracy declared: passes on load and finite predictions (accuracy {acc:.4f})")
-        result.passed = True
-        return result
+        return _unverified(result, f"{NO_TARGET}; accuracy {acc:.4f} on {where}")
     threshold = expect_acc - float(tolerance)
     if acc + 1e-12 >= threshold:
         result.passed = True
-        result.reasons.append(f"accuracy {acc:.4f} reaches the declared {expect_acc:.4f} (tolerance {tolerance:g})")
+        result.status = "verified"
+        result.reasons.append(f"accuracy {acc:.4f} on {where} reaches the target {expect_acc:.4f} "
+                              f"({result.target_source}, tolerance {tolerance:g})")
         return result
     return _fail(result, "accuracy-below-declared",
-                 f"accuracy {acc:.4f} on {result.n_episodes} episodes misses the declared {expect_acc:.4f} "
-                 f"(tolerance {tolerance:g})" + (f" with scaler {_short(scaler_path, str(ckpt))}" if scaler_path else ""),
+                 f"accuracy {acc:.4f} on {where} misses the target {expect_acc:.4f} "
+                 f"({result.target_source}, tolerance {tolerance:g})"
+                 + (f" with scaler {_short(scaler_path, str(ckpt))}" if scaler_path else ""),
                  expected=expect_acc, actual=round(acc, 6))
 
 
@@ -480,7 +524,7 @@ def recorded_split(insp) -> dict:
 
 
 def try_recipes(ckpt: str | os.PathLike, data: Any, expect_acc: float | None = None,
-                tolerance: float = DEFAULT_TOLERANCE, recipes: Iterable[str] = RECIPES, split: str = "all",
+                tolerance: float = DEFAULT_TOLERANCE, recipes: Iterable[str] = RECIPES, split: str = DEFAULT_SPLIT,
                 _model: tuple | None = None) -> tuple[list[Candidate], dict[str, tuple[Any, VerifyResult]]]:
     """Fit a scaler by each recipe and verify the checkpoint with it; writes nothing."""
     ckpt = Path(ckpt)
@@ -581,7 +625,7 @@ def write_recovered(scaler, ckpt: Path, recovery: dict, out_dir: Path | None = N
 def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLike | None = None,
                    expect_acc: float | None = None, recipes: Iterable[str] = RECIPES, *,
                    tolerance: float = DEFAULT_TOLERANCE, pkl: bool = False, write: bool = True,
-                   split: str = "all") -> RecoverResult:
+                   split: str = DEFAULT_SPLIT) -> RecoverResult:
     """Re-fit the scaler of a checkpoint by the known recipes and keep the one that verifies.
 
     Chooses the most accurate recipe that reaches `expect_acc` (within
@@ -606,9 +650,9 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
                            expect_acc=expect_acc, tolerance=tolerance)
     try:
         model = _load_model(ckpt)
-    except ModuleNotFoundError:
+    except AmbiguousFamilyError:
         raise
-    except Exception as exc:
+    except (CkregError, OSError) as exc:
         msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
         result.reasons.append(f"does not load strictly into the zoo: {msg}")
         result.chosen_by = "none-verifies"
@@ -676,6 +720,8 @@ class Pair(BaseModel):
     expect_acc: float | None = None
     tolerance: float | None = None
     model: str | None = None      # manifest model name, for messages
+    target_source: str | None = None
+    split: str | None = None      # where the headline accuracy is measured (default: the test split)
 
 
 def _as_pair(item: Any) -> Pair:
@@ -691,7 +737,7 @@ def _as_pair(item: Any) -> Pair:
 
 
 def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] = RECIPES,
-                     tolerance: float = DEFAULT_TOLERANCE, split: str = "all",
+                     tolerance: float = DEFAULT_TOLERANCE, split: str = DEFAULT_SPLIT,
                      results: list | None = None) -> list[Finding]:
     """The audit's `--data` hook: verify each pair; on failure, say whether a re-fitted scaler fixes it.
 
@@ -712,9 +758,7 @@ def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] 
         try:
             model = models.get(pair.ckpt) or _load_model(Path(pair.ckpt))
             models[pair.ckpt] = model
-        except ModuleNotFoundError:
-            raise
-        except Exception as exc:
+        except (CkregError, OSError) as exc:   # ambiguous family included: the audit reports, it does not ask
             msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
             findings.append(Finding.make("verify-failed", f"{label}does not load strictly into the zoo: {msg}",
                                          path=pair.ckpt))
@@ -723,7 +767,7 @@ def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] 
         if pair.scaler is not None:
             try:
                 res = verify_pair(pair.ckpt, pair.scaler, dataset, expect_acc=pair.expect_acc, tolerance=tol,
-                                  split=split, _model=model)
+                                  split=pair.split or split, target_source=pair.target_source, _model=model)
             except (ScalerError, CkregError) as exc:
                 findings.append(Finding.make("verify-failed", f"{label}scaler {pair.scaler} cannot be used: {exc.render()}",
                                              path=pair.ckpt))
@@ -733,16 +777,17 @@ def verify_for_audit(pairs: Iterable[Any], data: Any, *, recipes: Iterable[str] 
                     results.append(res)
                 for f in res.findings:
                     findings.append(f.model_copy(update={"message": label + f.message}))
-                if not res.loaded or res.finite is False or (res.passed and res.accuracy_declared):
+                if not res.loaded or res.finite is False or res.status == "verified":
                     continue
         # a failing, missing or (with nothing declared) unproven scaler: does a re-fitted one do better?
-        cands, _ = try_recipes(pair.ckpt, dataset, pair.expect_acc, tol, recipes, split=split, _model=model)
+        cands, _ = try_recipes(pair.ckpt, dataset, pair.expect_acc, tol, recipes, split=pair.split or split,
+                               _model=model)
         best, rule = _choose(cands, normalize_acc(pair.expect_acc))
         if best is None or rule == "none-verifies":
             continue
         hint = f"Run `ckreg scaler recover {pair.ckpt} --data {_data_label(data)}`"
         paired = _short(pair.scaler, pair.ckpt)
-        if res is not None and res.passed:
+        if res is not None and res.status == "unverified":
             # nothing declared: speak only when a recipe is clearly better than the paired scaler,
             # which proves the scaler belongs to another training run (issue #5)
             if res.accuracy is None or best.accuracy < res.accuracy + RECOVERY_MARGIN:

@@ -39,6 +39,23 @@ COMMANDS: dict[str, str] = {
 TRAIN_EXTRA_MODULES = {"torch", "numpy", "sklearn", "safetensors", "matplotlib"}
 
 
+def report_crash(exc: BaseException) -> None:
+    """A bug: a short message on stderr (where it happened, what it was); the traceback with CKREG_DEBUG=1."""
+    import os
+    import traceback
+
+    if os.environ.get("CKREG_DEBUG"):
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" in {last.name} ({os.path.basename(last.filename)}:{last.lineno})"
+    text = " ".join(str(exc).split())[:200]
+    click.echo(f"ckreg crashed: {type(exc).__name__}: {text}{where}: this is a bug in ckreg, not a finding "
+               "about your files; please report it (CKREG_DEBUG=1 shows the traceback).", err=True)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in COMMANDS if self._available(name))
@@ -72,10 +89,7 @@ class LazyGroup(click.Group):
                 click.echo(f"error: `ckreg {ctx.invoked_subcommand}` needs {missing}, which the base install "
                            "leaves out: pip install 'ckreg[train]'", err=True)
                 ctx.exit(EXIT_USAGE)
-            import traceback
-
-            traceback.print_exc()
-            click.echo(f"ckreg crashed: {type(exc).__name__}: {exc} (this is a bug; please report it)", err=True)
+            report_crash(exc)
             ctx.exit(EXIT_CRASH)
 
 
@@ -109,9 +123,6 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # a crash: report it as one, never as a finding
-        import traceback
-
-        traceback.print_exc()
-        click.echo(f"ckreg crashed: {type(exc).__name__}: {exc} (this is a bug; please report it)", err=True)
+        report_crash(exc)
         sys.exit(EXIT_CRASH)
     sys.exit(0)

@@ -105,6 +105,8 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Inspection processes (default: CPUs, max 8).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset to verify every checkpoint + scaler pair on (needs the [train] extra).")
+@click.option("--min-acc", default=None, type=float,
+              help="With --data: accuracy (fraction or percentage) a pair without a declared one must reach.")
 @click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
 @click.option("--lineage", is_flag=True, help="Add a note for each checkpoint that copies, fine-tunes or "
@@ -112,8 +114,8 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
-              output: Path | None, fail_on: str, jobs: int | None, data: Path | None, hash_policy: str,
-              lineage: bool, progress: bool) -> None:
+              output: Path | None, fail_on: str, jobs: int | None, data: Path | None, min_acc: float | None,
+              hash_policy: str, lineage: bool, progress: bool) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -126,7 +128,8 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
-        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, lineage=lineage)
+        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
+                       lineage=lineage)
     finally:
         bar.close()
     ctx.exit(_emit(report, fmt, output, fail_on))

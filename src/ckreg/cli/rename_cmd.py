@@ -1,7 +1,7 @@
 """`ckreg rename --infer PATH` and `ckreg rename --undo [JOURNAL]` (issue #4, "Rename").
 
-Thin: parse, call `ckreg.rename`, render, exit. 0 nothing reported, 1 collisions
-or duplicates reported (or undo conflicts), 2 usage errors (missing path, bad
+Thin: parse, call `ckreg.rename`, render, exit. 0 renamed (warnings shown), 1 findings
+at or above --fail-on (or undo conflicts), 2 usage errors (missing path, bad
 template, corrupted journal: one line, no traceback).
 """
 
@@ -12,7 +12,7 @@ import sys
 import click
 
 from ckreg.cli._common import console, echo_json, fail
-from ckreg.findings import EXIT_USAGE
+from ckreg.findings import EXIT_USAGE, FAIL_ON
 from ckreg.rename import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
 
 _EPILOG = ("Template fields: " + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
@@ -31,8 +31,15 @@ _EPILOG = ("Template fields: " + ", ".join("{" + f + "}" for f in TEMPLATE_FIELD
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel inspections.")
 @click.option("--journal-dir", default=None, help="Where to write the journal (default: PATH/.ckreg).")
-def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, jobs, journal_dir):
-    """Rename checkpoints by content (family, variant, weights hash), reversibly."""
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
+              help="Lowest severity that makes the exit code 1 (collisions and duplicates are warnings).")
+def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, jobs, journal_dir, fail_on):
+    """Rename checkpoints by content (family, variant, weights hash), reversibly.
+
+    Exit 0 when the renames succeeded (warnings such as a name collision or
+    duplicate weights are shown; --fail-on warning makes them exit 1),
+    1 on findings at or above --fail-on or undo conflicts, 2 usage errors.
+    """
     from ckreg import rename as core
 
     if undo is not None:
@@ -52,7 +59,7 @@ def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, job
             echo_json({"dry_run": True, "plan": plan})
         else:
             _show_plan(plan, dry_run=True)
-        sys.exit(plan.exit_code())
+        sys.exit(plan.exit_code(fail_on))
     if not as_json:
         _show_plan(plan, dry_run=False)
     if not plan.empty and not yes:
@@ -66,7 +73,7 @@ def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, job
         echo_json({"dry_run": False, "plan": plan, "result": result})
     else:
         _show_applied(result, plan)
-    sys.exit(result.exit_code())
+    sys.exit(result.exit_code(fail_on))
 
 
 def _show_plan(plan, dry_run: bool) -> None:

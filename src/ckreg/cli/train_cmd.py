@@ -156,18 +156,30 @@ def _render_train(r) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Split seed (default: the one recorded with the checkpoint).")
 @click.option("--png", type=click.Path(path_type=Path), default=None, help="Also write the confusion matrix as PNG.")
+@click.option("--scales-png", type=click.Path(path_type=Path), default=None,
+              help="Scale-aware families: also write the scale ablation and weight norms as a bar chart PNG.")
 @click.option("--latency-samples", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing --png file.")
 @click.option("--family", "family", type=click.Choice(FAMILIES), default=None,
               help="Family, when the weights cannot tell (ScaleAware vs ScaleHard).")
 @click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
-def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, family, as_json):
+def eval_cmd(ckpt, scaler, data, split, seed, png, scales_png, latency_samples, force, family, as_json):
     """Score CKPT with its scaler on --data: accuracy, per-class accuracy, confusion matrix, latency."""
     from ckreg.train import evaluate
 
-    if png is not None and png.exists() and not force:
-        raise UsageError("refusing to overwrite an existing file", path=str(png), hint="pass --force or another --png")
+    for flag, target in (("--png", png), ("--scales-png", scales_png)):
+        if target is not None and target.exists() and not force:
+            raise UsageError("refusing to overwrite an existing file", path=str(target),
+                             hint=f"pass --force or another {flag}")
     result = evaluate(ckpt, scaler, data, split=split, seed=seed, latency_samples=latency_samples, family=family)
+    if scales_png is not None:
+        if result.scale_ablation is None:
+            raise UsageError(f"--scales-png: {result.family} has no scale-aware cell, so there is no scale ablation",
+                             path=str(ckpt), hint="use it with MSCSGRU_ScaleAware, MSCSGRU_ScaleHard or MSCGRU_ScaleAware")
+        from ckreg.train.ablation import write_scales_png
+
+        write_scales_png(scales_png, result.scale_ablation, result.scale_norms,
+                         f"{result.family}, {result.split} split, {result.n_episodes} episodes")
     if png is not None:
         from ckreg.train.png import write_confusion_png
 
@@ -190,7 +202,33 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, latency_samples, force, famil
     con.print(f"params {result.params:,} (+{result.buffers:,} buffer elements)   latency {lat_txt}", highlight=False)
     if worst:
         con.print("lowest per-class: " + ", ".join(f"{n} {a:.1%}" for a, n in worst), highlight=False)
-    if png is not None:
-        con.print(f"wrote {png}", highlight=False)
+    if result.scale_ablation is not None:
+        con.print(scale_table(result.scale_ablation, result.scale_norms))
+    for target in (png, scales_png):
+        if target is not None:
+            con.print(f"wrote {target}", highlight=False)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
+
+
+def _points(delta: float) -> str:
+    """An accuracy change in percentage points; no '-0.00' for an unchanged one."""
+    pts = round(100 * delta, 2)
+    return "0.00 pt" if pts == 0 else f"{pts:+.2f} pt"
+
+
+def scale_table(ablation: dict, norms: dict | None):
+    """Per scale: accuracy with its input chunk zeroed, the change, top-1 agreement, and the weight norm."""
+    from rich.table import Table
+
+    t = Table(title=None, box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for name, justify in (("zeroed", "left"), ("accuracy", "right"), ("change", "right"),
+                          ("agreement", "right"), ("weight norm", "right")):
+        t.add_column(name, justify=justify)
+    t.add_row("none", f"{ablation['accuracy']:.2%}", "-", "-", "-")
+    total = sum(norms.values()) if norms else 0.0
+    for k, row in ablation["scales"].items():
+        norm = f"{norms[k]:.2f} ({norms[k] / total:.0%})" if norms and total else "-"
+        t.add_row(f"scale {k}", f"{row['accuracy']:.2%}", _points(-row["drop"]),
+                  f"{row['agreement']:.2%}", norm)
+    return t

@@ -13,6 +13,7 @@ import click
 
 from ckreg.arch import FAMILIES
 from ckreg.cli._common import console, echo_json
+from ckreg.errors import CkregError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
 
 
@@ -35,7 +36,7 @@ class _Acc(click.ParamType):
             return value
         try:
             return _acc_type(value)
-        except Exception as exc:  # noqa: BLE001 - click renders it as a usage error (exit 2)
+        except (ValueError, CkregError) as exc:  # click renders it as a usage error (exit 2)
             self.fail(f"{value!r}: {exc}", param, ctx)
 
 
@@ -56,7 +57,8 @@ def render_verify(res, con=None) -> None:
     from rich.table import Table
 
     con = con or console()
-    verdict = "[bold green]PASS[/]" if res.passed else "[bold red]FAIL[/]"
+    verdict = {"verified": "[bold green]VERIFIED[/]", "unverified": "[bold yellow]UNVERIFIED[/]"}.get(
+        res.status, "[bold red]FAILED[/]")
     summary = Table(show_header=False, box=None, padding=(0, 1))
     summary.add_row("result", verdict)
     summary.add_row("checkpoint", res.ckpt)
@@ -66,11 +68,25 @@ def render_verify(res, con=None) -> None:
     summary.add_row("loaded", "yes" if res.loaded else "no")
     summary.add_row("finite", {True: "yes", False: "no", None: "-"}[res.finite])
     if res.data:
-        summary.add_row("data", f"{res.data} ({res.n_episodes} episodes, split {res.split})")
+        summary.add_row("data", str(res.data))
         summary.add_row("data hash", str(res.data_hash))
-    summary.add_row("accuracy", _pct(res.accuracy))
-    summary.add_row("declared", f"{_pct(res.expect_acc)} (tolerance {100 * res.tolerance:.2f} points)"
-                    if res.expect_acc is not None else "none declared")
+    if res.split == "all":
+        summary.add_row("accuracy", f"{_pct(res.accuracy)} (all {res.n_episodes} episodes)")
+    else:
+        how = ("recorded by the checkpoint" if res.split_recorded
+               else "not recorded by the checkpoint: the default split")
+        args = ", ".join(f"{k} {v:g}" for k, v in res.split_args.items())
+        summary.add_row("accuracy", f"{_pct(res.accuracy)} on the held-out {res.split} split "
+                                    f"({res.n_episodes} episodes; {how}{': ' + args if args else ''})")
+        if res.accuracy_all is not None:
+            summary.add_row("all episodes", f"{_pct(res.accuracy_all)} ({res.n_episodes_all} episodes, "
+                                            "training ones included; secondary)")
+    if res.skipped_episodes:
+        first = res.skipped_episodes[0]
+        summary.add_row("[yellow]skipped[/]", f"{len(res.skipped_episodes)} episode(s) skipped while loading, "
+                                              f"e.g. {first['path']}: {first['reason']} (--json lists them all)")
+    summary.add_row("target", f"{_pct(res.expect_acc)} ({res.target_source}; tolerance "
+                              f"{100 * res.tolerance:.2f} points)" if res.expect_acc is not None else "none")
     for reason in res.reasons:
         summary.add_row("", reason)
     for warning in res.warnings:
@@ -92,15 +108,6 @@ def render_verify(res, con=None) -> None:
 # --------------------------------------------------------------------------- verify
 
 
-def _declared_from_manifest(manifest_path: str | None, ckpt: str, model_name: str | None):
-    """(expect_acc, tolerance, model name) declared for this checkpoint in a manifest, or Nones."""
-    if not manifest_path:
-        return None, None, None
-    from ckreg.retrain import declared_for_checkpoint
-
-    return declared_for_checkpoint(manifest_path, ckpt, model_name)
-
-
 @click.command("verify")
 @click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
 @click.option("--scaler", "scaler", type=click.Path(exists=True, dir_okay=False),
@@ -109,34 +116,47 @@ def _declared_from_manifest(manifest_path: str | None, ckpt: str, model_name: st
 @click.option("--expect-acc", type=ACC, help="Declared accuracy, a fraction (0.9913) or a percentage (99.13).")
 @click.option("--tolerance", type=float, default=None, show_default="0.005",
               help="How far (a fraction) below the declared accuracy still passes.")
-@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True)
+@click.option("--min-acc", type=ACC, help="Target for a pair without a declared accuracy (fraction or percentage).")
+@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default=None, show_default="test",
+              help="Where the headline accuracy is measured: the held-out test split the checkpoint records "
+                   "(else the default split); all episodes are shown second.")
 @click.option("-m", "--manifest", "manifest", type=click.Path(exists=True, dir_okay=False),
               help="Take the declared accuracy from this manifest (the model whose checkpoint this is).")
 @click.option("--model", "model_name", help="With -m: the manifest model name (default: matched by path).")
 @click.option("--family", "family", type=click.Choice(FAMILIES), default=None,
               help="Family, when the weights cannot tell (ScaleAware vs ScaleHard).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, split, manifest, model_name, family, as_json):
-    """Verify a checkpoint + scaler pair: strict load, finite predictions, declared accuracy.
+def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, min_acc, split, manifest, model_name, family, as_json):
+    """Verify a checkpoint + scaler pair: strict load, finite predictions, accuracy against a target.
 
-    Exit 0 when the pair passes, 1 when it fails, 2 on a usage error.
+    A pair is VERIFIED only against an explicit target: --expect-acc, the
+    manifest's declared accuracy (-m), --min-acc, or the manifest's
+    min_accuracy. Without one it is UNVERIFIED ("loads and predicts; no
+    target"). Exit 0 verified or unverified, 1 failed, 2 usage error (an
+    ambiguous family included: pass --family).
     """
     from ckreg.errors import UsageError
-    from ckreg.verify import DEFAULT_TOLERANCE, verify_pair
+    from ckreg.retrain import target_for_checkpoint
+    from ckreg.verify import DEFAULT_SPLIT, DEFAULT_TOLERANCE, verify_pair
 
-    if expect_acc is not None and data is None:
-        raise UsageError("--expect-acc needs --data: accuracy is measured on a dataset")
-    m_acc, m_tol, _name = _declared_from_manifest(manifest, ckpt, model_name)
+    if (expect_acc is not None or min_acc is not None) and data is None:
+        raise UsageError("--expect-acc and --min-acc need --data: accuracy is measured on a dataset")
+    target = target_for_checkpoint(manifest, ckpt, model_name, min_acc)
+    source = "--expect-acc"
     if expect_acc is None:
-        expect_acc = m_acc
+        expect_acc, source = target["expect_acc"], target["source"]
+        if tolerance is None and target["tolerance"] is not None:
+            tolerance = target["tolerance"]
     if tolerance is None:
-        tolerance = m_tol if m_tol is not None else DEFAULT_TOLERANCE
-    res = verify_pair(ckpt, scaler, data, expect_acc=expect_acc, tolerance=tolerance, split=split, family=family)
+        tolerance = DEFAULT_TOLERANCE
+    split = split or target["split"] or DEFAULT_SPLIT
+    res = verify_pair(ckpt, scaler, data, expect_acc=expect_acc, tolerance=tolerance, split=split, family=family,
+                      target_source=source)
     if as_json:
         echo_json(res)
     else:
         render_verify(res)
-    sys.exit(EXIT_OK if res.passed else EXIT_FINDINGS)
+    sys.exit(EXIT_FINDINGS if res.status == "failed" else EXIT_OK)
 
 
 # --------------------------------------------------------------------------- scaler recover
@@ -212,7 +232,8 @@ def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl,
 @click.option("--out", "out", type=click.Path(file_okay=False), default="retrained", show_default=True,
               help="Where trained runs go (<out>/<name>/v<N>/, lock in <out>/<name>/ckreg.lock.json).")
 @click.option("--epochs", type=click.IntRange(1, 10_000), help="Override the recipe's epoch cap.")
-@click.option("--min-acc", type=ACC, help="Accuracy a model without a declared one must reach to verify.")
+@click.option("--min-acc", type=ACC, help="Target for models without a declared accuracy (over the manifest's "
+                                         "min_accuracy). Without any target nothing is registered as verified.")
 @click.option("--only", "only", multiple=True, help="Restrict to these manifest model names.")
 @click.option("--json", "as_json", is_flag=True)
 def retrain_cmd(manifest, data, archive, missing, failed, register_existing, dry_run, force, jobs, registry,
@@ -278,7 +299,8 @@ def _render_result(result, con=None) -> None:
         table.add_column(col, no_wrap=True)
     table.add_column("where", overflow="fold")
     for o in result.outcomes:
-        style = {"trained": "green", "registered": "cyan", "failed": "bold red"}.get(o.status, "dim")
+        style = {"trained": "green", "registered": "cyan", "failed": "bold red",
+                 "unverified": "bold yellow"}.get(o.status, "dim")
         table.add_row(o.name, f"[{style}]{o.status}[/]", _pct(o.accuracy),
                       {True: "yes", False: "no", None: "-"}[o.verified],
                       f"{o.name}@{o.version}" if o.version is not None else "-",

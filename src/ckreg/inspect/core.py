@@ -16,11 +16,13 @@ import hashlib
 import json
 import os
 import re
+import struct
+import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
 from ckreg.arch import FAMILIES, FAMILY_FIELDS, NOT_IN_WEIGHTS, WEIGHT_FIELDS, ArchSpec
 from ckreg.families import registry
-from ckreg.errors import CkregError, ReadError, SpecError
+from ckreg.errors import AmbiguousFamilyError, CkregError, ReadError, SpecError
 from ckreg.findings import Finding, Severity
 from ckreg.inspect.describe import describe
 from ckreg.inspect.detectors import Detected, detect_all
@@ -436,6 +438,9 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
     """
     p = os.fspath(path)
     insp = Inspection(path=p)
+    scaler = _inspect_scaler(p)
+    if scaler is not None:
+        return scaler
     try:
         from ckreg.readers import read_checkpoint
 
@@ -446,17 +451,50 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
         if isinstance(partial, ReadResult) and partial.tensors:
             try:
                 insp = inspect_result(partial)
-            except Exception:  # noqa: BLE001 - the partial view is a bonus, never a crash
+            except CkregError:  # the partial view is a bonus; a bug in it still exits 4
                 insp = Inspection(path=p)
         earlier = [f for f in getattr(exc, "findings", None) or [] if isinstance(f, Finding)]
         known = {(f.code, f.message) for f in insp.findings}
         insp.findings = list(insp.findings) + [f for f in earlier if (f.code, f.message) not in known]
         return _unreadable(insp, msg)
-    except (OSError, MemoryError, RecursionError) as exc:
+    except (OSError, MemoryError, RecursionError, EOFError, UnicodeDecodeError, struct.error, zlib.error) as exc:
+        # I/O and the low-level parse errors odd bytes cause: facts about the file. Anything else
+        # (a TypeError, a ZeroDivisionError) is a bug in ckreg: it exits 4, never reads as a finding.
         return _unreadable(insp, f"{p}: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a reader bug on odd bytes must not end the run
-        return _unreadable(insp, f"{p}: reader failed ({type(exc).__name__}: {exc})")
     return inspect_result(result, hash_weights=hash_weights)
+
+
+def _inspect_scaler(p: str) -> Inspection | None:
+    """A scaler file, recognised and read as the audit reads it (its estimator class allowed).
+
+    None when the file is not a scaler by its bytes, or cannot be read as one: then it is
+    inspected as a checkpoint, so nothing it holds goes unjudged.
+    """
+    from ckreg.readers.sniff import classify
+
+    try:
+        kind, _ = classify(p)
+    except OSError:
+        return None
+    if kind != "scaler":
+        return None
+    from ckreg.readers import read_scaler_summary
+
+    try:
+        summary = read_scaler_summary(p)
+    except CkregError:
+        return None
+    insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=os.path.getsize(p))
+    insp.metadata = {"scaler": {k: v for k, v in summary.to_dict().items() if k not in ("findings", "path")}}
+    cls = summary.class_name or "a scaler"
+    insp.evidence = [f"{cls} with {summary.n_features} features, read symbolically (never unpickled)"]
+    insp.description = [f"scaler: {cls}, n_features={summary.n_features}, n_samples_seen={summary.n_samples_seen}"]
+    insp.findings = list(summary.findings)
+    insp.bytes_read = summary.bytes_read
+    insp.confidence = 1.0
+    with open(p, "rb") as fh:   # scalers are capped small (read_scaler_summary refuses large files)
+        insp.sha256 = hashlib.sha256(fh.read()).hexdigest()
+    return insp
 
 
 def _inspect_one(args: tuple[str, bool]) -> Inspection:
@@ -523,11 +561,13 @@ def spec_from_inspection(insp: Inspection, family: str | None = None) -> ArchSpe
         raise SpecError(f"the weights are {insp.family}, not {family}", path=insp.path)
     if family and insp.family == "ambiguous" and family not in insp.ambiguous_between:
         raise SpecError(f"{family} is not among {', '.join(insp.ambiguous_between)}", path=insp.path)
+    if fam == "ambiguous":
+        raise AmbiguousFamilyError(f"family {fam!r} cannot be built", path=insp.path,
+                                   hint=f"the weights cannot tell; pass --family (family= in Python) one of "
+                                        f"{', '.join(insp.ambiguous_between)}, or name the file after it")
     if fam not in registry():
-        hint = (f"the weights cannot tell; pass --family (family= in Python) one of "
-                f"{', '.join(insp.ambiguous_between)}, or name the file after it" if fam == "ambiguous"
-                else "no family in the spec matches these weights")
-        raise SpecError(f"family {fam!r} cannot be built", path=insp.path, hint=hint)
+        raise SpecError(f"family {fam!r} cannot be built", path=insp.path,
+                        hint="no family in the spec matches these weights")
     if fam not in FAMILIES:
         rec = registry().get(fam)
         return ArchSpec.for_family(fam, **{k: v for k, v in insp.hyperparameters.items()

@@ -22,6 +22,7 @@ from typing import Any
 
 from ckreg.errors import UsageError
 from ckreg.train import common
+from ckreg.train.ablation import scale_ablation
 from ckreg.train.results import EvalResult
 
 LATENCY_SAMPLES = 100
@@ -139,13 +140,16 @@ def measure_latency(model, X, mask, samples: int = LATENCY_SAMPLES, seed: int = 
 
 def evaluate(ckpt: str | Path, scaler: Any, data: Any, split: str = "test", seed: int | None = None, *,
              latency_samples: int = LATENCY_SAMPLES, batch_size: int = 256,
-             family: str | None = None) -> EvalResult:
+             family: str | None = None, ablate: bool = True) -> EvalResult:
     """Score a checkpoint (.ckpt / .safetensors / state_dict file) with its scaler on a dataset.
 
     `scaler` is a path (scaler.json, or a scaler.pkl read by the restricted
     unpickler) or a Scaler. Raises CkregError subclasses for bad input before
     any scoring: unreadable checkpoint, scaler width != model input, data
     channels != model input, labels outside the model's classes, empty data.
+    Scale-aware families also get `scale_ablation` (accuracy with each scale's
+    input zeroed, `ckreg.train.ablation`) and `scale_norms` (the inspector's
+    per-scale weight norms of the first cell); `ablate=False` skips both.
     """
     if split not in ("test", "all"):
         raise UsageError(f"unknown split {split!r}", hint="use test or all")
@@ -192,6 +196,16 @@ def evaluate(ckpt: str | Path, scaler: Any, data: Any, split: str = "test", seed
     cm = common.confusion_matrix(y, pred, k)
     acc, support = common.per_class(cm, names)
     correct = int((pred == y).sum())
+    ablation = scale_ablation(model, X, mask, y, base_pred=pred, batch_size=batch_size) if ablate else None
+    norms = None
+    if ablation is not None:
+        scales = getattr(_inspection, "scales", None)
+        if scales is None:
+            from ckreg.inspect import inspect_path
+
+            scales = inspect_path(str(ckpt)).scales
+        if scales is not None and scales.cells:
+            norms = dict(scales.cells[0].per_scale)
     lat = measure_latency(model, X, mask, samples=latency_samples, seed=used_seed or 0) if latency_samples else {}
     params, buffers = common.count_params(model)
     return EvalResult(
@@ -201,5 +215,5 @@ def evaluate(ckpt: str | Path, scaler: Any, data: Any, split: str = "test", seed
         n_episodes=int(len(idx)), accuracy=(correct / len(idx)) if len(idx) else 0.0, correct=correct,
         class_names=names, per_class=acc, per_class_support=support, confusion_matrix=cm,
         latency_ms=lat.get("mean_ms"), latency=lat, params=params, buffers=buffers,
-        data_hash=ds.data_hash, warnings=warnings,
+        data_hash=ds.data_hash, scale_ablation=ablation, scale_norms=norms, warnings=warnings,
     )

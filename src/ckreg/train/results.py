@@ -103,4 +103,7 @@ class EvalResult(BaseModel):
     params: int
     buffers: int
     data_hash: str | None = None
+    # scale-aware families: accuracy with each scale's input zeroed, and the weight norms per scale
+    scale_ablation: dict[str, Any] | None = None
+    scale_norms: dict[str, float] | None = None
     warnings: list[str] = Field(default_factory=list)
