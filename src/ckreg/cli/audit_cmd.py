@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ckreg.cli._common import terminal_width
+from ckreg.cli._common import families_option, load_families, terminal_width
 from ckreg.findings import FAIL_ON
 from ckreg.report import MACHINE_FORMATS, REPORTERS
 
@@ -112,10 +112,11 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.option("--lineage", is_flag=True, help="Add a note for each checkpoint that copies, fine-tunes or "
               "transplants another one, read from the weights.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
+@families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, fail_on: str, jobs: int | None, data: Path | None, min_acc: float | None,
-              hash_policy: str, lineage: bool, progress: bool) -> None:
+              hash_policy: str, lineage: bool, progress: bool, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -125,6 +126,7 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     from ckreg.manifest import load_manifest
 
     fmt = report_format(fmt, as_json)
+    load_families(family_files)   # before the manifest, which may name these families
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:

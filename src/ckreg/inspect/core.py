@@ -497,7 +497,9 @@ def _inspect_scaler(p: str) -> Inspection | None:
     return insp
 
 
-def _inspect_one(args: tuple[str, bool]) -> Inspection:
+def _inspect_one(args: tuple) -> Inspection:
+    if len(args) > 2 and args[2]:
+        registry().add_all(args[2])   # declared families reach worker processes (spawn/forkserver)
     return inspect_path(args[0], hash_weights=args[1])
 
 
@@ -505,7 +507,8 @@ def inspect_paths(paths: Iterable[str | os.PathLike], hash_weights: bool = False
                   pool: str = "process") -> list[Inspection]:
     """Inspect many files, results in input order. `jobs > 1` uses a process pool
     (parsing is pure Python, so threads would share one core); `pool="thread"` for threads."""
-    items = [(os.fspath(p), hash_weights) for p in paths]
+    declared = tuple(registry().declared())
+    items = [(os.fspath(p), hash_weights, declared) for p in paths]
     if jobs <= 1 or len(items) <= 1:
         return [_inspect_one(it) for it in items]
     import concurrent.futures as cf
