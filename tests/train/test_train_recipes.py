@@ -147,3 +147,47 @@ def test_cli_teacher_student_registry(glove_tree, tmp_path):
     r = CliRunner().invoke(cli, ["train", "GRU", "--data", str(glove_tree), "--out", str(tmp_path / "x"),
                                  "--teacher", "nosuch@1", "--registry", str(reg), "--epochs", "1"])
     assert r.exit_code == 2 and "nosuch@1" in r.output
+
+
+def test_manifest_declares_the_recipe(teacher_run, glove_tree, tmp_path):
+    """A manifest's `training` declares SGD, imaging and a teacher; retrain passes them to the trainer."""
+    from ckreg.manifest import load_manifest
+    from ckreg.retrain import _train_kwargs, compute_inputs
+
+    _t, t_out = teacher_run
+    m = tmp_path / "m.yaml"
+    m.write_text(f"""version: 1
+name: lab
+models:
+  - name: teacher
+    family: WRN
+    hyperparameters: {{conv_dim: 2, depth: 10, widen_factor: 1}}
+    path: t/weights.safetensors
+    training: {{epochs: 1, optimizer: sgd, schedule: step, step_size: 5, gamma: 0.5, lr: 0.05,
+               imaging: gasf+gadf, image_size: 8}}
+  - name: student
+    family: GRU
+    hyperparameters: {{hidden_size: 8}}
+    path: s/weights.safetensors
+    training: {{epochs: 1, teacher: {t_out}, kd_temperature: 2, kd_lambda: 0.5}}
+""")
+    man = load_manifest(m)
+    teacher_decl, student_decl = man.models
+    inputs, _h, _ = compute_inputs(man, teacher_decl, "x")
+    kw = _train_kwargs(teacher_decl, inputs)
+    assert kw["optim"] == {"optimizer": "sgd", "schedule": "step", "step_size": 5, "gamma": 0.5}
+    assert kw["imaging"] == {"methods": ["gasf", "gadf"], "size": 8, "bins": 8}
+    family = kw.pop("family")
+    r = train(family, glove_tree, tmp_path / "t", **kw)
+    assert r.spec["input_size"] == 16 and r.metrics["recipe"]["lr_schedule"] == "StepLR"
+    skw = _train_kwargs(student_decl, compute_inputs(man, student_decl, "x")[0])
+    assert skw["teacher"] == str(t_out) and skw["kd_lambda"] == 0.5
+    family = skw.pop("family")
+    s = train(family, glove_tree, tmp_path / "s", **skw)
+    assert s.metrics["recipe"]["loss"] == "distillation"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(m.read_text().replace("imaging: gasf+gadf", "imaging: fft"))
+    from ckreg.errors import ManifestError
+
+    with pytest.raises(ManifestError):
+        load_manifest(bad)

@@ -266,6 +266,7 @@ def train(
 
     # -- everything that can be wrong is checked before the first step ------
     ArchSpec.for_family(family, **overrides)          # unknown family / --set key
+    optim, imaging, teacher = recipes.coerce(optim, imaging, teacher)
     optim = optim or recipes.OptimConfig()
     optim.check()
     if teacher is not None:

@@ -239,3 +239,55 @@ def kd_loss(student_logits, y, teacher_logits, temperature: float, lam: float):
     kl = F.kl_div(F.log_softmax(student_logits / T, dim=1), F.softmax(teacher_logits / T, dim=1),
                   reduction="batchmean")
     return (1.0 - lam) * ce + lam * T * T * kl
+
+
+# -- declared recipes (manifest `training`, retrain) ------------------------------------------------
+
+RECIPE_KEYS = ("optimizer", "schedule", "momentum", "lr_min", "step_size", "gamma", "imaging", "image_size",
+               "mtf_bins", "teacher", "kd_temperature", "kd_lambda")
+
+
+def recipe_kwargs(training: dict[str, Any], base: str | Path | None = None) -> dict[str, Any]:
+    """`ckreg.train.train` keywords (plain JSON values) from a declared recipe's optimizer/imaging/teacher fields.
+
+    `teacher` paths are relative to `base` (the manifest's folder).
+    """
+    out: dict[str, Any] = {}
+    optim = {k: training[k] for k in ("optimizer", "schedule", "momentum", "lr_min", "step_size", "gamma")
+             if training.get(k) is not None}
+    if optim:
+        out["optim"] = optim
+    if training.get("imaging"):
+        out["imaging"] = {"methods": list(_methods(training["imaging"])), "size": int(training.get("image_size") or 64),
+                          "bins": int(training.get("mtf_bins") or 8)}
+    if training.get("teacher"):
+        t = Path(str(training["teacher"]))
+        if base is not None and not t.is_absolute():
+            t = Path(base) / t
+        out["teacher"] = str(t)
+        for k in ("kd_temperature", "kd_lambda"):
+            if training.get(k) is not None:
+                out[k] = float(training[k])
+    return out
+
+
+def _methods(spec: Any) -> tuple[str, ...]:
+    from ckreg.data.imaging import parse_imaging
+
+    return tuple(spec) if isinstance(spec, (list, tuple)) else parse_imaging(str(spec))
+
+
+def coerce(optim: Any = None, imaging: Any = None, teacher: Any = None):
+    """Accept plain values where objects are expected (declared recipes are JSON)."""
+    if isinstance(optim, dict):
+        optim = OptimConfig(**optim)
+    if isinstance(imaging, str):
+        imaging = ImagingConfig(_methods(imaging))
+    elif isinstance(imaging, dict):
+        imaging = ImagingConfig(_methods(imaging["methods"]), int(imaging.get("size", 64)), int(imaging.get("bins", 8)))
+    if isinstance(teacher, (str, Path)):
+        p = Path(teacher)
+        if p.is_dir():
+            p = p / "weights.safetensors"
+        teacher = Teacher(path=str(p))
+    return optim, imaging, teacher
