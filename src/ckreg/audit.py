@@ -253,7 +253,7 @@ def compare_layout(insp: Any, decl: ModelDecl, expected: dict[str, Any], relpath
     if not insp.ok:
         return [Finding.make("unreadable", f"cannot be read: {insp.error}", path=relpath)]
     actual = _shapes(insp.layout or {})
-    want = {k: tuple(int(x) for x in v[1]) for k, v in expected["keys"].items()}
+    want = _shapes(expected["keys"])   # the readers' prefix rules on both sides (a lone root `body.` too)
     source = expected.get("source") or decl.kind
     out: list[Finding] = []
     missing = [k for k in want if k not in actual]
@@ -447,7 +447,8 @@ class _Runner:
 INLINE_HASH_BYTES = 16 * 1024 * 1024
 
 
-def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = ()) -> Any:
+def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = (),
+                 tiers: tuple[str, ...] | None = None) -> Any:
     """Worker: inspect one file, hashing weights inline when the policy and size say so."""
     from ckreg.inspect import inspect_path
 
@@ -460,15 +461,16 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
             hash_weights = os.path.getsize(path) <= inline_limit
         except OSError:
             hash_weights = False
-    return inspect_path(path, hash_weights=hash_weights)
+    return inspect_path(path, hash_weights=hash_weights, tiers=tiers)
 
 
-def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str) -> list[Any]:
+def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
+                 tiers: tuple[str, ...] | None = None) -> list[Any]:
     """`inspect_path` on every file (never raises for bad files), results in input order."""
     import functools
 
     worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=INLINE_HASH_BYTES,
-                               declared=tuple(registry().declared()))
+                               declared=tuple(registry().declared()), tiers=tiers)
     return runner.map(worker, [str(p) for p in paths],
                       "inspecting")
 
@@ -496,7 +498,7 @@ def _hash_collisions(files: list[_File], runner: _Runner) -> None:
             f.insp = f.insp.model_copy(update={"weights_sha256": digest})
 
 
-def _scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
+def _scaler_info(path: Path, tiers: tuple[str, ...] | None = None) -> tuple[dict[str, Any], list[Finding]]:
     """n_features and friends of a scaler file, read symbolically (never unpickled)."""
     from ckreg.errors import UnsafeFileError
 
@@ -504,14 +506,17 @@ def _scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
         from ckreg.readers import read_scaler_summary
     except ImportError:  # pragma: no cover - readers always ship with ckreg
         return {}, []
+    from ckreg.readers.allowlist import SCALER_TIERS
+
     try:
-        summary = read_scaler_summary(path)
+        summary = read_scaler_summary(path, tiers=tuple(tiers) + ("scaler",) if tiers is not None else SCALER_TIERS)
     except UnsafeFileError as exc:
         return {"error": str(exc)}, [Finding.make("unsafe-global", f"scaler refused: {exc}")]
     except CkregError as exc:
         if path.suffix.lower() == ".json":
             return _json_scaler_info(path)
-        return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")]
+        seen = [f for f in getattr(exc, "findings", None) or [] if isinstance(f, Finding)]
+        return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")] + seen
     info: dict[str, Any] = {}
     for key in ("format", "class_name", "n_features", "n_samples_seen", "sklearn_version", "feature_names", "recipe"):
         value = getattr(summary, key, None)
@@ -564,7 +569,8 @@ def _check_data_hook(data: Any) -> None:
 def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None = None, *,
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
-          families: Iterable[str | os.PathLike] = (), lineage: bool = False) -> Report:
+          families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
+          lineage: bool = False) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -593,6 +599,9 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     given = Path(path)
     report = Report(command="audit", version=__version__, root=os.path.abspath(given))
     report.extra["hash_policy"] = hash_policy
+    from ckreg.readers import DEFAULT_TIERS
+
+    report.extra["allowlist_tiers"] = list(tiers if tiers is not None else DEFAULT_TIERS)
     if manifest is not None:
         report.extra["manifest"] = {"path": manifest.source, "name": manifest.name,
                                     "models": [m.name for m in manifest.models]}
@@ -623,7 +632,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     report.extra["jobs"] = n_jobs
     runner = _Runner(n_jobs, progress)
     try:
-        inspections = _inspect_all(runner, walked.checkpoints, hash_policy=hash_policy)
+        inspections = _inspect_all(runner, walked.checkpoints, hash_policy=hash_policy, tiers=tiers)
         files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
         if hash_policy == "collisions":
             _hash_collisions(files, runner)
@@ -636,11 +645,15 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
 
     scalers = {_rel(root, p): p for p in walked.scalers}
     decl_status = _reconcile(root, files, scalers, manifest, findings, report, layouts)
-    scaler_info = _pair_scalers(root, files, scalers, manifest, findings)
+    if manifest is not None:   # a file a module:/reference: declaration claims is not of "unknown" family
+        claimed = {f.rel for f in files
+                   if any(manifest.model(n).family is None for n in (*f.by_path, *f.satisfies))}
+        findings[:] = [x for x in findings if not (x.code == "family-unknown" and x.path in claimed)]
+    scaler_info = _pair_scalers(root, files, scalers, manifest, findings, tiers=tiers)
     if hash_policy != "none":
         _duplicates(files, findings)
     if data is not None:
-        _verify(files, manifest, data, findings, report, min_acc)
+        _verify(files, manifest, data, findings, report, min_acc, progress=progress)
     if lineage and files:   # `lineage` notes (ckreg.lineage): copies, transplants, fine-tunes, students
         from ckreg.lineage.provenance import audit_findings
 
@@ -801,7 +814,7 @@ def _needs_scaler(f: _File, decls: dict[str, ModelDecl]) -> bool:
 
 
 def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
-                  findings: list[Finding]) -> dict[str, Any]:
+                  findings: list[Finding], tiers: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
     by_folder: dict[str, list[str]] = {}
     for rel in scalers:
@@ -844,7 +857,7 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
         if f.scaler:
             users.setdefault(f.scaler, []).append(f)
     for rel, p in sorted(scalers.items()):
-        summary, extra = _scaler_info(p)
+        summary, extra = _scaler_info(p, tiers)
         findings.extend(_carry(extra, rel))
         paired = users.get(rel, [])
         info[rel] = {**summary, "paired_with": [f.rel for f in paired]}
@@ -886,10 +899,23 @@ def _duplicates(files: list[_File], findings: list[Finding]) -> None:
                 path=f.rel, expected=keep.rel, actual=digest))
 
 
+VERIFY_STAGES = ("loading data", "verifying pairs")   # slow per item: a progress bar however few there are
+
+
+def _counted(items: list, progress: Progress | None, stage: str):
+    """Yield `items`, reporting (stage, done, total) as each one has been dealt with."""
+    for i, item in enumerate(items):
+        if progress:
+            progress(stage, i, len(items))
+        yield item
+    if progress:
+        progress(stage, len(items), len(items))
+
+
 def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: list[Finding], report: Report,
-            min_acc: float | None = None) -> None:
+            min_acc: float | None = None, progress: Progress | None = None) -> None:
     """The `--data` hook (issue #5): verify each recognised checkpoint with its scaler, against its target."""
-    from ckreg.verify import Pair, normalize_acc, verify_for_audit
+    from ckreg.verify import Pair, load_data, normalize_acc, verify_for_audit
 
     min_acc = normalize_acc(min_acc)
 
@@ -914,7 +940,11 @@ def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: 
                           target_source=source, split=metrics.split if metrics else None,
                           model=decl.name if decl else None))
     results: list[Any] = []
-    found = verify_for_audit(pairs, data, results=results)
+    if progress and pairs:
+        progress(VERIFY_STAGES[0], 0, 0)           # total 0: a bar without an end (CSV parsing, once per path)
+        load_data(data)                            # cached: verify_for_audit reads it back
+        progress(VERIFY_STAGES[0], 1, 1)
+    found = verify_for_audit(_counted(pairs, progress, VERIFY_STAGES[1]), data, results=results)
     by_abs = {str(f.abs): f.rel for f in files}
     for x in found:
         findings.append(x.model_copy(update={"path": by_abs.get(x.path or "", x.path)}))

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from ckreg.fsutil import file_sha256
 from ckreg import __version__
+from ckreg.arch import FAMILIES
 from ckreg.errors import CkregError, UsageError
 
 LOCK_NAME = "ckreg.lock.json"
@@ -406,6 +407,10 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
             raise UsageError(f"the manifest declares no model {', '.join(unknown)}",
                              hint="known: " + ", ".join(m.name for m in decls))
         decls = [m for m in decls if m.name in only]
+        foreign = [m.name for m in decls if m.family not in FAMILIES]
+        if foreign:
+            raise UsageError(f"{', '.join(foreign)}: not a built-in family; the zoo trains the built-in families only")
+    decls = [m for m in decls if m.family in FAMILIES]   # module:/reference:/declared families: audited, not trained
     if data is None:
         paths = {str(manifest.dataset_path(m)) for m in decls if manifest.dataset_path(m) is not None}
         if len(paths) != 1:

@@ -55,17 +55,41 @@ class _Bar:
             TimeElapsedColumn(), console=self.con, transient=False, disable=not self.live,
         )
         self.task = None
+        self.setup = None          # the bar before epoch 1 (one live display at a time: started, then stopped)
+        self.setup_task = None
+        self.started = False
 
     def __enter__(self) -> "_Bar":
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        if self.setup is not None:
+            self.setup.stop()
+        if self.started:
+            self.progress.stop()
 
     def __call__(self, ev) -> None:
         fmt = lambda v, pct=False: "-" if v is None else (f"{v:.1%}" if pct else f"{v:.4f}")  # noqa: E731
+        if ev.kind == "setup":           # before epoch 1: a bar without an end, named after the step
+            if not self.live:
+                self.con.print(f"{ev.stage} ...", highlight=False)
+                return
+            if self.setup is None:
+                from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                self.setup = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      TimeElapsedColumn(), console=self.con, transient=True)
+                self.setup.start()
+                self.setup_task = self.setup.add_task(ev.stage, total=None)
+            self.setup.update(self.setup_task, description=ev.stage)
+            return
         if ev.kind == "start":
+            if self.setup is not None:
+                self.setup.stop()
+                self.setup = None
+            if self.live and not self.started:
+                self.progress.start()
+                self.started = True
             self.task = self.progress.add_task("train", total=ev.steps, epoch=f"1/{ev.epochs}", loss="-",
                                                acc="-", vloss="-", vacc="-", best="-")
         elif ev.kind == "batch" and self.task is not None:
@@ -260,8 +284,11 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, scales_png, latency_samples, 
     if png is not None:
         from ckreg.train.png import write_confusion_png
 
+        png_notes: list[str] = []
         write_confusion_png(png, result.confusion_matrix, result.class_names,
-                            f"{result.family} {split} accuracy {result.accuracy:.2%}")
+                            f"{result.family} {split} accuracy {result.accuracy:.2%}", notes=png_notes)
+        for note in png_notes:
+            click.echo(f"warning: {png}: {note}", err=True)
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return

@@ -272,6 +272,12 @@ def train(
     if teacher is not None:
         recipes.check_kd(kd_temperature, kd_lambda)
     out = check_out(out, force)
+    emit = progress or (lambda ev: None)
+
+    def setup(stage: str) -> None:
+        emit(ProgressEvent("setup", 0, max_epochs, stage=stage, elapsed_s=time.perf_counter() - t_start))
+
+    setup("loading data")
     ds = common.as_dataset(data)
     spec = (recipes.resolve_image_spec(family, overrides, ds, imaging) if imaging is not None
             else common.resolve_spec(family, overrides, ds))
@@ -284,6 +290,7 @@ def train(
     from ckreg.data import split as make_split
     from ckreg.scaler import fit_scaler
 
+    setup("splitting and fitting the scaler")
     sp = make_split(ds, seed=seed, val=val, test=test)
     if len(sp.train) == 0 or len(sp.val) == 0:
         raise DataError(f"too few episodes to split ({len(ds)}: {len(sp.train)} train, {len(sp.val)} val)",
@@ -341,8 +348,6 @@ def train(
     state: dict[str, Any] = {"best": None, "best_epoch": 0, "best_val": math.inf, "best_step": 0,
                              "wsha": None, "scaler_written": False,
                              "saved_epoch": 0}
-    emit = progress or (lambda ev: None)
-
     def base_metrics(status: str, stop_reason: str) -> dict[str, Any]:
         return {
             "ckreg_version": __version__, "status": status, "stop_reason": stop_reason,
@@ -385,6 +390,7 @@ def train(
         write_text(files["metrics"], json.dumps(base_metrics("running", ""), indent=2, ensure_ascii=False))
         state["saved_epoch"] = state["best_epoch"]
 
+    setup("building the model")
     with _deterministic(seed, threads):
         model = zoo.build(spec)
         params, buffers = common.count_params(model)
@@ -498,7 +504,7 @@ def train(
             acc = test_scores["accuracy"]
             title = f"{spec.family} test" + (f" accuracy {acc:.2%}" if acc is not None else "")
             metrics["png_renderer"] = write_confusion_png(files["png"], test_scores["confusion_matrix"],
-                                                          ds.class_names, title)
+                                                          ds.class_names, title, notes=warnings)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a picture never costs the run
