@@ -80,9 +80,9 @@ def test_train_reports_its_setup_before_epoch_one(tmp_path):
     pytest.importorskip("torch")
     from ckreg.cli.train_cmd import _Bar
     from ckreg.train import train
-    from train_factories import make_npz
+    from verify_helpers import make_dataset
 
-    data = make_npz(tmp_path / "d.npz", C=8)
+    data = make_dataset(tmp_path / "d.npz", k=3, per_class=8, T=10)
     events = []
     train("GRU", data, tmp_path / "out", overrides={"hidden_size": 4, "proj_size": 4, "num_layers": 1},
           epochs=1, progress=events.append, png=False)

@@ -19,6 +19,7 @@ import click
 from ckreg.cli._common import console, echo_json
 from ckreg.errors import UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
+from ckreg.cli.deploy_cmd import deploy_export, deploy_options
 
 _REGISTRY_HELP = "registry directory (default: $CKREG_REGISTRY, else ./registry)"
 
@@ -333,14 +334,24 @@ def events_cmd(ctx, name, kind, as_json, registry_path):
 @click.argument("ref")
 @click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="directory to write into (created if needed)")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "onnx-int8", "torchscript"]),
+              default="safetensors", show_default=True,
+              help="safetensors (weights + model.py) or a deployment format verified on --data")
 @click.option("--pkl", is_flag=True, help="also write scaler.pkl (sklearn StandardScaler)")
 @click.option("--ckpt", is_flag=True, help="also write a Lightning-compatible model.ckpt")
 @click.option("--force", is_flag=True, help="overwrite existing files in the target directory")
-@click.option("--json", "as_json", is_flag=True, help="print the written paths as JSON")
+@deploy_options
+@click.option("--json", "as_json", is_flag=True, help="print the written paths (or the deployment record) as JSON")
 @_registry_option
 @click.pass_context
-def export_cmd(ctx, ref, to_dir, pkl, ckpt, force, as_json, registry_path):
-    """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card."""
+def export_cmd(ctx, ref, to_dir, fmt, pkl, ckpt, force, data, split, seed, tolerance, threads, latency_samples,
+               as_json, registry_path):
+    """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card,
+    or as ONNX / INT8 ONNX / TorchScript verified on --data (--format)."""
+    if fmt != "safetensors":
+        deploy_export(_open(ctx, registry_path), ref, to_dir, fmt, pkl=pkl, ckpt=ckpt, force=force, data=data,
+                      split=split, seed=seed, tolerance=tolerance, threads=threads,
+                      latency_samples=latency_samples, as_json=as_json)
     paths = _open(ctx, registry_path).export(ref, to_dir, pkl=pkl, ckpt=ckpt, force=force)
     if as_json:
         echo_json([str(p) for p in paths])

@@ -552,6 +552,26 @@ class Registry:
         self._event(conn, "verified", name, number,
                     {"accuracy": ver.accuracy, "passed": ver.passed, "data_hash": ver.data_hash})
 
+    # ------------------------------------------------------------------ deployment artifacts
+    # An exported artifact (ONNX, INT8, TorchScript) of a version, with its verification metrics,
+    # is an `artifact` event of that version: append-only like the rest of the log, and linked
+    # to the float version by (name, version). `artifacts(ref)` lists them, oldest first.
+    def record_artifact(self, ref: str, artifact: dict[str, Any]) -> Event:
+        """Record a deployment artifact of REF (`format`, `status` verified|failed, files, metrics)."""
+        if not isinstance(artifact, dict) or not artifact.get("format") or artifact.get("status") not in (
+                "verified", "failed"):
+            raise RegistryError("an artifact needs a format and a status of verified or failed")
+        with self._write() as conn:
+            name, number = self._resolve_number(conn, ref)
+            self._event(conn, "artifact", name, number, _jsonable(dict(artifact)))
+        return [e for e in self.events(name=name, kind="artifact") if e.version == number][-1]
+
+    def artifacts(self, ref: str) -> list[dict[str, Any]]:
+        """The deployment artifacts recorded for REF, oldest first (each with `recorded_at`, `recorded_by`)."""
+        v = self.resolve(ref)
+        return [{**e.data, "recorded_at": e.at, "recorded_by": e.who}
+                for e in self.events(name=v.name, kind="artifact") if e.version == v.version]
+
     # ------------------------------------------------------------------ integrity and gc
     def blob_path(self, sha256: str) -> Path:
         """A blob's path after re-hashing it (IntegrityError when corrupted or missing)."""
