@@ -569,7 +569,8 @@ def _check_data_hook(data: Any) -> None:
 def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None = None, *,
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
-          families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None) -> Report:
+          families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
+          lineage: bool = False) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -580,7 +581,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     (`ckreg.verify.verify_for_audit`, issue #5) against each model's accuracy target (declared,
     `min_acc`, or the manifest's `min_accuracy`). `progress(stage, done, total)` is called as files
     are inspected. `families` are family files (docs/families.md) registered before the manifest
-    is read. A missing path is an error in the report (exit 2); a tree without any
+    is read. `lineage` adds a `lineage` note per edge between the checkpoints
+    (`ckreg lineage`). A missing path is an error in the report (exit 2); a tree without any
     checkpoint leaves `checked` empty (exit 3).
     """
     if hash_policy not in HASH_POLICIES:
@@ -652,6 +654,12 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         _duplicates(files, findings)
     if data is not None:
         _verify(files, manifest, data, findings, report, min_acc, progress=progress)
+    if lineage and files:   # `lineage` notes (ckreg.lineage): copies, transplants, fine-tunes, students
+        from ckreg.lineage.provenance import audit_findings
+
+        notes, edges = audit_findings([f.abs for f in files], root)
+        findings.extend(notes)
+        report.extra["lineage"] = edges
 
     if files:
         report.checked = [f.rel for f in files] + sorted(scalers)
