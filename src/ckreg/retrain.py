@@ -143,6 +143,10 @@ def recipe_for(manifest, decl, epochs: int | None = None) -> dict[str, Any]:
         kw["val"], kw["test"] = ds.split.val, ds.split.test
     if epochs is not None:
         kw["epochs"] = int(epochs)
+    from ckreg.train.recipes import recipe_kwargs   # torch-free
+
+    base = Path(manifest.source).parent if getattr(manifest, "source", None) else None
+    kw.update(recipe_kwargs(training, base))   # SGD schedules, imaging, teacher (docs/recipes.md)
     kw["scaler_recipe"] = "train-split"       # new models: fitted on the training split (issue #3)
     kw["trainer"] = "ckreg.train"
     return kw
@@ -172,7 +176,8 @@ def _train_kwargs(decl, inputs: dict) -> dict[str, Any]:
             "batch_size": int(r["batch_size"]), "lr": float(r["lr"]), "patience": int(r["patience"]),
             "weight_decay": float(r["weight_decay"]),
             "grad_clip": None if r.get("grad_clip") is None else float(r["grad_clip"]),
-            "val": float(r["val"]), "test": float(r["test"])}
+            "val": float(r["val"]), "test": float(r["test"]),
+            **{k: r[k] for k in ("optim", "imaging", "teacher", "kd_temperature", "kd_lambda") if k in r}}
 
 
 # --------------------------------------------------------------------------- lock files
@@ -436,8 +441,8 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
         elif target_source != "declared accuracy":
             item.notes.append(f"no accuracy declared: held to {target_source} {target:g}")
         training = manifest.training_for(decl)
-        if training.optimizer and training.optimizer != "adamw":
-            item.notes.append(f"recipe says optimizer {training.optimizer}; the bundled trainer uses AdamW")
+        if training.optimizer and training.optimizer not in ("adamw", "sgd"):
+            item.notes.append(f"recipe says optimizer {training.optimizer}; the bundled trainer uses AdamW or SGD")
         st = status.get(decl.name) or {}
         if st.get("status") == "satisfied":
             item.existing = [str(root / f) for f in st.get("files", [])]

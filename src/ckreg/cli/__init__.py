@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "registry": "ckreg.cli.registry_cmd:registry_group",
     "export": "ckreg.cli.registry_cmd:export_cmd",
     "families": "ckreg.cli.families_cmd:families_cmd",
+    "lineage": "ckreg.cli.lineage_cmd:lineage_cmd",
 }
 
 

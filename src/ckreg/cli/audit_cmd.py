@@ -114,13 +114,20 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
               help="With --data: accuracy (fraction or percentage) a pair without a declared one must reach.")
 @click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
+@click.option("--lineage", is_flag=True, help="Add a note for each checkpoint that copies, fine-tunes or "
+              "transplants another one, read from the weights.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
 @click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inspection cache file (default: inspections.sqlite in the user cache directory).")
+@click.option("--no-cache", is_flag=True, help="Inspect every file again; read and write no cache.")
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, fail_on: str, jobs: int | None, data: Path | None, min_acc: float | None,
-              hash_policy: str, progress: bool, strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
+              hash_policy: str, progress: bool, strict: bool = False, lineage: bool = False,
+              cache_path: Path | None = None, no_cache: bool = False,
+              family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -128,6 +135,7 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     """
     from ckreg.audit import audit
     from ckreg.cli._common import tiers_line
+    from ckreg.inspect.cache import default_path
     from ckreg.manifest import load_manifest
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
 
@@ -137,7 +145,8 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
         report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
-                       tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS)
+                       tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage,
+                       cache=None if no_cache else (cache_path or default_path()))
     finally:
         bar.close()
     click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)
