@@ -433,6 +433,13 @@ def test_cli_writes_the_report_then_exits(tmp_path, torch_mod):
     r = Report.model_validate_json(out.read_text(encoding="utf-8"))
     assert "family-mislabeled" in codes(r)
     assert "exit 1" in res.stderr and res.stdout == ""
+    # never overwrite: a second run refuses the existing report (before auditing) unless --force
+    out.write_text("yesterday's report", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["audit", str(archive), "--format", "json", "--output", str(out)])
+    assert res.exit_code == 2 and "--force" in res.output and "Traceback" not in res.output
+    assert out.read_text(encoding="utf-8") == "yesterday's report"
+    res = CliRunner().invoke(cli, ["audit", str(archive), "--format", "json", "--output", str(out), "--force"])
+    assert res.exit_code == EXIT_FINDINGS and "family-mislabeled" in codes(Report.model_validate_json(out.read_text()))
     res = CliRunner().invoke(cli, ["audit", str(archive), "--fail-on", "never", "--format", "sarif"])
     assert res.exit_code == EXIT_OK and json.loads(res.stdout)["version"] == "2.1.0"
 

@@ -184,7 +184,7 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, scales_png, latency_samples, 
         from ckreg.train.png import write_confusion_png
 
         write_confusion_png(png, result.confusion_matrix, result.class_names,
-                            f"{result.family} {split} accuracy {result.accuracy:.2%}")
+                            f"{result.family} {split} accuracy {result.accuracy:.2%}", overwrite=force)
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return

@@ -74,15 +74,16 @@ def _labels(class_names: Sequence[str]) -> tuple[list[str], str | None]:
 
 
 def write_confusion_png(path: str | Path, cm: Sequence[Sequence[int]], class_names: Sequence[str],
-                        title: str = "") -> str:
-    """Write the picture atomically; returns the renderer used ("matplotlib" or "plain")."""
+                        title: str = "", *, overwrite: bool = False) -> str:
+    """Write the picture atomically (never over an existing file unless `overwrite`);
+    returns the renderer used ("matplotlib" or "plain")."""
     try:
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         from matplotlib.figure import Figure
     except Exception:  # not installed or broken: never fail a training run over a picture
-        write_bytes(path, plain_png(cm))
+        write_bytes(path, plain_png(cm), overwrite=overwrite)
         return "plain"
 
     labels, font = _labels(class_names)
@@ -109,5 +110,5 @@ def write_confusion_png(path: str | Path, cm: Sequence[Sequence[int]], class_nam
     fig.tight_layout()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # missing-glyph warnings must not reach the user
-        write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+        write_with(path, lambda tmp: fig.savefig(tmp, format="png"), overwrite=overwrite)
     return "matplotlib"
