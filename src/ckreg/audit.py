@@ -34,8 +34,9 @@ from ckreg import __version__
 from ckreg.arch import WEIGHT_FIELDS
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import ErrorEntry, Finding, Report, Skipped
-from ckreg.families import family_in_name, name_label, registry
+from ckreg.families import add_family_files, family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
+from ckreg.families.names import collapse_names
 from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
 from ckreg.readers.unwrap import strip_prefixes
 
@@ -48,8 +49,6 @@ STRONG_CKPT_EXTS = frozenset({".ckpt", ".pt", ".pth", ".safetensors"})
 SCALER_EXTS = frozenset({".pkl", ".pickle", ".joblib", ".json"})
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
-_HEAD = 4096
 
 # Declared hyperparameter -> finding code (the rest: hyperparameter-mismatch; tower kernels: shape-drift).
 _HP_CODES = {
@@ -65,51 +64,16 @@ Progress = Callable[[str, int, int], None]
 # -- classification by content -------------------------------------------------------------------
 
 def sniff(path: str | os.PathLike, head: bytes | None = None) -> str | None:
-    """"checkpoint", "scaler" or None, from the first bytes (and the name only where bytes cannot tell).
+    """"checkpoint", "scaler" or None, from the bytes (`ckreg.readers.sniff.classify`).
 
-    - torch zip (`PK` + a first member named `.../data.pkl` or `.../version`), legacy torch
-      (pickled magic number), safetensors (u64 header length + `{`), pickles that reference
-      torch: checkpoints;
-    - pickles that reference scikit-learn (a fitted scaler), JSON holding mean and scale: scalers;
-    - anything else is a checkpoint only under a strong checkpoint extension (so a corrupt
-      `model.ckpt` is reported as unreadable rather than ignored).
+    Every pickle is a checkpoint or a scaler whatever its name or protocol; zips, tars,
+    compressed streams and `.npy` files are looked into; a file under a strong checkpoint
+    extension is a checkpoint whatever its bytes (a corrupt `model.ckpt` is reported as
+    unreadable, never ignored).
     """
-    p = Path(path)
-    ext = p.suffix.lower()
-    if head is None:
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(_HEAD)
-        except OSError:
-            return "checkpoint" if ext in CKPT_EXTS else None
-    if not head:
-        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
-    if head[:4] == b"PK\x03\x04":
-        n = int.from_bytes(head[26:28], "little")
-        first = head[30:30 + n]
-        if first.endswith((b"data.pkl", b"/version", b".data/version")) or b"/data/" in first:
-            return "checkpoint"
-        return "checkpoint" if ext in STRONG_CKPT_EXTS else None
-    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        if head.startswith(_LEGACY_TORCH_MAGIC):
-            return "checkpoint"
-        low = head.lower()
-        if b"sklearn" in low or b"scaler" in low:
-            return "scaler"
-        if b"torch" in head or b"ordereddict" in low:
-            return "checkpoint"
-        return "checkpoint" if ext in CKPT_EXTS else None
-    if len(head) >= 9 and head[8:9] == b"{":
-        n = int.from_bytes(head[:8], "little")
-        if 2 <= n < (1 << 30):
-            return "checkpoint"
-    if ext == ".joblib":
-        return "scaler"  # joblib dumps may be zlib-compressed: no magic to go by
-    if ext == ".json" and head.lstrip()[:1] == b"{":
-        if b'"mean' in head and (b'"scale' in head or b'"var' in head):
-            return "scaler"
-        return None
-    return "checkpoint" if ext in STRONG_CKPT_EXTS else None
+    from ckreg.readers.sniff import classify
+
+    return classify(path, head)[0]
 
 
 # -- walking --------------------------------------------------------------------------------------
@@ -151,8 +115,11 @@ def walk(root: str | os.PathLike) -> Walked:
         if key in seen:
             out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
             return
-        kind = sniff(full)
+        from ckreg.readers.sniff import classify
+
+        kind, why = classify(full)
         if kind is None:
+            out.skipped.append(Skipped(path=relpath, reason=why))
             return
         seen[key] = relpath
         (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
@@ -268,14 +235,72 @@ def _layout_diff(actual: dict[str, tuple], expected: dict[str, tuple]) -> tuple[
     return lines, exp, act
 
 
-def compare(insp: Any, decl: ModelDecl, relpath: str) -> list[Finding]:
+def _numel(shape: Iterable[int]) -> int:
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n
+
+
+def _names_text(names: list[str], limit: int = 6) -> str:
+    shown = collapse_names(names)
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
+
+
+def compare_layout(insp: Any, decl: ModelDecl, expected: dict[str, Any], relpath: str) -> list[Finding]:
+    """A file against a declared layout (a module: lock entry or a reference checkpoint):
+    keys-missing, keys-unexpected, shape-drift (key, both shapes), param-count-mismatch."""
+    if not insp.ok:
+        return [Finding.make("unreadable", f"cannot be read: {insp.error}", path=relpath)]
+    actual = _shapes(insp.layout or {})
+    want = {k: tuple(int(x) for x in v[1]) for k, v in expected["keys"].items()}
+    source = expected.get("source") or decl.kind
+    out: list[Finding] = []
+    missing = [k for k in want if k not in actual]
+    unexpected = [k for k in actual if k not in want]
+    drift = [k for k in want if k in actual and actual[k] != want[k]]
+    if missing:
+        out.append(Finding.make("keys-missing", f"{len(missing)} key(s) of the declared architecture [{source}] "
+                                f"are missing from the file: {_names_text(missing)}", path=relpath,
+                                expected=collapse_names(missing), actual=None))
+    if unexpected:
+        out.append(Finding.make("keys-unexpected", f"{len(unexpected)} key(s) in the file are not in the declared "
+                                f"architecture [{source}]: {_names_text(unexpected)}", path=relpath,
+                                expected=None, actual=collapse_names(unexpected)))
+    if drift:
+        lines = [f"{k} is {list(actual[k])} in the file, {list(want[k])} declared" for k in drift]
+        out.append(Finding.make("shape-drift", f"{len(drift)} tensor(s) differ from the declared architecture: "
+                                + "; ".join(lines[:6]) + (f"; and {len(lines) - 6} more" if len(lines) > 6 else ""),
+                                path=relpath, expected={k: list(want[k]) for k in drift},
+                                actual={k: list(actual[k]) for k in drift}))
+    have_n = sum(_numel(v) for v in actual.values())
+    want_n = sum(_numel(v) for v in want.values())
+    if decl.params is not None:
+        have = insp.params.trainable + (insp.params.buffers if decl.params_include_buffers else 0)
+        if have != decl.params:
+            what = "parameter and buffer elements" if decl.params_include_buffers else "parameters"
+            out.append(Finding.make("param-count-mismatch", f"{have:,} {what} in the weights, {decl.params:,} declared",
+                                    path=relpath, expected=decl.params, actual=have))
+    elif have_n != want_n:
+        out.append(Finding.make("param-count-mismatch", f"{have_n:,} parameter and buffer elements in the weights, "
+                                f"{want_n:,} in the declared architecture", path=relpath, expected=want_n, actual=have_n))
+    return out
+
+
+def compare(insp: Any, decl: ModelDecl, relpath: str, expected: dict[str, Any] | None = None) -> list[Finding]:
     """Why `insp` does not satisfy `decl` (empty when it does).
 
     Messages state the difference alone ("the weights have 2 GRU layers where 1
     is declared"); the audit prefixes the declaration when it reports them on a file.
+    `expected` is the declared layout of a module:/reference: declaration
+    (`Manifest.expected_layouts`).
     """
     from ckreg.inspect.layouts import expected_layout
 
+    if decl.family is None:
+        if expected is None:
+            return [Finding.make("unreadable", f"no declared layout for {decl.name!r}", path=relpath)]
+        return compare_layout(insp, decl, expected, relpath)
     if not insp.ok:
         return [Finding.make("unreadable", f"cannot be read: {insp.error}", path=relpath)]
     if not _family_fits(insp, decl.family):
@@ -287,7 +312,7 @@ def compare(insp: Any, decl: ModelDecl, relpath: str) -> list[Finding]:
     observed = dict(insp.hyperparameters or {})
     mismatched: dict[str, Any] = {}
     for key, want in decl.declared().items():
-        if key not in WEIGHT_FIELDS or key == "tower_kernels":
+        if (key not in WEIGHT_FIELDS and key not in observed) or key == "tower_kernels":
             continue
         have = observed.get(key)
         if have is None or _norm(have) == _norm(want):
@@ -422,9 +447,12 @@ class _Runner:
 INLINE_HASH_BYTES = 16 * 1024 * 1024
 
 
-def _inspect_one(path: str, hash_policy: str, inline_limit: int) -> Any:
+def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = ()) -> Any:
     """Worker: inspect one file, hashing weights inline when the policy and size say so."""
     from ckreg.inspect import inspect_path
+
+    if declared:
+        registry().add_all(declared)   # declared families reach worker processes (spawn/forkserver)
 
     hash_weights = hash_policy == "all"
     if hash_policy == "collisions":
@@ -439,7 +467,8 @@ def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str) -> lis
     """`inspect_path` on every file (never raises for bad files), results in input order."""
     import functools
 
-    worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=INLINE_HASH_BYTES)
+    worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=INLINE_HASH_BYTES,
+                               declared=tuple(registry().declared()))
     return runner.map(worker, [str(p) for p in paths],
                       "inspecting")
 
@@ -534,7 +563,8 @@ def _check_data_hook(data: Any) -> None:
 
 def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None = None, *,
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
-          progress: Progress | None = None, min_acc: float | None = None) -> Report:
+          progress: Progress | None = None, min_acc: float | None = None,
+          families: Iterable[str | os.PathLike] = ()) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -544,15 +574,19 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     duplicate detection. `data` verifies every checkpoint + scaler pair on a dataset
     (`ckreg.verify.verify_for_audit`, issue #5) against each model's accuracy target (declared,
     `min_acc`, or the manifest's `min_accuracy`). `progress(stage, done, total)` is called as files
-    are inspected. A missing path is an error in the report (exit 2); a tree without any
+    are inspected. `families` are family files (docs/families.md) registered before the manifest
+    is read. A missing path is an error in the report (exit 2); a tree without any
     checkpoint leaves `checked` empty (exit 3).
     """
     if hash_policy not in HASH_POLICIES:
         raise UsageError(f"hash_policy must be one of {', '.join(HASH_POLICIES)}, got {hash_policy!r}")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if families:
+        add_family_files(list(families))   # before the manifest, which may declare models of these families
     if manifest is not None and not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
+    layouts = manifest.expected_layouts() if manifest is not None else {}   # module: lock, reference: files
     _check_data_hook(data)
 
     given = Path(path)
@@ -600,7 +634,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         findings.extend(_carry(f.insp.findings, f.rel))
 
     scalers = {_rel(root, p): p for p in walked.scalers}
-    decl_status = _reconcile(root, files, scalers, manifest, findings, report)
+    decl_status = _reconcile(root, files, scalers, manifest, findings, report, layouts)
     scaler_info = _pair_scalers(root, files, scalers, manifest, findings)
     if hash_policy != "none":
         _duplicates(files, findings)
@@ -649,28 +683,44 @@ def _summary(f: _File) -> dict[str, Any]:
 
 
 def _spec_text(decl: ModelDecl) -> str:
+    if decl.module:
+        return f"module {decl.module}"
+    if decl.reference:
+        return f"reference {decl.reference}"
     hp = ", ".join(f"{k}={_fmt(v)}" for k, v in decl.declared().items() if k not in ("dropout", "pool"))
     return f"{decl.family}" + (f" ({hp})" if hp else "")
 
 
 def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
-               findings: list[Finding], report: Report) -> dict[str, Any]:
+               findings: list[Finding], report: Report, layouts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Declarations against files (by path and by content); name labels where no declaration speaks."""
     status: dict[str, Any] = {}
     root_name = root.absolute().name
     if manifest is not None:
         reasons_for: dict[tuple[str, str], list[Finding]] = {}
+        decls = {d.name: d for d in manifest.models}
         for f in files:
             for decl in manifest.models:
-                mism = compare(f.insp, decl, f.rel)
+                mism = compare(f.insp, decl, f.rel, (layouts or {}).get(decl.name))
                 reasons_for[(decl.name, f.rel)] = mism
                 if not mism and f.insp.ok:
                     f.satisfies.append(decl.name)
                 if decl.matches_path(f.rel):
                     f.by_path.append(decl.name)
-                    # a file where a declaration says it lives: every way it differs
-                    findings.extend(x.model_copy(update={"message": f"declared as {decl.name!r}: {x.message}"})
-                                    for x in mism if x.code != "unreadable")
+            for name in f.by_path:
+                decl, mism = decls[name], reasons_for[(name, f.rel)]
+                # a file that is exactly another declared model (of another family or layout): mislabeled
+                other = [o for o in f.satisfies if o != name and decls[o].label != decl.label]
+                if mism and other and (decl.family is None or decls[other[0]].family is None):
+                    o = decls[other[0]]
+                    findings.append(Finding.make(
+                        "family-mislabeled", f"declared as {name!r} [{_spec_text(decl)}] but the weights are exactly "
+                        f"the declared model {o.name!r} [{_spec_text(o)}]", path=f.rel,
+                        expected=decl.label, actual=o.label))
+                    continue
+                # a file where a declaration says it lives: every way it differs
+                findings.extend(x.model_copy(update={"message": f"declared as {name!r}: {x.message}"})
+                                for x in mism if x.code != "unreadable")
         for decl in manifest.models:
             at_path = [f for f in files if decl.name in f.by_path]
             good_at_path = [f.rel for f in at_path if decl.name in f.satisfies]
@@ -685,7 +735,8 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
             looked: dict[str, list[str]] = {}
             for f in at_path:
                 looked[f.rel] = [x.message for x in reasons_for[(decl.name, f.rel)]] or ["cannot be inspected"]
-            same_family = [f for f in files if f not in at_path and f.insp.ok and _family_fits(f.insp, decl.family)]
+            same_family = [f for f in files if f not in at_path and f.insp.ok and decl.family is not None
+                           and _family_fits(f.insp, decl.family)]
             for f in same_family[:5]:
                 looked[f.rel] = [x.message for x in reasons_for[(decl.name, f.rel)]]
             parts = []
@@ -697,7 +748,8 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
                 how = "declared path" if rel in {f.rel for f in at_path} else "same family"
                 parts.append(f"{rel} ({how}): " + "; ".join(why))
             if not same_family:
-                parts.append(f"no other file in the tree holds {decl.family} weights")
+                parts.append(f"no other file in the tree holds {decl.family} weights" if decl.family
+                             else "no file in the tree has its layout")
             entry.update(status="missing", files=[], looked_at=looked)
             status[decl.name] = entry
             findings.append(Finding.make(
@@ -733,6 +785,14 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
     return status
 
 
+def _needs_scaler(f: _File, decls: dict[str, ModelDecl]) -> bool:
+    """Only families whose record says so (every built-in) need a scaler; unknown files are not excused."""
+    if any(decls[n].family is None for n in (f.by_path or f.satisfies)):
+        return False
+    rec = registry().find(f.insp.family)
+    return rec is None or rec.needs_scaler
+
+
 def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
                   findings: list[Finding]) -> dict[str, Any]:
     """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
@@ -762,6 +822,8 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
             f.scaler, f.scaler_source = here[0], "folder"
         elif len(named) == 1:
             f.scaler, f.scaler_source = named[0], "name"
+        elif not _needs_scaler(f, decls):
+            continue   # its family record says it takes no scaler (a declared family, a module: model)
         elif here:
             findings.append(Finding.make(
                 "scaler-missing", f"{len(here)} scalers in its folder and none named after it: {', '.join(here)}",

@@ -91,6 +91,10 @@ CODES: dict[str, CodeInfo] = dict(
            "A scaler belongs to one training run; verify which with `ckreg audit --data`."),
         _c("scaler-feature-mismatch", "error", "Scaler feature count differs from the model input", "Pair the model with its own scaler."),
         _c("duplicate-weights", "warning", "Several files hold identical weights", "Keep one; the others waste space and confuse provenance."),
+        _c("keys-missing", "error", "Declared state_dict keys are missing from the file",
+           "The declared architecture (a module: lock or a reference: checkpoint) has keys the weights lack; strict loading will fail."),
+        _c("keys-unexpected", "error", "The file has state_dict keys the declaration lacks",
+           "The weights carry keys the declared architecture does not have (a changed or added layer); strict loading will fail."),
         # -- rename (rename.py) --
         _c("rename-collision", "warning", "Content-derived name is taken by another file",
            "`ckreg rename` left this file alone: the name its content implies already belongs to a different file. Move that file, or use a --template with {hash8}."),

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import re
 import types
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 
 from ckreg import yamlio
 from ckreg.arch import FAMILIES, FAMILY_FIELDS, ArchSpec
-from ckreg.errors import CkregError, ManifestError
+from ckreg.errors import CkregError, FamilyError, ManifestError, SpecError
+from ckreg.families import find as find_family
+from ckreg.families import names as family_names
+from ckreg.families import parse_families, registry
 
 MANIFEST_VERSION = 1
 MAX_REPORTED_ERRORS = 25
@@ -126,11 +130,25 @@ class Defaults(_Strict):
 
 
 class ModelDecl(_Strict):
-    """One model the archive should hold."""
+    """One model the archive should hold.
+
+    Its architecture is one of: `family` (any registered family) + `hyperparameters`;
+    `module` ("package.module:ClassOrFactory") + `kwargs`, expected layout read from the
+    manifest's lock file (`ckreg manifest lock`); `reference` (a checkpoint whose layout
+    is the expectation, relative to the manifest's folder).
+    """
 
     name: str = Field(min_length=1)
-    family: str = Field(json_schema_extra={"enum": list(FAMILIES)})
+    family: Optional[str] = Field(None, description="A registered family: built-in, plug-in, family file or "
+                                  "this manifest's families: section.")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)  # type: ignore[valid-type]
+    module: Optional[str] = Field(None, description="\"package.module:ClassOrFactory\" building the model "
+                                  "(an nn.Module); run `ckreg manifest lock` after changing it.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for `module`.")
+    reference: Optional[str] = Field(None, description="A reference checkpoint whose layout is the expectation "
+                                     "(relative to the manifest's folder).")
+    family_hparams: dict[str, Any] = Field(default_factory=dict, exclude=True,
+                                           description="(internal) hyperparameters of a declared family")
     params: Optional[int] = Field(None, gt=0, description="Expected parameter count (trainable elements).")
     params_include_buffers: bool = Field(
         False, description="True when `params` counts BatchNorm buffers too (as the SignGlove design notes did).")
@@ -142,13 +160,45 @@ class ModelDecl(_Strict):
     tags: list[str] = Field(default_factory=list)
     description: Optional[str] = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_family(cls, data: Any) -> Any:
+        """A declared family's hyperparameters are its own names, not ArchSpec's fields."""
+        if isinstance(data, dict):
+            fam = data.get("family")
+            if isinstance(fam, str) and fam not in FAMILIES and find_family(fam) is not None:
+                data = dict(data)
+                hp = data.pop("hyperparameters", None)
+                data["family_hparams"] = dict(hp) if isinstance(hp, dict) else ({} if hp is None else hp)
+        return data
+
+    @property
+    def kind(self) -> str:
+        """"family", "module" or "reference"."""
+        return "module" if self.module else "reference" if self.reference else "family"
+
+    @property
+    def label(self) -> str:
+        """What the declaration says the model is: its family, or (module/reference) its own name."""
+        return self.family if self.family else self.name
+
     def declared(self) -> dict[str, Any]:
         """Only the hyperparameters this declaration states."""
+        if self.family_hparams:
+            return {k: v for k, v in self.family_hparams.items() if v is not None}
         return {k: v for k, v in self.hyperparameters.model_dump().items() if v is not None}  # type: ignore[attr-defined]
 
     def spec(self, observed: dict[str, Any] | None = None) -> ArchSpec:
         """The declared architecture: the family's reference configuration, then what was
         observed in a file (for what the declaration leaves open), then what is declared."""
+        if self.family is None:
+            raise SpecError(f"{self.name} declares a {self.kind}, not a family")
+        if self.family not in FAMILIES:
+            rec = find_family(self.family)
+            allowed_d = set(rec.hyperparameters) if rec is not None else set()
+            merged = {k: v for k, v in (observed or {}).items() if k in allowed_d and v is not None}
+            merged.update(self.declared())
+            return ArchSpec.for_family(self.family, **merged)
         allowed = FAMILY_FIELDS[self.family] | {"input_size", "num_classes", "dropout", "pool"}
         merged = {k: v for k, v in (observed or {}).items() if k in allowed and v is not None}
         merged.update(self.declared())
@@ -173,6 +223,8 @@ class Manifest(_Strict):
                           "to be verified; without either, a pair is at best `unverified`.")
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
+    families: list[dict[str, Any]] = Field(
+        default_factory=list, description="Families declared for this manifest's models (docs/families.md format).")
     models: list[ModelDecl] = Field(min_length=1)
 
     @field_validator("min_accuracy")
@@ -236,6 +288,85 @@ class Manifest(_Strict):
 
     def tags_for(self, model: ModelDecl) -> list[str]:
         return list(dict.fromkeys([*self.defaults.tags, *model.tags]))
+
+    # -- module: and reference: declarations --
+    @property
+    def base_dir(self) -> Path:
+        return Path(self._source).parent if self._source else Path(".")
+
+    @property
+    def lock_path(self) -> Path:
+        """`<manifest stem>.lock.json` beside the manifest (written by `ckreg manifest lock`)."""
+        src = Path(self._source or "manifest.yaml")
+        return src.with_name(src.stem + ".lock.json")
+
+    def read_lock(self) -> dict[str, Any]:
+        """The lock's per-model entries for every `module:` model; ManifestError when missing or stale."""
+        mods = [m for m in self.models if m.module]
+        if not mods:
+            return {}
+        fix = f"run `ckreg manifest lock {self._source or 'MANIFEST'}` (needs the [train] extra)"
+        path = self.lock_path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ManifestError(f"{path}: no lock file for the module: models "
+                                f"({', '.join(m.name for m in mods)})", hint=fix) from None
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"{path}: unreadable lock file: {exc}", hint=fix) from None
+        entries = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            raise ManifestError(f"{path}: not a ckreg lock file (no models)", hint=fix)
+        out = {}
+        for m in mods:
+            e = entries.get(m.name)
+            if not isinstance(e, dict) or not isinstance(e.get("keys"), dict):
+                raise ManifestError(f"{path}: no entry for model {m.name!r}; the lock is stale", hint=fix)
+            if e.get("architecture_sha256") != architecture_sha256(m):
+                raise ManifestError(f"{path}: model {m.name!r} changed since the lock was written "
+                                    "(module or kwargs differ); the lock is stale", hint=fix)
+            out[m.name] = e
+        return out
+
+    def expected_layouts(self) -> dict[str, dict[str, Any]]:
+        """name -> {"keys": {key: [dtype, shape]}, "params", "buffers", "source"} for module:/reference: models.
+
+        Torch-free: module: models come from the lock, reference: models from reading the
+        reference checkpoint inertly. ManifestError when either cannot be had.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for name, e in self.read_lock().items():
+            keys = {k: [v.get("dtype"), list(v.get("shape", []))] for k, v in e["keys"].items()}
+            out[name] = {"keys": keys, "params": e.get("params"), "buffers": e.get("buffers"),
+                         "source": f"{self.lock_path.name} ({e.get('module')})"}
+        for m in self.models:
+            if not m.reference:
+                continue
+            ref = self.base_dir / m.reference
+            from ckreg.readers import read_checkpoint
+
+            try:
+                result = read_checkpoint(str(ref))
+            except CkregError as exc:
+                raise ManifestError(f"{self._source}: models {m.name!r} reference {m.reference}: {exc.render()}",
+                                    hint="give a readable checkpoint path, relative to the manifest's folder") from None
+            except OSError as exc:
+                raise ManifestError(f"{self._source}: models {m.name!r} reference {m.reference}: {exc}",
+                                    hint="give a readable checkpoint path, relative to the manifest's folder") from None
+            out[m.name] = {"keys": {k: [r.dtype, list(r.shape)] for k, r in result.tensors.items()},
+                           "params": None, "buffers": None, "source": f"reference {m.reference}"}
+        return out
+
+
+_MODULE_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def architecture_sha256(decl: ModelDecl) -> str:
+    """Hash of a module: declaration's architecture block (module + kwargs), recorded in the lock."""
+    import hashlib
+
+    block = {"module": decl.module, "kwargs": _plain(decl.kwargs)}
+    return hashlib.sha256(json.dumps(block, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # -- paths and globs ----------------------------------------------------------------------------
@@ -391,9 +522,46 @@ def _semantic_errors(manifest: Manifest) -> list[tuple[tuple, str]]:
         if key is not None and key not in manifest.datasets:
             known = ", ".join(manifest.datasets) or "none declared"
             errors.append((base + ("dataset",), f"unknown dataset {key!r}; expected a key of `datasets` ({known})"))
+        kinds = [k for k in ("family", "module", "reference") if getattr(m, k)]
+        if len(kinds) != 1:
+            errors.append((base, "declare one architecture: family: (with hyperparameters), module: (with kwargs) "
+                                 f"or reference:; got {' and '.join(kinds) if kinds else 'none'}"))
+            continue
+        if m.family is None:
+            if m.declared():
+                errors.append((base + ("hyperparameters",), f"hyperparameters go with family:; a {m.kind}: "
+                               "model takes " + ("kwargs" if m.module else "its layout from the reference")))
+            if m.kwargs and not m.module:
+                errors.append((base + ("kwargs",), "kwargs go with module:"))
+            if m.module and not _MODULE_PATH.match(m.module):
+                errors.append((base + ("module",), f"expected \"package.module:ClassOrFactory\", got {m.module!r}"))
+            continue
         problem = _family_problem(m.family)
         if problem:
             errors.append((base + ("family",), problem))
+            continue
+        if m.family not in FAMILIES:
+            rec = find_family(m.family)
+            bad = False
+            for hp, value in m.family_hparams.items():
+                if hp not in rec.hyperparameters:
+                    bad = True
+                    close = difflib.get_close_matches(str(hp), list(rec.hyperparameters), n=1)
+                    errors.append((base + ("hyperparameters", hp),
+                                   f"family {m.family} has no hyperparameter {hp!r}"
+                                   + (f" (did you mean {close[0]!r}?)" if close else "")
+                                   + f"; expected one of: {', '.join(rec.hyperparameters)}"))
+                elif value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    bad = True
+                    errors.append((base + ("hyperparameters", hp), f"expected an integer, got {value!r}"))
+            if bad:
+                continue
+            spec = m.spec()
+            if all(v is not None for v in (spec.hparams or {}).values()):
+                try:
+                    expected_layout(spec)
+                except CkregError as exc:
+                    errors.append((base + ("hyperparameters",), f"not a valid {m.family}: {exc}"))
             continue
         allowed = FAMILY_FIELDS[m.family] | {"input_size", "num_classes", "dropout", "pool"}
         bad = False
@@ -414,12 +582,14 @@ def _semantic_errors(manifest: Manifest) -> list[tuple[tuple, str]]:
 
 
 def _family_problem(family: str) -> str | None:
-    if family in FAMILIES:
+    known = family_names()
+    if family in known:
         return None
-    close = difflib.get_close_matches(family, FAMILIES, n=1, cutoff=0.5)
-    close = close or [f for f in FAMILIES if f.lower() == family.lower()]
+    close = difflib.get_close_matches(family, known, n=1, cutoff=0.5)
+    close = close or [f for f in known if f.lower() == family.lower()]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown family {family!r}{hint}; expected one of: {', '.join(FAMILIES)}"
+    return (f"unknown family {family!r}{hint}; expected one of: {', '.join(known)} "
+            "(or declare it under families:)")
 
 
 def _raw_family_problems(data: Any, already: set) -> list[tuple[tuple, str]]:
@@ -451,6 +621,24 @@ def _raise(source: str, data: Any, problems: list[tuple[tuple, str]]) -> None:
     raise err
 
 
+def _register_families(source: str, data: Any) -> list:
+    """A manifest's `families:` section, registered before its models are validated (they may use them)."""
+    raw = data.get("families") if isinstance(data, dict) else None
+    if raw is None:
+        return []
+    try:
+        fams = parse_families(raw, source, kind="manifest", data=data)
+    except FamilyError as exc:
+        raise ManifestError(str(exc), hint="see docs/families.md for the format") from None
+    out = []
+    for fam in fams:
+        try:
+            out.append(registry().add(fam))
+        except FamilyError as exc:
+            raise ManifestError(f"{source}: {exc}", hint=exc.hint) from None
+    return out
+
+
 def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
     """Parse and validate manifest YAML; raise ManifestError naming file, line and field path."""
     try:
@@ -466,6 +654,7 @@ def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError(f"{source}:1: expected a mapping with a `models` list at the top level, "
                             f"got {type(data).__name__}")
+    declared = _register_families(source, data)
     try:
         manifest = Manifest.model_validate(_plain(data))
     except ValidationError as exc:

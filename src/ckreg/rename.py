@@ -320,7 +320,9 @@ def _declared_tokens(family: str, hp: dict) -> list[str]:
     rec = registry().find(family)
     defaults = rec.defaults() if rec is not None else {}
     tokens = []
-    for name in (rec.hyperparameters if rec is not None else hp):
+    order = list(rec.hyperparameters if rec is not None else hp)
+    first = [n for n in ("num_layers", "hidden_size", "num_classes") if n in order]
+    for name in first + [n for n in order if n not in first]:
         value = _hp(hp, name)
         if value is None or isinstance(value, (list, bool)):
             continue
@@ -498,13 +500,18 @@ def _default_inspector(paths: list[Path], jobs: int) -> list:
 
 def plan_rename(paths_or_root: str | os.PathLike | Sequence[str | os.PathLike], template: str = DEFAULT_TEMPLATE,
                 manifest: str | os.PathLike | None = None, *, jobs: int = 1,
-                inspector: Callable[[list[Path], int], Iterable] | None = None) -> RenamePlan:
+                inspector: Callable[[list[Path], int], Iterable] | None = None,
+                families: Iterable[str | os.PathLike] = ()) -> RenamePlan:
     """Inspect the checkpoints under `paths_or_root` and plan content-derived names. Touches nothing.
 
     Raises UsageError for a missing path or a bad template, ManifestError for
     a bad manifest; per-file problems become `skipped` entries or findings.
     """
     validate_template(template)
+    if families:
+        from ckreg.families import add_family_files
+
+        add_family_files(list(families))   # declared families name files too (docs/families.md)
     root, files, skipped = _discover(paths_or_root)
     insps = list((inspector or _default_inspector)(files, max(1, int(jobs)))) if files else []
     plan = plan_from_inspections(root, insps, template=template, manifest=manifest)

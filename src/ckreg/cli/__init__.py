@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "retrain": "ckreg.cli.verify_cmd:retrain_cmd",
     "registry": "ckreg.cli.registry_cmd:registry_group",
     "export": "ckreg.cli.registry_cmd:export_cmd",
+    "families": "ckreg.cli.families_cmd:families_cmd",
 }
 
 

@@ -30,6 +30,22 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def families_option(fn: Any) -> Any:
+    """`--families FILE` (repeatable): family files registered before any work (docs/families.md)."""
+    return click.option("--families", "family_files", multiple=True, type=click.Path(dir_okay=False),
+                        metavar="FILE", help="YAML file declaring more families (repeatable; see docs/families.md).")(fn)
+
+
+def load_families(files: Any) -> None:
+    """Register family files, and say on stderr which plug-ins could not be loaded (never a crash)."""
+    from ckreg.families import add_family_files, registry
+
+    if files:
+        add_family_files(list(files))
+    for problem in registry().problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
 def terminal_width(default: int = 100) -> int:
     """The terminal's width ($COLUMNS first, as `shutil` reads it), or `default` when not a terminal."""
     import os
@@ -46,4 +62,4 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, soft_wrap=False)
 
 
-__all__ = ["echo_json", "fail", "console", "terminal_width", "CkregError"]
+__all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "CkregError"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ckreg.cli._common import terminal_width
+from ckreg.cli._common import families_option, load_families, terminal_width
 from ckreg.findings import FAIL_ON
 from ckreg.report import MACHINE_FORMATS, REPORTERS
 
@@ -115,10 +115,11 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
 @click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
+@families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
-              output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None, min_acc: float | None,
-              hash_policy: str, progress: bool) -> None:
+              output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
+              min_acc: float | None, hash_policy: str, progress: bool, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -128,6 +129,7 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     from ckreg.manifest import load_manifest
 
     fmt = report_format(fmt, as_json)
+    load_families(family_files)   # before the manifest, which may name these families
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
     if output is not None:
         _check_output(output, force)

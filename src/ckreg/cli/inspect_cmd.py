@@ -14,7 +14,7 @@ import os
 
 import click
 
-from ckreg.cli._common import console, echo_json
+from ckreg.cli._common import console, echo_json, families_option, load_families
 from ckreg.inspect import NOT_RECORDED, exit_code, inspect_paths
 from ckreg.inspect.model import Inspection
 from ckreg.inspect.structure import structure_lines
@@ -32,14 +32,16 @@ _MAX_EVIDENCE = 14
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Inspect files in parallel processes.")
 @click.option("--tree/--no-tree", default=True, show_default=True, help="Show the module tree (human output).")
+@families_option
 @click.pass_context
 def inspect_cmd(ctx: click.Context, paths: tuple[str, ...], as_json: bool, hash_weights: bool, jobs: int,
-                tree: bool) -> None:
+                tree: bool, family_files: tuple[str, ...] = ()) -> None:
     """Identify the architecture in each checkpoint without executing it.
 
     Exit status: 0 ok; 1 an error-severity finding (e.g. unsafe-global);
     2 a file could not be read (it is named on stderr; the others are still reported).
     """
+    load_families(family_files)
     results = inspect_paths(paths, hash_weights=hash_weights, jobs=jobs)
     if as_json:
         echo_json([r.model_dump(mode="json") for r in results])

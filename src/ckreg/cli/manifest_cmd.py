@@ -46,3 +46,20 @@ def check_cmd(files: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{file}: ok ({len(manifest.models)} model{'s' if len(manifest.models) != 1 else ''}: {names})")
     if failed:
         click.get_current_context().exit(EXIT_USAGE)
+
+
+@manifest_group.command("lock")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=str))
+def lock_cmd(manifest: str) -> None:
+    """Record the expected layout of every module: model in MANIFEST's .lock.json (needs the [train] extra).
+
+    Each module is built on torch's meta device (no memory, no weights); the audit then reads
+    the lock without torch. Run it again whenever a module: or its kwargs change.
+    """
+    from ckreg.zoo.lock import lock_manifest
+
+    path, lock = lock_manifest(manifest)
+    for name, e in lock["models"].items():
+        click.echo(f"{name}: {e['module']}: {len(e['keys'])} keys, {e['params']:,} params, "
+                   f"{e['buffers']:,} buffer elements")
+    click.echo(f"wrote {path}")

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ckreg.cli._common import console, echo_json, fail
+from ckreg.cli._common import console, echo_json, fail, families_option, load_families
 from ckreg.findings import EXIT_USAGE, FAIL_ON
 from ckreg.rename import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
 
@@ -33,7 +33,9 @@ _EPILOG = ("Template fields: " + ", ".join("{" + f + "}" for f in TEMPLATE_FIELD
 @click.option("--journal-dir", default=None, help="Where to write the journal (default: PATH/.ckreg).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
               help="Lowest severity that makes the exit code 1 (collisions and duplicates are warnings).")
-def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, jobs, journal_dir, fail_on):
+@families_option
+def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, jobs, journal_dir, fail_on,
+               family_files=()):
     """Rename checkpoints by content (family, variant, weights hash), reversibly.
 
     Exit 0 when the renames succeeded (warnings such as a name collision or
@@ -53,6 +55,7 @@ def rename_cmd(path, infer, undo, dry_run, template, manifest, as_json, yes, job
              EXIT_USAGE)
     if not path:
         fail("missing PATH: `ckreg rename --infer PATH`", EXIT_USAGE)
+    load_families(family_files)
     plan = core.plan_rename(path, template=template, manifest=manifest, jobs=jobs)
     if dry_run:
         if as_json:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from ckreg.families import expr
 from ckreg.families.labels import family_in_name, name_label, names_in
 from ckreg.families.record import Family
-from ckreg.families.registry import (ENTRY_POINT_GROUP, Registry, find, get, names, register_family, registry,
-                                     reload)
+from ckreg.families.registry import (ENTRY_POINT_GROUP, Registry, find, get, listing, names, register_family,
+                                     registry, reload)
 from ckreg.families.template import Template
 from ckreg.families.yamlfile import add_family_files, load_family_file, parse_families
 
@@ -32,4 +32,4 @@ def builtin_names() -> tuple[str, ...]:
 
 __all__ = ["Family", "Registry", "Template", "register_family", "registry", "get", "find", "names", "reload",
            "load_family_file", "add_family_files", "parse_families", "family_in_name", "name_label", "names_in",
-           "builtin_names", "expr", "ENTRY_POINT_GROUP"]
+           "builtin_names", "expr", "listing", "ENTRY_POINT_GROUP"]

@@ -245,3 +245,13 @@ def reload() -> Registry:
 
 
 __all__ = ["Registry", "registry", "register_family", "get", "find", "names", "reload", "ENTRY_POINT_GROUP"]
+
+
+def listing(files: Iterable[str | os.PathLike] = ()) -> tuple[list[Family], list[str]]:
+    """(every registered family, plug-in problems) after registering `files` (`ckreg families`)."""
+    from ckreg.families.yamlfile import add_family_files
+
+    reg = registry()
+    if files:
+        add_family_files(list(files), reg)
+    return list(reg), list(reg.problems)

@@ -150,6 +150,7 @@ class TemplateDetector(Detector):
                     ctx.say(f"{node.name}={value} from {key} {fmt_shape(shape)}")
 
         literal = [e for e in t.entries if not e.variables]
+        literal_keys = {e.text for e in literal}
         for entry in literal:
             shape = ctx.shape(entry.text)
             if shape is not None:
@@ -161,6 +162,8 @@ class TemplateDetector(Detector):
             if not entry.variables:
                 continue
             for key in ctx.shapes:
+                if key in literal_keys:   # `gru.weight_ih_l0` is its own entry, not l=0 of `..._l{l}`
+                    continue
                 vals = entry.match(key)
                 if vals is None:
                     continue

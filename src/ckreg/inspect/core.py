@@ -438,6 +438,9 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
     """
     p = os.fspath(path)
     insp = Inspection(path=p)
+    scaler = _inspect_scaler(p)
+    if scaler is not None:
+        return scaler
     try:
         from ckreg.readers import read_checkpoint
 
@@ -461,7 +464,42 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
     return inspect_result(result, hash_weights=hash_weights)
 
 
-def _inspect_one(args: tuple[str, bool]) -> Inspection:
+def _inspect_scaler(p: str) -> Inspection | None:
+    """A scaler file, recognised and read as the audit reads it (its estimator class allowed).
+
+    None when the file is not a scaler by its bytes, or cannot be read as one: then it is
+    inspected as a checkpoint, so nothing it holds goes unjudged.
+    """
+    from ckreg.readers.sniff import classify
+
+    try:
+        kind, _ = classify(p)
+    except OSError:
+        return None
+    if kind != "scaler":
+        return None
+    from ckreg.readers import read_scaler_summary
+
+    try:
+        summary = read_scaler_summary(p)
+    except CkregError:
+        return None
+    insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=os.path.getsize(p))
+    insp.metadata = {"scaler": {k: v for k, v in summary.to_dict().items() if k not in ("findings", "path")}}
+    cls = summary.class_name or "a scaler"
+    insp.evidence = [f"{cls} with {summary.n_features} features, read symbolically (never unpickled)"]
+    insp.description = [f"scaler: {cls}, n_features={summary.n_features}, n_samples_seen={summary.n_samples_seen}"]
+    insp.findings = list(summary.findings)
+    insp.bytes_read = summary.bytes_read
+    insp.confidence = 1.0
+    with open(p, "rb") as fh:   # scalers are capped small (read_scaler_summary refuses large files)
+        insp.sha256 = hashlib.sha256(fh.read()).hexdigest()
+    return insp
+
+
+def _inspect_one(args: tuple) -> Inspection:
+    if len(args) > 2 and args[2]:
+        registry().add_all(args[2])   # declared families reach worker processes (spawn/forkserver)
     return inspect_path(args[0], hash_weights=args[1])
 
 
@@ -469,7 +507,8 @@ def inspect_paths(paths: Iterable[str | os.PathLike], hash_weights: bool = False
                   pool: str = "process") -> list[Inspection]:
     """Inspect many files, results in input order. `jobs > 1` uses a process pool
     (parsing is pure Python, so threads would share one core); `pool="thread"` for threads."""
-    items = [(os.fspath(p), hash_weights) for p in paths]
+    declared = tuple(registry().declared())
+    items = [(os.fspath(p), hash_weights, declared) for p in paths]
     if jobs <= 1 or len(items) <= 1:
         return [_inspect_one(it) for it in items]
     import concurrent.futures as cf

@@ -66,8 +66,11 @@ def sniff_container(head: bytes, f=None) -> str | None:
     return None
 
 
-def decompress(data: bytes, kind: str, cap: int) -> bytes:
-    """The decompressed bytes, refusing more than `cap` (a zip bomb is refused, not inflated)."""
+def decompress(data: bytes, kind: str, cap: int, partial: bool = False) -> bytes:
+    """The decompressed bytes, refusing more than `cap` (a zip bomb is refused, not inflated).
+    With `partial`, the first `cap` bytes are returned instead (sniffing; `data` may be cut short)."""
+    if partial:
+        return _head(data, kind, cap)
     try:
         if kind == "gzip":
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:
@@ -106,3 +109,19 @@ class BytesFile:
         if n <= 0 or offset < 0:
             return b""
         return self.data[offset:offset + n]
+
+
+def _head(data: bytes, kind: str, n: int) -> bytes:
+    try:
+        if kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, n)
+        if kind == "zlib":
+            return zlib.decompressobj().decompress(data, n)
+        if kind == "bz2":
+            return bz2.BZ2Decompressor().decompress(data, n)
+        if kind in ("xz", "lzma"):
+            fmt = lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE
+            return lzma.LZMADecompressor(format=fmt).decompress(data, n)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+        raise ContainerProblem(f"corrupt {kind} stream ({exc})") from None
+    raise ContainerProblem(f"{kind}: not sniffable")

@@ -17,18 +17,16 @@ StandardScaler class and joblib's wrapper) are findings; nothing is executed.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import os
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ckreg.errors import ScalerError
 from ckreg.findings import Finding
 from ckreg.readers.allowlist import SCALER_TIERS, tier_of
+from ckreg.readers.containers import COMPRESSED, ContainerProblem, decompress, sniff_container
 from ckreg.readers.core import _check_path
 from ckreg.readers.joblib_arrays import WRAPPERS as _WRAPPERS, joblib_hook as _joblib_hook
 from ckreg.readers.pickle_vm import Call, NumpyArray, NumpyScalar, run_pickle
@@ -119,19 +117,15 @@ def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:
     if head == b"{":
         return _from_json(p, data)
     fmt = "pickle"
-    if data[:2] == b"\x1f\x8b":
+    kind = sniff_container(data[:512])
+    if kind in COMPRESSED:
         try:
-            data = gzip.GzipFile(fileobj=io.BytesIO(data)).read(MAX_SCALER_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ScalerError(f"corrupt gzip-compressed joblib file ({exc})", path=p) from None
-        fmt = "joblib"
-    elif data[:1] == b"\x78" and data[:2] != b"\x78\x80":
-        try:
-            d = zlib.decompressobj()
-            data = d.decompress(data, MAX_SCALER_BYTES + 1)
-        except zlib.error as exc:
-            raise ScalerError(f"not a scaler: neither pickle, joblib nor JSON ({exc})", path=p) from None
-        fmt = "joblib"
+            data = decompress(data, kind, MAX_SCALER_BYTES)
+        except ContainerProblem as exc:
+            if data[:1] not in (b"(", b"c", b"}", b"]", b"\x80"):
+                raise ScalerError(f"not a scaler: {exc}", path=p) from None
+        else:
+            fmt = "joblib"
     if len(data) > MAX_SCALER_BYTES:
         raise ScalerError("decompressed scaler exceeds the size cap (zip bomb?)", path=p)
     if not data or (data[:1] != b"\x80" and data[:1] not in (b"(", b"c", b"}", b"]")):
