@@ -19,9 +19,16 @@ from ckreg.registry import Registry
 from reghelpers import tiny_spec
 
 
-@pytest.fixture
-def reg(tmp_path) -> Registry:
-    r = Registry(tmp_path / "reg")
+@pytest.fixture(params=["sqlite+folder", "postgres+s3"])
+def reg(request, tmp_path, monkeypatch) -> Registry:
+    """The same registry tests on both backends: SQLite + a local folder, PostgreSQL + S3 (skipped without them)."""
+    if request.param == "sqlite+folder":
+        r = Registry(tmp_path / "reg")
+    else:
+        pg_url = request.getfixturevalue("pg_url")
+        bucket = request.getfixturevalue("s3_bucket")
+        monkeypatch.setenv("CKREG_CACHE_DIR", str(tmp_path / "cache"))
+        r = Registry(tmp_path / "reg", db=pg_url, store=f"s3://{bucket}/team")
     yield r
     r.close()
 

@@ -41,3 +41,52 @@ def flip_byte(path: Path, offset: int = 100) -> None:
     data = bytearray(path.read_bytes())
     data[offset % len(data)] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def add_revision(monkeypatch, tmp_path: Path, upgrade_body: str = "pass") -> int:
+    """Pretend a newer ckreg added an Alembic revision (schema current+1); returns the new number."""
+    import shutil
+
+    from ckreg.registry import schema
+
+    current = schema.current_version()
+    loc = tmp_path / "migrations"
+    shutil.copytree(schema.SCRIPT_LOCATION, loc, ignore=shutil.ignore_patterns("__pycache__"))
+    new = current + 1
+    (loc / "versions" / f"{new:04d}_test.py").write_text(
+        "from alembic import op\n"
+        "import sqlalchemy as sa\n"
+        f"revision = '{new:04d}'\ndown_revision = '{current:04d}'\nbranch_labels = None\ndepends_on = None\n\n"
+        f"def upgrade():\n    {upgrade_body}\n")
+    monkeypatch.setattr(schema, "SCRIPT_LOCATION", loc)
+    return new
+
+
+def corrupt_blob(reg: Registry, sha256: str, offset: int = 100) -> None:
+    """Flip one byte of a stored blob, wherever the store is (local folder or S3)."""
+    if not reg.blobs.remote:
+        flip_byte(reg.blobs.path_for(sha256), offset)
+        return
+    key = reg.blobs.location(sha256)
+    data = bytearray(reg.blobs.fs.cat_file(key))
+    data[offset % len(data)] ^= 0xFF
+    reg.blobs.fs.pipe_file(key, bytes(data))
+
+
+def delete_blob(reg: Registry, sha256: str) -> None:
+    if not reg.blobs.remote:
+        os.remove(reg.blobs.path_for(sha256))
+    else:
+        reg.blobs.fs.rm_file(reg.blobs.location(sha256))
+
+
+def reg_env(reg: Registry, monkeypatch) -> None:
+    """Point the CKREG_REGISTRY* variables at `reg`, whatever its backends."""
+    monkeypatch.setenv("CKREG_REGISTRY", str(reg.root))
+    monkeypatch.setenv("CKREG_REGISTRY_DB", reg.db)
+    monkeypatch.setenv("CKREG_REGISTRY_STORE", reg.store)
+
+
+def same_registry(reg: Registry) -> Registry:
+    """A second handle on the registry `reg` is (same index, same store)."""
+    return Registry(reg.root, db=reg.db, store=reg.store)

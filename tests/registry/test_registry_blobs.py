@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
 
 from ckreg.errors import IntegrityError
-from ckreg.registry.blobs import BlobStore, sha256_file
-from reghelpers import flip_byte, sha256_of, stub_add
+from ckreg.registry.blobs import BlobStore
+from reghelpers import corrupt_blob, delete_blob, sha256_of, stub_add
 
 
 def test_put_is_content_addressed_and_deduplicated(tmp_path, blob_file):
@@ -39,9 +38,10 @@ def test_registering_the_same_file_twice_under_two_names_stores_one_blob(reg, bl
 
 def test_flipped_byte_is_refused_on_read(reg, blob_file):
     v = stub_add(reg, blob_file(1))
-    path = reg.blobs.path_for(v.sha256)
-    assert reg.blob_path(v.sha256) == path
-    flip_byte(path)
+    assert reg.blob_path(v.sha256).read_bytes() == blob_file(1).read_bytes()
+    if not reg.blobs.remote:
+        assert reg.blob_path(v.sha256) == reg.blobs.path_for(v.sha256)
+    corrupt_blob(reg, v.sha256)
     with pytest.raises(IntegrityError, match="corrupted"):
         reg.blob_path(v.sha256)
     with pytest.raises(IntegrityError, match="corrupted"):
@@ -52,8 +52,8 @@ def test_verify_reports_corrupt_and_missing_blobs_with_their_users(reg, blob_fil
     v1 = stub_add(reg, blob_file(1))
     v2 = stub_add(reg, blob_file(2))
     assert reg.verify() == []
-    flip_byte(reg.blobs.path_for(v1.sha256))
-    os.remove(reg.blobs.path_for(v2.sha256))
+    corrupt_blob(reg, v1.sha256)
+    delete_blob(reg, v2.sha256)
     problems = {p.kind: p for p in reg.verify()}
     assert set(problems) == {"corrupt", "missing"}
     assert problems["corrupt"].sha256 == v1.sha256 and problems["corrupt"].referenced_by == ["GRU@1"]
@@ -62,17 +62,21 @@ def test_verify_reports_corrupt_and_missing_blobs_with_their_users(reg, blob_fil
 
 def test_stray_file_in_blob_store_is_reported(reg, blob_file):
     stub_add(reg, blob_file(1))
-    stray = reg.blobs.dir / "zz" / "notes.txt"
-    stray.parent.mkdir()
-    stray.write_text("hello")
+    if reg.blobs.remote:
+        reg.blobs.fs.pipe_file(f"{reg.blobs.dir}/zz/notes.txt", b"hello")
+    else:
+        stray = reg.blobs.dir / "zz" / "notes.txt"
+        stray.parent.mkdir()
+        stray.write_text("hello")
     assert [p.kind for p in reg.verify()] == ["misplaced"]
 
 
 def test_re_adding_the_original_repairs_a_corrupted_blob(reg, blob_file):
     src = blob_file(1)
     v = stub_add(reg, src)
-    flip_byte(reg.blobs.path_for(v.sha256))
+    corrupt_blob(reg, v.sha256)
+    assert [p.kind for p in reg.verify()] == ["corrupt"]
     res = reg.blobs.put_file(src)
     assert res.repaired
-    assert sha256_file(reg.blobs.path_for(v.sha256))[0] == v.sha256
+    assert reg.blobs.read_bytes(v.sha256) == src.read_bytes()
     assert reg.verify() == []

@@ -7,8 +7,8 @@ import json
 from click.testing import CliRunner
 
 from ckreg.cli import cli
-from ckreg.registry import Registry, schema
-from reghelpers import flip_byte, stub_add
+from ckreg.registry import Registry
+from reghelpers import add_revision, flip_byte, stub_add
 
 VERIFIED = {"accuracy": 0.9, "passed": True, "per_class": {"a": 0.9}, "data_hash": "d", "confusion_matrix": [[9]]}
 
@@ -105,7 +105,7 @@ def test_export_cli_and_its_refusals(tmp_path, gru_ckpt, scaler_file, monkeypatc
     out = tmp_path / "out"
     res = run("export", "GRU@prod", "--to", out, "--pkl")
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "scaler.json", "scaler.pkl", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.py", "scaler.json", "scaler.pkl", "weights.safetensors"]
     (out / "README.md").write_text("edited")
     res = run("export", "GRU@prod", "--to", out)
     assert res.exit_code == 2 and "refusing to overwrite" in _one_error_line(res)
@@ -134,7 +134,7 @@ def test_upgrade_cli(tmp_path, blob_file, monkeypatch):
     rp = tmp_path / "reg"
     with Registry(rp) as reg:
         stub_add(reg, blob_file(1))
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, lambda conn: None])
+    add_revision(monkeypatch, tmp_path)
     res = run("registry", "ls", "--registry", rp)
     assert res.exit_code == 2 and "ckreg registry upgrade" in _one_error_line(res)
     res = run("registry", "upgrade", "--registry", rp)
@@ -142,3 +142,46 @@ def test_upgrade_cli(tmp_path, blob_file, monkeypatch):
     assert run("registry", "ls", "--registry", rp).exit_code == 0
     res = run("registry", "upgrade", "--registry", rp)
     assert res.exit_code == 0 and "nothing to do" in res.stdout
+
+
+HANGUL = ["ㄱ", "ㄴ", "ㄷ", "ㄹ", "ㅁ", "ㅂ", "ㅅ", "ㅇ", "ㅈ", "ㅊ", "ㅋ", "ㅌ",
+          "ㅍ", "ㅎ", "ㅏ", "ㅑ", "ㅓ", "ㅕ", "ㅗ", "ㅛ", "ㅜ", "ㅠ", "ㅡ", "ㅣ"]
+
+
+def _big_verification():
+    cm = [[50 if i == j else 1 for j in range(24)] for i in range(24)]
+    per = {n: (0.5 if i == 3 else 0.97) for i, n in enumerate(HANGUL)}
+    return {"accuracy": 0.9531, "passed": True, "expect_acc": 0.95, "per_class": per, "data_hash": "f" * 64,
+            "confusion_matrix": cm, "class_names": HANGUL}
+
+
+def test_show_is_a_concise_summary_and_ls_fits_80_columns(tmp_path, blob_file):
+    rp = tmp_path / "reg"
+    deep = tmp_path / "archive" / "checkpoints_backup" / "checkpoints_backup" / "runs" / "2024-05-01"
+    deep.mkdir(parents=True)
+    src = deep / "MSCSGRU_ScaleAware_best.ckpt"
+    src.write_bytes(blob_file(3).read_bytes())
+    with Registry(rp) as reg:
+        from ckreg.arch import ArchSpec
+
+        spec = ArchSpec.for_family("GRU", hidden_size=8, num_classes=24)
+        v = stub_add(reg, src, name="mscsgru-scaleaware-glove", spec=spec, verification=_big_verification(),
+                     aliases=["best", "production", "candidate"])
+    env = {"COLUMNS": "80"}
+    show = run("registry", "show", f"{v.name}@best", "--registry", rp, env=env)
+    assert show.exit_code == 0, show.output
+    lines = show.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, lines
+    assert len(lines) <= 20, "a summary, not a dump"
+    assert "95.31% (passed, target 95.00%)" in show.stdout
+    assert "lowest" in show.stdout and "ㄹ 50.00%" in show.stdout
+    assert "--json" in show.stdout.splitlines()[-1]
+    assert "50, 1, 1" not in show.stdout and "confusion_matrix" not in show.stdout
+    full = json.loads(run("registry", "show", f"{v.name}@best", "--json", "--registry", rp).stdout)
+    assert full["version"]["verification"]["confusion_matrix"][0][0] == 50     # everything is in --json
+
+    ls = run("registry", "ls", "--registry", rp, env=env)
+    assert ls.exit_code == 0
+    rows = ls.stdout.splitlines()
+    assert max(len(line) for line in rows) <= 80, rows
+    assert any(f"{v.name}@1" in r and "95.31%" in r and "verified" in r for r in rows), rows

@@ -7,9 +7,8 @@ import json
 import pytest
 
 from ckreg.errors import IntegrityError, RegistryError
-from ckreg.registry import Registry
 from ckreg.yamlio import load_text
-from reghelpers import flip_byte, sha256_of
+from reghelpers import corrupt_blob, same_registry, sha256_of
 
 VERIFIED = {"accuracy": 0.75, "passed": True, "per_class": {"a": 1.0, "b": 0.5, "c": 0.5, "d": 1.0},
             "data_hash": "abc", "confusion_matrix": [[1, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]],
@@ -44,7 +43,7 @@ def test_export_writes_every_file_and_they_match_the_source(registered, tmp_path
     assert v.family == "GRU" and v.spec.hidden_size == 8, "spec from the inspector"
     out = tmp_path / "out"
     paths = reg.export("GRU@best", out, pkl=True, ckpt=True)
-    assert sorted(p.name for p in paths) == ["README.md", "model.ckpt", "scaler.json", "scaler.pkl",
+    assert sorted(p.name for p in paths) == ["README.md", "model.ckpt", "model.py", "scaler.json", "scaler.pkl",
                                              "weights.safetensors"]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths), "no temp file left"
 
@@ -93,12 +92,12 @@ def test_export_never_clobbers_unless_forced(registered, tmp_path):
     assert (out / "README.md").read_text() == "my notes"
     paths = reg.export("GRU", out, force=True)
     assert (out / "README.md").read_text().startswith("---\n")
-    assert {p.name for p in paths} == {"weights.safetensors", "scaler.json", "README.md"}
+    assert {p.name for p in paths} == {"weights.safetensors", "model.py", "scaler.json", "README.md"}
 
 
 def test_export_refuses_a_corrupted_blob(registered, tmp_path):
     reg, v, _, _ = registered
-    flip_byte(reg.blobs.path_for(v.sha256), offset=2000)
+    corrupt_blob(reg, v.sha256, offset=2000)
     with pytest.raises(IntegrityError, match="corrupted"):
         reg.export("GRU@1", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -108,7 +107,7 @@ def test_export_without_scaler(reg, gru_ckpt, tmp_path):
     path, _ = gru_ckpt(1)
     reg.add(path)
     paths = reg.export("GRU", tmp_path / "out")
-    assert sorted(p.name for p in paths) == ["README.md", "weights.safetensors"]
+    assert sorted(p.name for p in paths) == ["README.md", "model.py", "weights.safetensors"]
     card = _front_matter((tmp_path / "out" / "README.md").read_text(encoding="utf-8"))
     assert card["metrics"] == {} and card["digests"]["scaler_sha256"] is None
     with pytest.raises(RegistryError, match="no scaler"):
@@ -125,7 +124,7 @@ def test_registered_scaler_must_fit_the_model(reg, gru_ckpt, tmp_path):
                     tmp_path / "five.json")
     with pytest.raises(ScalerError, match="5 features"):
         reg.add(path, bad)
-    assert not Registry(reg.root).exists()
+    assert not same_registry(reg).exists()
 
 
 def test_family_settles_what_the_weights_cannot_show(reg, tmp_path, torch_mod):

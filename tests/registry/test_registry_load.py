@@ -7,6 +7,7 @@ import pytest
 import ckreg
 from ckreg.errors import DataError, RegistryError, ScalerError
 from ckreg.registry.api import pad_episodes
+from reghelpers import reg_env
 
 np = pytest.importorskip("numpy")
 
@@ -39,7 +40,7 @@ def test_load_predicts_like_the_zoo_on_padded_scaled_input(loaded_reg, torch_mod
     from ckreg.zoo import build, predict
     from ckreg.zoo.io import read_state_dict
 
-    m = ckreg.load("GRU@best", registry=str(loaded_reg.root))
+    m = ckreg.load("GRU@best", registry=loaded_reg)
     assert not m.model.training and m.spec.hidden_size == 8 and m.class_names == ["w", "x", "y", "z"]
     rng = np.random.default_rng(0)
     episodes = [rng.normal(size=(n, 8)).astype(np.float32) for n in (1, 40, 87, 120)]
@@ -70,7 +71,7 @@ def test_load_predicts_like_the_zoo_on_padded_scaled_input(loaded_reg, torch_mod
 
 
 def test_load_uses_the_environment_registry_and_refuses_bad_input(loaded_reg, monkeypatch, torch_mod):
-    monkeypatch.setenv("CKREG_REGISTRY", str(loaded_reg.root))
+    reg_env(loaded_reg, monkeypatch)
     m = ckreg.load("GRU")
     assert m.ref == "GRU@1"
     with pytest.raises(DataError, match="expected \\[t, 8\\]"):

@@ -1,4 +1,4 @@
-"""The SQLite index: WAL, explicit schema version, refusal and explicit upgrade (issue #5)."""
+"""The SQLite index: WAL, Alembic schema version, refusal and explicit upgrade."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from ckreg.errors import RegistryError
 from ckreg.registry import Registry, schema
-from reghelpers import stub_add
+from reghelpers import add_revision, stub_add
 
 
 def _sql(reg: Registry, query: str, *args):
@@ -22,7 +22,8 @@ def _sql(reg: Registry, query: str, *args):
 def test_new_registry_has_current_schema_and_wal(reg, blob_file):
     stub_add(reg, blob_file(1))
     assert reg.schema_version() == schema.current_version()
-    assert _sql(reg, "PRAGMA journal_mode")[0][0] == "wal"
+    if reg.index.dialect == "sqlite":
+        assert _sql(reg, "PRAGMA journal_mode")[0][0] == "wal"
     assert [e.kind for e in reg.events()][:2] == ["registry-created", "registered"]
 
 
@@ -42,20 +43,12 @@ def test_default_location_is_env_then_cwd(tmp_path, monkeypatch):
     assert Registry(tmp_path / "given").root == tmp_path / "given"
 
 
-def _add_migration(monkeypatch):
-    """Pretend a newer ckreg added a column (schema current+1)."""
-    def add_notes(conn):
-        conn.execute("ALTER TABLE models ADD COLUMN notes TEXT")
-
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_notes])
-
-
 def test_older_schema_refuses_until_explicit_upgrade(tmp_path, blob_file, monkeypatch):
     path = tmp_path / "reg"
     with Registry(path) as old:
         stub_add(old, blob_file(1), aliases=["best"])
     old_version = schema.current_version()
-    _add_migration(monkeypatch)
+    add_revision(monkeypatch, tmp_path, 'op.add_column("models", sa.Column("notes", sa.Text))')
 
     reg = Registry(path)
     with pytest.raises(RegistryError, match=r"schema version 1.*needs 2.*ckreg registry upgrade"):
@@ -71,16 +64,38 @@ def test_older_schema_refuses_until_explicit_upgrade(tmp_path, blob_file, monkey
     backup = path / "index.sqlite.v1.bak"
     assert backup.is_file()
     conn = sqlite3.connect(backup)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
     conn.close()
     assert reg.upgrade() == (2, 2), "upgrading a current registry is a no-op"
+
+
+def test_a_hand_written_v1_index_is_read_and_upgraded_through_alembic(tmp_path, blob_file, monkeypatch):
+    """Indexes of earlier releases (a `schema_version` table, no Alembic stamp) are revision 0001."""
+    path = tmp_path / "reg"
+    with Registry(path) as r:
+        stub_add(r, blob_file(1), aliases=["best"])
+    conn = sqlite3.connect(path / "index.sqlite")
+    conn.execute("DROP TABLE alembic_version")
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.commit()
+    conn.close()
+    reg = Registry(path)
+    assert reg.schema_version() == 1 and reg.resolve("GRU@best").version == 1
+    add_revision(monkeypatch, tmp_path)
+    reg = Registry(path)
+    with pytest.raises(RegistryError, match="ckreg registry upgrade"):
+        reg.ls()
+    assert reg.upgrade() == (1, 2)
+    assert _sql(reg, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert reg.resolve("GRU@best").version == 1
 
 
 def test_newer_schema_refuses_and_upgrade_does_not_downgrade(tmp_path, blob_file):
     with Registry(tmp_path / "reg") as r:
         stub_add(r, blob_file(1))
     conn = sqlite3.connect(tmp_path / "reg" / "index.sqlite")
-    conn.execute("UPDATE schema_version SET version = 99")
+    conn.execute("UPDATE alembic_version SET version_num = '0099'")
     conn.commit()
     conn.close()
     reg = Registry(tmp_path / "reg")

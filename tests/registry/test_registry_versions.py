@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import sqlalchemy as sa
 
 import pytest
 
@@ -52,15 +52,21 @@ def test_re_adding_the_same_pair_returns_the_existing_version(reg, blob_file):
 
 def test_versions_are_immutable_and_the_log_is_append_only(reg, blob_file):
     stub_add(reg, blob_file(1), verification=VERIFIED)
-    conn = sqlite3.connect(reg.db_path)
+    statements = ["UPDATE versions SET sha256 = 'x'", "DELETE FROM versions",
+                  "UPDATE events SET who = 'mallory'", "DELETE FROM events",
+                  "UPDATE verifications SET accuracy = 1.0", "DELETE FROM verifications"]
+    if reg.index.dialect == "postgresql":
+        statements += ["TRUNCATE versions CASCADE", "TRUNCATE events", "TRUNCATE verifications"]
+    engine = sa.create_engine(reg.index.url, poolclass=sa.pool.NullPool)   # a plain SQL client, not ckreg
     try:
-        for sql in ("UPDATE versions SET sha256 = 'x'", "DELETE FROM versions",
-                    "UPDATE events SET who = 'mallory'", "DELETE FROM events",
-                    "UPDATE verifications SET accuracy = 1.0", "DELETE FROM verifications"):
-            with pytest.raises(sqlite3.IntegrityError, match="immutable|append-only"):
-                conn.execute(sql)
+        for sql in statements:
+            with engine.connect() as conn:
+                with pytest.raises(sa.exc.IntegrityError, match="immutable|append-only"):
+                    conn.execute(sa.text(sql))
+                conn.rollback()
     finally:
-        conn.close()
+        engine.dispose()
+    assert len(reg.events()) >= 3 and len(reg.ls()) == 1
     assert reg.resolve("GRU@1").verification.accuracy == 0.995
 
 

@@ -65,10 +65,6 @@ def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _plain(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump") else str(o)))
-
-
 @click.group("registry")
 @click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=_REGISTRY_HELP)
@@ -137,40 +133,99 @@ def ls_cmd(ctx, name, as_json, registry_path):
     if not versions:
         click.echo("no versions registered" + (f" for {name}" if name else ""))
         sys.exit(EXIT_OK)
+    console().print(ls_table(versions))
+    sys.exit(EXIT_OK)
+
+
+def _status(v) -> str:
+    if v.verification is None:
+        return "-"
+    return "verified" if v.verified else "FAILED"
+
+
+def ls_table(versions):
+    """One row per version, narrow enough for 80 columns (digests are in `show` and `--json`)."""
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False)
-    for col in ("ref", "aliases", "family", "accuracy", "verified", "scaler", "registered"):
-        table.add_column(col)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("ref", no_wrap=True)
+    table.add_column("aliases", overflow="fold", max_width=16)
+    table.add_column("family", no_wrap=True)
+    table.add_column("accuracy", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("registered", no_wrap=True)
     for v in versions:
-        table.add_row(v.ref, ",".join(v.aliases), v.family, _pct(v.accuracy),
-                      "yes" if v.verified else ("FAILED" if v.verification is not None else "-"),
-                      v.scaler.sha256[:12] if v.scaler else "-", v.created_at[:19])
-    console().print(table)
-    sys.exit(EXIT_OK)
+        status = _status(v)
+        style = {"verified": "green", "FAILED": "bold red"}.get(status, "dim")
+        table.add_row(v.ref, ", ".join(v.aliases) or "-", v.family, _pct(v.accuracy), f"[{style}]{status}[/]",
+                      v.created_at[:16].replace("T", " "))
+    return table
+
+
+def show_lines(detail) -> list[tuple[str, str]]:
+    """(label, text) pairs: the concise `registry show` (everything else: --json)."""
+    v = detail.version
+    spec = v.spec.model_dump(mode="json")
+    hp = ", ".join(f"{k}={json.dumps(val)}" for k, val in spec.items() if k != "family" and val is not None)
+    rows = [("family", f"{v.family} ({hp})" if hp else v.family)]
+    ver = v.verification
+    if ver is None:
+        rows.append(("accuracy", "never verified"))
+    else:
+        target = f"target {_pct(ver.expect_acc)}" if ver.expect_acc is not None else "no target"
+        verdict = "passed" if ver.passed else "FAILED"
+        when = f", {ver.date[:16].replace('T', ' ')}" if ver.date else ""
+        data = f" on data {ver.data_hash[:12]}" if ver.data_hash else ""
+        rows.append(("accuracy", f"{_pct(ver.accuracy)} ({verdict}, {target}){data}{when}"))
+        if isinstance(ver.per_class, dict) and ver.per_class:
+            worst = sorted((a, n) for n, a in ver.per_class.items() if isinstance(a, (int, float)))[:3]
+            if worst:
+                rows.append(("lowest", ", ".join(f"{n} {_pct(a)}" for a, n in worst)))
+    rows.append(("checkpoint", f"sha256 {v.sha256[:12]}, {v.size:,} bytes" + (f", {v.format}" if v.format else "")
+                 + (f", from {v.source_path}" if v.source_path else "")))
+    if v.scaler is None:
+        rows.append(("scaler", "none"))
+    else:
+        sc = v.scaler
+        bits = [f"sha256 {sc.sha256[:12]}", sc.format]
+        if sc.n_features is not None:
+            bits.append(f"{sc.n_features} features")
+        if sc.recipe:
+            bits.append(f"recipe {sc.recipe}")
+        rows.append(("scaler", ", ".join(bits)))
+        for w in sc.warnings:
+            rows.append(("note", w))
+    rows.append(("pair", f"digest {v.pair_digest[:12]}"))
+    rows.append(("registered", f"{v.created_at[:16].replace('T', ' ')} by {v.created_by}"))
+    rows.append(("history", f"{len(detail.verifications)} verification(s), {len(detail.events)} event(s) "
+                            f"(ckreg registry events --name {v.name})"))
+    return rows
 
 
 @registry_group.command("show")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="everything recorded, as JSON")
 @_registry_option
 @click.pass_context
 def show_cmd(ctx, ref, as_json, registry_path):
-    """Everything recorded about REF (NAME, NAME@alias, NAME@version)."""
+    """A summary of REF (NAME, NAME@alias, NAME@version); --json for everything recorded."""
     detail = _open(ctx, registry_path).show(ref)
     if as_json:
         echo_json(detail)
         sys.exit(EXIT_OK)
-    from ckreg.yamlio import dump
+    from ckreg.cli._common import terminal_width
+    from ckreg.report.wrapping import wrap
 
-    data = _plain(detail)
-    ver = data["version"]
-    if ver.get("verification") and ver["verification"].get("confusion_matrix"):
-        ver["verification"]["confusion_matrix"] = f"{len(ver['verification']['confusion_matrix'])}x"\
-            f"{len(ver['verification']['confusion_matrix'][0])} (see --json)"
-    for past in data.get("verifications", []):
-        past.pop("confusion_matrix", None)
-    click.echo(dump(data), nl=False)
+    v = detail.version
+    width = terminal_width(80)
+    head = f"{v.ref} {_status(v)}" + (f" (aliases: {', '.join(v.aliases)})" if v.aliases else "")
+    for line in wrap(head, width):
+        click.echo(line)
+    for label, text in show_lines(detail):
+        for i, line in enumerate(wrap(text, max(20, width - 13))):
+            click.echo(f"  {label if i == 0 else '':<10} {line}")
+    for line in wrap("everything recorded (per-class accuracy, confusion matrix, events, blob paths): --json", width):
+        click.echo(line)
     sys.exit(EXIT_OK)
 
 

@@ -128,7 +128,7 @@ class LoadedModel:
 
 
 def load(ref: str, registry: Any = None) -> LoadedModel:
-    """Resolve `ref` in the registry (default `$CKREG_REGISTRY` or `./registry`) and load the pair."""
+    """Resolve `ref` in the registry (a `Registry`, a folder, or the default: `$CKREG_REGISTRY_DB`/`_STORE`, `$CKREG_REGISTRY`, `./registry`) and load the pair."""
     from ckreg.zoo.io import load_module
 
     reg = registry if isinstance(registry, Registry) else Registry(registry)

@@ -2,7 +2,9 @@
 
     weights.safetensors   the state_dict (keys as `ckreg.zoo.build(spec)` expects);
                           `__metadata__` holds the spec, the digests and the preprocessing
-    scaler.json           the scaler (mean/scale/var per channel), if the pair has one
+    scaler.json           the scaler (mean/scale/var per channel, channel names), if the pair has one
+    model.py              the architecture as plain torch code, no ckreg needed (`ckreg.registry.standalone`):
+                          `import model; model.load().predict(episodes)`; checked against the zoo first
     scaler.pkl            on request (`pkl=True`), for sklearn users
     README.md             model card: YAML front matter (family, hyperparameters, metrics,
                           provenance, digests) + how to use it
@@ -41,6 +43,22 @@ SCALER_JSON = "scaler.json"
 SCALER_PKL = "scaler.pkl"
 CARD = "README.md"
 CKPT = "model.ckpt"
+MODEL_PY = "model.py"
+
+
+def channel_names(version: Version) -> tuple[list[str] | None, str]:
+    """The input channels in order, and where that knowledge comes from (the card says which)."""
+    from ckreg.data import SIGNGLOVE_CHANNELS
+
+    if version.scaler and version.scaler.channel_names:
+        return list(version.scaler.channel_names), "recorded with the scaler"
+    prov = version.provenance or {}
+    for key in ("channels", "channel_names"):
+        if isinstance(prov.get(key), list) and len(prov[key]) == version.spec.input_size:
+            return [str(c) for c in prov[key]], "recorded in the provenance"
+    if version.spec.input_size == len(SIGNGLOVE_CHANNELS):
+        return list(SIGNGLOVE_CHANNELS), "not recorded; assumed to be the SignGlove order the families are specified with"
+    return None, "not recorded"
 
 
 def preprocessing(version: Version) -> dict[str, Any]:
@@ -52,7 +70,8 @@ def preprocessing(version: Version) -> dict[str, Any]:
         "mask": "1 = padding row",
         "cut": "first T rows",
         "scaling": "(x - mean) / scale per channel, padding rows included",
-        "channels": (version.scaler.channel_names if version.scaler and version.scaler.channel_names else None),
+        "channels": channel_names(version)[0],
+        "channels_source": channel_names(version)[1],
     }
 
 
@@ -73,6 +92,39 @@ def safetensors_metadata(version: Version) -> dict[str, str]:
         "preprocessing": json.dumps(preprocessing(version), ensure_ascii=False),
     }
     return {k: v for k, v in meta.items() if v is not None}
+
+
+def loads_with(version: Version, files: dict[str, str]) -> list[str]:
+    """One line per file: exactly what reads it and what it gives (the card's "What loads with what")."""
+    import platform
+
+    out = [f"- `{WEIGHTS}`: the state_dict (tensors only, no code) for any safetensors reader "
+           f"(`safetensors.torch.load_file`, or `model.read_safetensors` here); the architecture is not in it."]
+    if MODEL_PY in files:
+        out.append(f"- `{MODEL_PY}`: the architecture and preprocessing as plain PyTorch; needs only `torch` "
+                   f"(exported and checked with torch {_torch_version()}, Python {platform.python_version()}). "
+                   "`model.load(folder)` builds the model, loads the weights strictly and reads `scaler.json`.")
+    else:
+        out.append(f"- no `{MODEL_PY}`: ckreg cannot generate a standalone definition of {version.family}; "
+                   "build it with `ckreg.zoo.build` (ckreg installed) or your own code for the spec above.")
+    if SCALER_JSON in files:
+        out.append(f"- `{SCALER_JSON}`: plain JSON (`json.load`): `mean` and `scale` per input channel, in the order "
+                   "of `channel_names`.")
+    else:
+        out.append("- no scaler: this pair was registered without one, so raw episodes cannot be scaled.")
+    if SCALER_PKL in files:
+        out.append(f"- `{SCALER_PKL}`: a scikit-learn `StandardScaler` pickle for code that expects one; unpickling "
+                   "runs code, so load it only from a source you trust (`scaler.json` holds the same numbers).")
+    if CKPT in files:
+        out.append(f"- `{CKPT}`: `torch.load(path, weights_only=True)` gives `state_dict` (keys prefixed `model.`) "
+                   "and `hyper_parameters` (the spec); a LightningModule holding the model as `self.model` loads it.")
+    return out
+
+
+def _torch_version() -> str:
+    from ckreg.zoo.compare import torch_version
+
+    return torch_version()
 
 
 def model_card(version: Version, files: dict[str, str]) -> str:
@@ -105,6 +157,7 @@ def model_card(version: Version, files: dict[str, str]) -> str:
         },
         "files": dict(files),
         "preprocessing": preprocessing(version),
+        "channels": preprocessing(version)["channels"],
         "class_names": version.class_names,
         "registered": {"at": version.created_at, "by": version.created_by, "source_path": version.source_path},
         "exported_by": f"ckreg {__version__}",
@@ -127,18 +180,38 @@ def model_card(version: Version, files: dict[str, str]) -> str:
         f"raw value {pre['pad_value']} on every channel and are marked 1 in the padding mask; then every row",
         "(padding included) is scaled with `scaler.json` as `(x - mean) / scale`.",
         "",
+        f"Channels, in order: {', '.join(pre['channels']) if pre.get('channels') else 'unknown'} "
+        f"({pre.get('channels_source', 'not recorded')}).",
+        "",
+        *(["Without ckreg (torch only), from this folder:", "", "```python", "import model",
+           "m = model.load()                    # this folder",
+           "labels = m.predict(episodes)        # list of raw [t, C] arrays or nested lists", "```", ""]
+          if MODEL_PY in files else []),
+        "With ckreg and the registry at hand:",
+        "",
         "```python",
-        "import ckreg  # with the registry at hand",
+        "import ckreg",
         f'm = ckreg.load("{version.name}@{version.version}")',
         "pred = m.predict(episodes)          # list of [t, C] arrays or one [N, T, C] array",
         "```",
         "",
-        "Without ckreg: `safetensors.torch.load_file(\"weights.safetensors\")` gives the state_dict for the",
-        "architecture in the header (`hyperparameters`, also in the safetensors `__metadata__` as `spec`);",
-        "`json.load(open(\"scaler.json\"))` gives the per-channel `mean` and `scale`.",
+        "## What loads with what",
+        "",
+        *loads_with(version, files),
         "",
     ]
     return "---\n" + yaml_dump(front) + "---\n\n" + "\n".join(body)
+
+
+def _standalone_text(version: Version) -> str | None:
+    """model.py for families the zoo's own source defines; None (said in the card) for others."""
+    from ckreg.arch import FAMILIES
+    from ckreg.registry.standalone import model_py
+
+    if version.family not in FAMILIES:
+        return None
+    return model_py(f"{version.name} v{version.version} ({version.family})", preprocessing(version),
+                    version.spec.input_size, version.spec.num_classes)
 
 
 def _save_scaler(scaler: Any, how: str, path: Path) -> None:
@@ -171,8 +244,9 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
         raise RegistryError("export target is not a directory", path=str(to_dir))
     if pkl and version.scaler is None:
         raise RegistryError(f"{version.ref} has no scaler, so there is no scaler.pkl to export")
-    names = [WEIGHTS] + ([SCALER_JSON] if version.scaler else []) + ([SCALER_PKL] if pkl else []) \
-        + ([CKPT] if ckpt else []) + [CARD]
+    standalone = _standalone_text(version)
+    names = [WEIGHTS] + ([MODEL_PY] if standalone is not None else []) + ([SCALER_JSON] if version.scaler else []) \
+        + ([SCALER_PKL] if pkl else []) + ([CKPT] if ckpt else []) + [CARD]
     existing = [n for n in names if (to_dir / n).exists() or (to_dir / n).is_symlink()]
     if existing and not force:
         raise RegistryError(f"refusing to overwrite {', '.join(existing)} in {to_dir}",
@@ -190,12 +264,20 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
     try:
         state = read_state_dict(ck_blob)
         write_safetensors(state, temps[WEIGHTS], safetensors_metadata(version))
+        if standalone is not None:
+            from ckreg.registry.standalone import check_standalone
+
+            temps[MODEL_PY].write_text(standalone, encoding="utf-8")
+            check_standalone(temps[MODEL_PY], version.spec, state, preprocessing(version)["T"])
         if sc_blob is not None:
             from ckreg.scaler import load_scaler
 
             with warnings.catch_warnings():   # version skew was recorded at registration
                 warnings.simplefilter("ignore")
                 scaler = load_scaler(sc_blob)
+            names_in_order = preprocessing(version)["channels"]
+            if names_in_order and not getattr(scaler, "channel_names", None) and hasattr(scaler, "model_copy"):
+                scaler = scaler.model_copy(update={"channel_names": list(names_in_order)})
             _save_scaler(scaler, "save_json", temps[SCALER_JSON])
             if pkl:
                 _save_scaler(scaler, "save_pickle", temps[SCALER_PKL])

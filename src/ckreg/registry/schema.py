@@ -1,146 +1,94 @@
-"""The SQLite index: schema, explicit versioning and explicit migration.
+"""The registry index's schema: Alembic migrations, an explicit version, explicit upgrades.
 
-The schema version lives in its own table. A registry whose schema is older
-than this ckreg refuses to open and tells the user to run
-`ckreg registry upgrade`; a newer one refuses outright (issue #5: "explicit
-schema version with `ckreg registry upgrade`, never an implicit migration").
+The schema is the chain of Alembic revisions in `ckreg/registry/migrations/versions`
+(`0001`, `0002`, ...; the number is the schema version). A new index is created
+by running them all; an index whose revision is older than this ckreg's head
+refuses to open and tells the user to run `ckreg registry upgrade`; a newer one
+refuses outright ("explicit schema version, never an implicit migration").
 
-`MIGRATIONS[i]` takes a database from schema `i` to `i + 1`; a new registry
-is created by running them all. Immutability of versions and append-only
-events are enforced by triggers, so not even a careless SQL client can
-rewrite history.
+Indexes written by the hand-written SQLite schema of earlier releases carry a
+`schema_version` table instead of Alembic's `alembic_version`; version 1 there
+is revision 0001 here, and `upgrade` stamps them before migrating further.
+
+Works on any connection SQLAlchemy gives (SQLite, PostgreSQL); migrations run
+inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Callable
+from pathlib import Path
 
-_V1 = """
-CREATE TABLE models (
-    name        TEXT PRIMARY KEY,
-    created_at  TEXT NOT NULL,
-    created_by  TEXT NOT NULL
-);
+import sqlalchemy as sa
 
-CREATE TABLE versions (
-    id              INTEGER PRIMARY KEY,
-    name            TEXT NOT NULL REFERENCES models(name),
-    version         INTEGER NOT NULL CHECK (version >= 1),
-    family          TEXT NOT NULL,
-    spec_json       TEXT NOT NULL,
-    source_path     TEXT,
-    sha256          TEXT NOT NULL,
-    size            INTEGER NOT NULL,
-    format          TEXT,
-    weights_sha256  TEXT,
-    scaler_sha256   TEXT,
-    scaler_json     TEXT,
-    pair_digest     TEXT NOT NULL,
-    class_names     TEXT,
-    provenance_json TEXT,
-    created_at      TEXT NOT NULL,
-    created_by      TEXT NOT NULL,
-    UNIQUE (name, version),
-    UNIQUE (name, pair_digest)
-);
-CREATE INDEX versions_sha256 ON versions(sha256);
-CREATE INDEX versions_scaler ON versions(scaler_sha256);
+SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+"""Where the revisions live (tests point it at a copy with an extra revision)."""
 
-CREATE TABLE aliases (
-    name        TEXT NOT NULL,
-    alias       TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    updated_at  TEXT NOT NULL,
-    updated_by  TEXT NOT NULL,
-    PRIMARY KEY (name, alias),
-    FOREIGN KEY (name, version) REFERENCES versions(name, version)
-);
-
-CREATE TABLE verifications (
-    id          INTEGER PRIMARY KEY,
-    version_id  INTEGER NOT NULL REFERENCES versions(id),
-    accuracy    REAL,
-    passed      INTEGER,
-    data_hash   TEXT,
-    result_json TEXT NOT NULL,
-    verified_at TEXT NOT NULL,
-    verified_by TEXT NOT NULL
-);
-CREATE INDEX verifications_version ON verifications(version_id);
-
-CREATE TABLE events (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at        TEXT NOT NULL,
-    who       TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    name      TEXT,
-    version   INTEGER,
-    data_json TEXT NOT NULL
-);
-
-CREATE TRIGGER versions_immutable BEFORE UPDATE ON versions
-BEGIN SELECT RAISE(ABORT, 'registry versions are immutable'); END;
-CREATE TRIGGER versions_undeletable BEFORE DELETE ON versions
-BEGIN SELECT RAISE(ABORT, 'registry versions are immutable'); END;
-CREATE TRIGGER verifications_append_only_u BEFORE UPDATE ON verifications
-BEGIN SELECT RAISE(ABORT, 'verifications are append-only'); END;
-CREATE TRIGGER verifications_append_only_d BEFORE DELETE ON verifications
-BEGIN SELECT RAISE(ABORT, 'verifications are append-only'); END;
-CREATE TRIGGER events_append_only_u BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-CREATE TRIGGER events_append_only_d BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-"""
+LEGACY_TABLE = "schema_version"
+ALEMBIC_TABLE = "alembic_version"
 
 
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    # statement by statement: executescript() would COMMIT the caller's transaction
-    for statement in _statements(_V1):
-        conn.execute(statement)
+def _script():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    return cfg, ScriptDirectory.from_config(cfg)
 
 
-def _statements(script: str) -> list[str]:
-    """Split a schema script into statements (triggers contain ';' inside BEGIN ... END)."""
-    out: list[str] = []
-    buf: list[str] = []
-    for line in script.strip().splitlines():
-        buf.append(line)
-        text = "\n".join(buf).strip()
-        if text and sqlite3.complete_statement(text):
-            out.append(text)
-            buf = []
-    if "\n".join(buf).strip():
-        out.append("\n".join(buf).strip())
-    return out
-
-
-# MIGRATIONS[i]: schema i -> i + 1. Append only; never edit a released step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+def _number(revision: str | None) -> int:
+    if revision is None:
+        return 0
+    try:
+        return int(revision)
+    except ValueError:
+        raise RuntimeError(f"registry revision ids are numbers, not {revision!r}") from None
 
 
 def current_version() -> int:
-    """The schema version this ckreg writes (read at call time so tests can extend MIGRATIONS)."""
-    return len(MIGRATIONS)
+    """The schema version this ckreg writes: the head revision's number."""
+    _, script = _script()
+    return _number(script.get_current_head())
 
 
-def read_version(conn: sqlite3.Connection) -> int | None:
-    """The database's schema version, or None when it has no ckreg schema yet."""
-    row = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
-    ).fetchone()
-    if row is None:
-        return None
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
-    return None if row is None else int(row[0])
+def table_names(conn: sa.Connection) -> list[str]:
+    return sa.inspect(conn).get_table_names()
 
 
-def migrate(conn: sqlite3.Connection, start: int, target: int) -> None:
-    """Run migrations start -> target inside the caller's transaction."""
-    if start == 0:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        conn.execute("DELETE FROM schema_version")
-        conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-    for step in range(start, target):
-        MIGRATIONS[step](conn)
-    conn.execute("UPDATE schema_version SET version = ?", (target,))
+def read_version(conn: sa.Connection) -> int | None:
+    """The index's schema version, or None when it has no ckreg schema yet."""
+    names = set(table_names(conn))
+    if ALEMBIC_TABLE in names:
+        row = conn.execute(sa.text(f"SELECT version_num FROM {ALEMBIC_TABLE}")).fetchone()
+        if row is not None:
+            return _number(row[0])
+    if LEGACY_TABLE in names:
+        row = conn.execute(sa.text(f"SELECT version FROM {LEGACY_TABLE}")).fetchone()
+        return None if row is None else int(row[0])
+    return None
+
+
+def _revision_id(number: int) -> str:
+    return f"{number:04d}"
+
+
+def migrate(conn: sa.Connection, start: int, target: int) -> None:
+    """Run revisions `start` -> `target` (0 = an empty database) inside the caller's transaction."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    cfg, script = _script()
+    names = set(table_names(conn))
+    if start and ALEMBIC_TABLE not in names:   # a legacy index: record where it stands first
+        conn.execute(sa.text(f"CREATE TABLE {ALEMBIC_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        conn.execute(sa.text(f"INSERT INTO {ALEMBIC_TABLE} (version_num) VALUES (:v)"), {"v": _revision_id(start)})
+    if LEGACY_TABLE in names:
+        conn.execute(sa.text(f"UPDATE {LEGACY_TABLE} SET version = :v"), {"v": target})
+    dest = _revision_id(target)
+
+    def steps(rev, context):
+        return script._upgrade_revs(dest, rev)
+
+    with EnvironmentContext(cfg, script, fn=steps, destination_rev=dest) as env:
+        env.configure(connection=conn, target_metadata=None, transactional_ddl=False)
+        with env.begin_transaction():
+            env.run_migrations()

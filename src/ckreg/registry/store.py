@@ -15,7 +15,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sqlite3
 import time
 import warnings
 from contextlib import contextmanager
@@ -25,8 +24,9 @@ from typing import Any, Iterable, Iterator
 
 from ckreg.arch import FAMILIES, FAMILY_FIELDS, ArchSpec
 from ckreg.errors import CkregError, RegistryError, ScalerError, SpecError, UsageError
+from ckreg.registry import index as _index
 from ckreg.registry import schema
-from ckreg.registry.blobs import BlobStore, PutResult
+from ckreg.registry.blobs import PutResult, open_store
 from ckreg.registry.model import (
     Event,
     GcResult,
@@ -44,9 +44,10 @@ from ckreg.registry.model import (
 )
 
 DB_NAME = "index.sqlite"
-BUSY_TIMEOUT_S = 60.0
 GC_GRACE_S = 3600.0
 ENV_REGISTRY = "CKREG_REGISTRY"
+ENV_REGISTRY_DB = "CKREG_REGISTRY_DB"
+ENV_REGISTRY_STORE = "CKREG_REGISTRY_STORE"
 ENV_USER = "CKREG_USER"
 
 
@@ -95,28 +96,48 @@ def _dumps(obj: Any) -> str:
 
 
 class Registry:
-    """A model registry rooted at `path` (default: `$CKREG_REGISTRY` or `./registry`).
+    """A model registry: an index database plus a blob store.
+
+    `Registry(path)`: both local under `path` (`index.sqlite` + `blobs/`).
+    `Registry(db=URL, store=URL)`: the index in SQLite (a path) or PostgreSQL
+    (`postgresql://...`), the blobs in a local folder or any fsspec URL
+    (`s3://bucket/prefix`). Unset, they come from `$CKREG_REGISTRY_DB` /
+    `$CKREG_REGISTRY_STORE`, then `$CKREG_REGISTRY` (a folder for both), then
+    `./registry`.
 
     Opening is lazy: reads on a missing registry raise `RegistryError` ("no
     registry at X"), `add` creates it. A registry with an older schema refuses
     to open until `upgrade()` (never an implicit migration).
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, db: str | os.PathLike | None = None,
+                 store: str | os.PathLike | None = None):
+        given = path is not None and str(path) != ""
+        if not given:
+            db = db or os.environ.get(ENV_REGISTRY_DB) or None
+            store = store or os.environ.get(ENV_REGISTRY_STORE) or None
         self.root = default_path(path)
-        self.db_path = self.root / DB_NAME
-        self.blobs = BlobStore(self.root)
-        self._conn: sqlite3.Connection | None = None
-        self._pid = os.getpid()
+        self.db = str(db if db is not None else self.root / DB_NAME)        # as given: a path or URL
+        self.store = str(store if store is not None else self.root)
+        self.index = _index.Index(self.db)
+        self.db_path = self.index.sqlite_path
+        self.blobs = open_store(self.store)
+        self._ready_pid: int | None = None
+
+    @property
+    def location(self) -> str:
+        """Where this registry is, for messages: the folder, or `index + store` when they are apart."""
+        if self.db_path is not None and self.db_path.parent == Path(self.blobs.url) and self.db_path.name == DB_NAME:
+            return str(self.root)
+        return f"{self.index.label} + {self.blobs.url}"
 
     def __repr__(self) -> str:
-        return f"Registry({str(self.root)!r})"
+        return f"Registry({self.location!r})"
 
     # ------------------------------------------------------------------ connection
     def close(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
+        self.index.dispose()
+        self._ready_pid = None
 
     def __enter__(self) -> "Registry":
         return self
@@ -125,107 +146,76 @@ class Registry:
         self.close()
 
     def exists(self) -> bool:
-        return self.db_path.is_file()
+        if not self.index.file_exists():
+            return False
+        if self.index.dialect == "sqlite":
+            return True
+        with self.index.plain() as conn:
+            return bool(schema.table_names(conn.sa))
 
     def _missing(self) -> RegistryError:
-        return RegistryError(f"no registry at {self.root}; create one with `ckreg registry add`")
+        return RegistryError(f"no registry at {self.location}; create one with `ckreg registry add`")
 
     def _foreign(self) -> RegistryError:
-        return RegistryError(f"{self.db_path} is not a ckreg registry index (no schema_version table)",
-                             hint="point --registry at a ckreg registry directory")
+        return RegistryError(f"{self.index.label} is not a ckreg registry index (no schema version)",
+                             hint="point --registry (or --registry-db) at a ckreg registry")
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:  # switching to WAL needs a moment alone with the file; retry while another opener holds it
-            try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    conn.close()
-                    raise RegistryError(f"cannot open the registry index: {exc}", path=str(self.db_path)) from exc
-                time.sleep(0.05)
-        if str(mode).lower() != "wal":
-            conn.close()
-            raise RegistryError(f"cannot switch the registry index to WAL mode (got {mode!r})", path=str(self.db_path),
-                                hint="put the registry on a local filesystem")
-        return conn
-
-    def _open(self, create: bool = False) -> sqlite3.Connection:
-        if self._conn is not None:
-            if self._pid == os.getpid():
-                return self._conn
-            self._conn = None  # inherited across fork: SQLite forbids using it here; abandon it, never close it
-        if not self.exists():
+    def _open(self, create: bool = False) -> None:
+        """Check (and with `create`, make) the schema once per process."""
+        if self._ready_pid == os.getpid():
+            return
+        if not self.index.file_exists():
             if not create:
                 raise self._missing()
-            if self.root.exists() and not self.root.is_dir():
+            if self.root.exists() and not self.root.is_dir() and self.db_path is not None \
+                    and self.db_path.parent == self.root:
                 raise RegistryError(f"registry path {self.root} is not a directory")
-            self.root.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        try:
-            found = schema.read_version(conn)
-            if found is None:
-                if _has_tables(conn):
-                    raise self._foreign()
-                if not create:  # an empty index: another process is creating it right now, or it never was
-                    raise self._missing()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if schema.read_version(conn) is None:  # another process may have created it meanwhile
-                        if _has_tables(conn):
-                            raise self._foreign()
-                        schema.migrate(conn, 0, schema.current_version())
-                        self._event(conn, "registry-created", data={"schema_version": schema.current_version()})
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                found = schema.read_version(conn)
-            self._check_schema(found)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn, self._pid = conn, os.getpid()
-        return conn
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.index.plain() as conn:
+            found = schema.read_version(conn.sa)
+            has_tables = bool(schema.table_names(conn.sa))
+        if found is None:
+            if has_tables:
+                raise self._foreign()
+            if not create:  # an empty index: another process is creating it right now, or it never was
+                raise self._missing()
+            with self.index.write() as conn:
+                if schema.read_version(conn.sa) is None:  # another process may have created it meanwhile
+                    if schema.table_names(conn.sa):
+                        raise self._foreign()
+                    schema.migrate(conn.sa, 0, schema.current_version())
+                    self._event(conn, "registry-created", data={"schema_version": schema.current_version()})
+            with self.index.plain() as conn:
+                found = schema.read_version(conn.sa)
+        self._check_schema(found)
+        self._ready_pid = os.getpid()
 
     def _check_schema(self, found: int) -> None:
         current = schema.current_version()
         if found < current:
             raise RegistryError(
-                f"registry at {self.root} has schema version {found}, this ckreg needs {current}; "
-                f"run `ckreg registry upgrade --registry {self.root}` to migrate it (a backup of the index is kept)")
+                f"registry at {self.location} has schema version {found}, this ckreg needs {current}; "
+                f"run `ckreg registry upgrade` on it to migrate it (a backup of a SQLite index is kept)")
         if found > current:
             raise RegistryError(
-                f"registry at {self.root} has schema version {found}, newer than this ckreg understands ({current}); "
+                f"registry at {self.location} has schema version {found}, newer than this ckreg understands ({current}); "
                 "upgrade ckreg to use it")
 
     @contextmanager
-    def _write(self, create: bool = False) -> Iterator[sqlite3.Connection]:
-        """A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so reads inside it are current."""
-        conn = self._open(create=create)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    def _write(self, create: bool = False) -> Iterator[_index.Conn]:
+        """A write transaction under the registry's write lock, so reads inside it are current."""
+        self._open(create=create)
+        with self.index.write() as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[_index.Conn]:
         """A read transaction: one consistent snapshot for a multi-query read."""
-        conn = self._open()
-        conn.execute("BEGIN")
-        try:
+        self._open()
+        with self.index.read() as conn:
             yield conn
-        finally:
-            conn.execute("COMMIT")
 
-    def _event(self, conn: sqlite3.Connection, kind: str, name: str | None = None, version: int | None = None,
+    def _event(self, conn: _index.Conn, kind: str, name: str | None = None, version: int | None = None,
                data: dict | None = None) -> None:
         conn.execute("INSERT INTO events (at, who, kind, name, version, data_json) VALUES (?, ?, ?, ?, ?, ?)",
                      (utcnow(), current_user(), kind, name, version, _dumps(data or {})))
@@ -234,57 +224,43 @@ class Registry:
     def schema_version(self) -> int:
         if not self.exists():
             raise self._missing()
-        conn = self._connect()
-        try:
-            found = schema.read_version(conn)
+        with self.index.plain() as conn:
+            found = schema.read_version(conn.sa)
             if found is None:
-                raise self._foreign() if _has_tables(conn) else self._missing()
-        finally:
-            conn.close()
+                raise self._foreign() if schema.table_names(conn.sa) else self._missing()
         return found
 
     def upgrade(self) -> tuple[int, int]:
         """Migrate the index to this ckreg's schema, explicitly; returns (from, to).
 
-        The index is backed up first (`index.sqlite.v<old>.bak`, never
-        overwriting an earlier backup); the migration runs in one transaction.
+        A SQLite index is backed up first (`index.sqlite.v<old>.bak`, never
+        overwriting an earlier backup); the migration runs in one transaction
+        (on PostgreSQL the DDL too, so a failed step leaves nothing behind).
         """
         self.close()
         if not self.exists():
             raise self._missing()
         current = schema.current_version()
-        conn = self._connect()
-        try:
-            found = schema.read_version(conn)
-            if found is None:
-                raise self._foreign() if _has_tables(conn) else self._missing()
-            if found > current:
-                self._check_schema(found)
-            if found == current:
-                return found, current
-            backup = self.root / f"{DB_NAME}.v{found}.bak"
+        found = self.schema_version()
+        if found > current:
+            self._check_schema(found)
+        if found == current:
+            return found, current
+        backup = None
+        if self.db_path is not None:
+            backup = self.db_path.parent / f"{self.db_path.name}.v{found}.bak"
             n = 1
             while backup.exists():
-                backup = self.root / f"{DB_NAME}.v{found}.bak{n}"
+                backup = self.db_path.parent / f"{self.db_path.name}.v{found}.bak{n}"
                 n += 1
-            dest = sqlite3.connect(str(backup))
-            try:
-                conn.backup(dest)
-            finally:
-                dest.close()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                found = schema.read_version(conn) or 0   # re-read under the lock
-                if found < current:
-                    schema.migrate(conn, found, current)
-                    self._event(conn, "schema-upgraded", data={"from": found, "to": current, "backup": str(backup)})
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return found, current
-        finally:
-            conn.close()
+            self.index.backup_sqlite(backup)
+        with self.index.write() as conn:
+            found = schema.read_version(conn.sa) or 0   # re-read under the lock
+            if found < current:
+                schema.migrate(conn.sa, found, current)
+                self._event(conn, "schema-upgraded", data={"from": found, "to": current,
+                                                          "backup": str(backup) if backup else None})
+        return found, current
 
     # ------------------------------------------------------------------ add
     def add(self, ckpt_path: str | os.PathLike, scaler_path: str | os.PathLike | None = None, name: str | None = None,
@@ -370,7 +346,7 @@ class Registry:
 
         with self._write() as conn:
             for blob in (ck, sc):
-                if blob is not None and not blob.path.is_file():  # a concurrent gc beat us (outside its grace period)
+                if blob is not None and not self.blobs.exists(blob.sha256):  # a concurrent gc beat us (outside its grace period)
                     raise RegistryError(f"blob {blob.sha256[:12]} vanished during registration (concurrent gc?); try again")
             row = conn.execute("SELECT version, family FROM versions WHERE name = ? AND pair_digest = ?",
                                (name, digest)).fetchone()
@@ -413,13 +389,13 @@ class Registry:
             name, number = self._resolve_number(conn, ref)
             return self._versions(conn, "v.name = ? AND v.version = ?", (name, number))[0]
 
-    def _resolve_number(self, conn: sqlite3.Connection, ref: str) -> tuple[str, int]:
+    def _resolve_number(self, conn: _index.Conn, ref: str) -> tuple[str, int]:
         name, tag = parse_ref(ref)
         latest = conn.execute("SELECT MAX(version) FROM versions WHERE name = ?", (name,)).fetchone()[0]
         if latest is None:
             known = [r[0] for r in conn.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
             hint = f"known models: {', '.join(known)}" if known else "the registry is empty; add one with `ckreg registry add`"
-            raise RegistryError(f"unknown model {name!r} in the registry at {self.root}", hint=hint)
+            raise RegistryError(f"unknown model {name!r} in the registry at {self.location}", hint=hint)
         if tag is None:
             return name, int(latest)
         if isinstance(tag, int):
@@ -439,7 +415,7 @@ class Registry:
             check_name(name)
         with self._read() as conn:
             if name is None:
-                return self._versions(conn, "1", ())
+                return self._versions(conn, "1 = 1", ())
             return self._versions(conn, "v.name = ?", (name,))
 
     def show(self, ref: str) -> VersionDetail:
@@ -451,14 +427,14 @@ class Registry:
             history = [self._verification_from_row(r) for r in conn.execute(
                 "SELECT result_json, verified_at, verified_by FROM verifications WHERE version_id = ? ORDER BY id", (vid,))]
             events = self._events(conn, "name = ? AND (version = ? OR version IS NULL)", (name, number))
-        blobs = {"checkpoint": str(self.blobs.path_for(version.sha256))}
+        blobs = {"checkpoint": self.blobs.location(version.sha256)}
         if version.scaler is not None:
-            blobs["scaler"] = str(self.blobs.path_for(version.scaler.sha256))
+            blobs["scaler"] = self.blobs.location(version.scaler.sha256)
         return VersionDetail(version=version, verifications=history, events=events, blobs=blobs)
 
     def events(self, name: str | None = None, kind: str | None = None) -> list[Event]:
         """The event log, oldest first (optionally one model's, or one kind's)."""
-        where, args = ["1"], []
+        where, args = ["1 = 1"], []
         if name is not None:
             where.append("name = ?")
             args.append(name)
@@ -468,7 +444,7 @@ class Registry:
         with self._read() as conn:
             return self._events(conn, " AND ".join(where), tuple(args))
 
-    def _events(self, conn: sqlite3.Connection, where: str, args: tuple) -> list[Event]:
+    def _events(self, conn: _index.Conn, where: str, args: tuple) -> list[Event]:
         rows = conn.execute(f"SELECT id, at, who, kind, name, version, data_json FROM events WHERE {where} ORDER BY id", args)
         return [Event(id=r[0], at=r[1], who=r[2], kind=r[3], name=r[4], version=r[5], data=json.loads(r[6])) for r in rows]
 
@@ -479,7 +455,7 @@ class Registry:
         data["by"] = row[2]
         return Verification.model_validate(data)
 
-    def _versions(self, conn: sqlite3.Connection, where: str, args: tuple) -> list[Version]:
+    def _versions(self, conn: _index.Conn, where: str, args: tuple) -> list[Version]:
         rows = conn.execute(
             "SELECT v.id, v.name, v.version, v.family, v.spec_json, v.source_path, v.sha256, v.size, v.format,"
             " v.weights_sha256, v.scaler_json, v.pair_digest, v.class_names, v.provenance_json, v.created_at, v.created_by"
@@ -524,7 +500,7 @@ class Registry:
             self._move_alias(conn, name, alias, version, expect)
         return None if version is None else self.resolve(f"{name}@{version}")
 
-    def _move_alias(self, conn: sqlite3.Connection, name: str, alias: str, version: int | None, expect: Any) -> None:
+    def _move_alias(self, conn: _index.Conn, name: str, alias: str, version: int | None, expect: Any) -> None:
         row = conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
         current = None if row is None else int(row[0])
         if expect is not ANY and expect != current:
@@ -556,7 +532,7 @@ class Registry:
             self._record_verification(conn, name, number, ver, skip_if_same=False)
         return self.resolve(f"{name}@{number}")
 
-    def _record_verification(self, conn: sqlite3.Connection, name: str, number: int, ver: Verification,
+    def _record_verification(self, conn: _index.Conn, name: str, number: int, ver: Verification,
                              skip_if_same: bool) -> None:
         vid = conn.execute("SELECT id FROM versions WHERE name = ? AND version = ?", (name, number)).fetchone()[0]
         data = ver.model_dump(mode="json", exclude={"by"})
@@ -581,7 +557,7 @@ class Registry:
         """A blob's path after re-hashing it (IntegrityError when corrupted or missing)."""
         return self.blobs.verified_path(sha256)
 
-    def _referenced(self, conn: sqlite3.Connection) -> dict[str, list[str]]:
+    def _referenced(self, conn: _index.Conn) -> dict[str, list[str]]:
         refs: dict[str, list[str]] = {}
         for name, number, ck, sc in conn.execute("SELECT name, version, sha256, scaler_sha256 FROM versions ORDER BY name, version"):
             refs.setdefault(ck, []).append(f"{name}@{number}")
@@ -593,11 +569,11 @@ class Registry:
         """Re-hash every blob and check the index; an empty list means all is well."""
         with self._read() as conn:
             refs = self._referenced(conn)
-            check = conn.execute("PRAGMA quick_check").fetchall()
+        check = self.index.integrity_check()
         problems: list[Problem] = []
-        if [r[0] for r in check] != ["ok"]:
-            problems.append(Problem(kind="index", path=str(self.db_path),
-                                    message="SQLite quick_check: " + "; ".join(str(r[0]) for r in check)))
+        if check:
+            problems.append(Problem(kind="index", path=self.index.label,
+                                    message="SQLite quick_check: " + "; ".join(check)))
         for p in self.blobs.check(set(refs)):
             used = refs.get(p.sha256, [])
             if p.problem == "corrupt":
@@ -605,7 +581,7 @@ class Registry:
             elif p.problem == "missing":
                 msg = f"blob {p.sha256[:12]} is missing"
             else:
-                msg = f"{p.path.name} is not a blob address (stray file in the blob store)"
+                msg = f"{str(p.path).rsplit('/', 1)[-1]} is not a blob address (stray file in the blob store)"
             if used:
                 msg += f" (used by {', '.join(used)})"
             problems.append(Problem(kind=p.problem, sha256=p.sha256, path=str(p.path), message=msg, referenced_by=used))
@@ -625,17 +601,17 @@ class Registry:
             for digest, path in self.blobs.iter_blobs():
                 if digest in refs or len(digest) != 64:
                     continue
-                if now - path.stat().st_mtime < grace_seconds:
+                if now - self.blobs.mtime(path) < grace_seconds:
                     result.kept_recent.append(digest)
                     continue
                 result.removed.append(digest)
-                result.bytes += path.stat().st_size
+                result.bytes += self.blobs.size(path)
             result.temps = [str(p) for p in self.blobs.stale_temps(grace_seconds)]
             if not dry_run and (result.removed or result.temps):
                 for digest in result.removed:
                     self.blobs.remove(digest)
                 for t in result.temps:
-                    Path(t).unlink(missing_ok=True)
+                    self.blobs.remove_temp(t)
                 self._event(conn, "gc", data={"removed": result.removed, "bytes": result.bytes, "temps": len(result.temps)})
         return result
 
@@ -649,10 +625,6 @@ class Registry:
 
 
 # ---------------------------------------------------------------------- helpers
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
-
-
 def _coerce_spec(spec: Any) -> ArchSpec | None:
     if spec is None or isinstance(spec, ArchSpec):
         return spec
