@@ -115,27 +115,33 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
 @click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
+@click.option("--staged", is_flag=True,
+              help="Audit only the files git's index holds (what the next commit contains; the pre-commit "
+                   "hook uses it): untracked files are listed as skipped, never audited.")
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
-              min_acc: float | None, hash_policy: str, progress: bool, family_files: tuple[str, ...] = ()) -> None:
+              min_acc: float | None, hash_policy: str, progress: bool, staged: bool = False,
+              family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
     error, 3 nothing checkable found, 4 crash. The report is written before exiting.
     """
-    from ckreg.audit import audit
+    from ckreg.audit import audit, staged_files
     from ckreg.manifest import load_manifest
 
     fmt = report_format(fmt, as_json)
+    only = staged_files(path) if staged and path.is_dir() else None
     load_families(family_files)   # before the manifest, which may name these families
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
     if output is not None:
         _check_output(output, force)
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
-        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc)
+        report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
+                       only=only)
     finally:
         bar.close()
     ctx.exit(_emit(report, fmt, output, fail_on, force))

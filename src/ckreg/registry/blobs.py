@@ -336,7 +336,7 @@ class FsspecBlobStore:
                                      hint="re-add the original file to repair it; `ckreg registry verify` lists all damage")
             target = self.cache_dir / sha256
             os.chmod(tmp, 0o444)
-            os.replace(tmp, target)   # same bytes whoever wins a race
+            publish(tmp, target, overwrite=True)   # a verified cache copy: same bytes whoever wins a race
             return target
         finally:
             tmp.unlink(missing_ok=True)
