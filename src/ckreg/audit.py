@@ -482,7 +482,8 @@ class _Runner:
 INLINE_HASH_BYTES = 16 * 1024 * 1024
 
 
-def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = ()) -> Any:
+def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = (),
+                 tiers: tuple[str, ...] | None = None) -> Any:
     """Worker: inspect one file, hashing weights inline when the policy and size say so."""
     from ckreg.inspect import inspect_path
 
@@ -495,15 +496,16 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
             hash_weights = os.path.getsize(path) <= inline_limit
         except OSError:
             hash_weights = False
-    return inspect_path(path, hash_weights=hash_weights)
+    return inspect_path(path, hash_weights=hash_weights, tiers=tiers)
 
 
-def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str) -> list[Any]:
+def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
+                 tiers: tuple[str, ...] | None = None) -> list[Any]:
     """`inspect_path` on every file (never raises for bad files), results in input order."""
     import functools
 
     worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=INLINE_HASH_BYTES,
-                               declared=tuple(registry().declared()))
+                               declared=tuple(registry().declared()), tiers=tiers)
     return runner.map(worker, [str(p) for p in paths],
                       "inspecting")
 
@@ -531,7 +533,7 @@ def _hash_collisions(files: list[_File], runner: _Runner) -> None:
             f.insp = f.insp.model_copy(update={"weights_sha256": digest})
 
 
-def _scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
+def _scaler_info(path: Path, tiers: tuple[str, ...] | None = None) -> tuple[dict[str, Any], list[Finding]]:
     """n_features and friends of a scaler file, read symbolically (never unpickled)."""
     from ckreg.errors import UnsafeFileError
 
@@ -539,14 +541,17 @@ def _scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
         from ckreg.readers import read_scaler_summary
     except ImportError:  # pragma: no cover - readers always ship with ckreg
         return {}, []
+    from ckreg.readers.allowlist import SCALER_TIERS
+
     try:
-        summary = read_scaler_summary(path)
+        summary = read_scaler_summary(path, tiers=tuple(tiers) + ("scaler",) if tiers is not None else SCALER_TIERS)
     except UnsafeFileError as exc:
         return {"error": str(exc)}, [Finding.make("unsafe-global", f"scaler refused: {exc}")]
     except CkregError as exc:
         if path.suffix.lower() == ".json":
             return _json_scaler_info(path)
-        return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")]
+        seen = [f for f in getattr(exc, "findings", None) or [] if isinstance(f, Finding)]
+        return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")] + seen
     info: dict[str, Any] = {}
     for key in ("format", "class_name", "n_features", "n_samples_seen", "sklearn_version", "feature_names", "recipe"):
         value = getattr(summary, key, None)
@@ -621,7 +626,8 @@ def _check_data_hook(data: Any) -> None:
 def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None = None, *,
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
-          families: Iterable[str | os.PathLike] = (), only: Iterable[str] | None = None) -> Report:
+          families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
+          only: Iterable[str] | None = None) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -649,6 +655,9 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     given = Path(path)
     report = Report(command="audit", version=__version__, root=os.path.abspath(given))
     report.extra["hash_policy"] = hash_policy
+    from ckreg.readers import DEFAULT_TIERS
+
+    report.extra["allowlist_tiers"] = list(tiers if tiers is not None else DEFAULT_TIERS)
     if manifest is not None:
         report.extra["manifest"] = {"path": manifest.source, "name": manifest.name,
                                     "models": [m.name for m in manifest.models]}
@@ -681,7 +690,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     report.extra["jobs"] = n_jobs
     runner = _Runner(n_jobs, progress)
     try:
-        inspections = _inspect_all(runner, walked.checkpoints, hash_policy=hash_policy)
+        inspections = _inspect_all(runner, walked.checkpoints, hash_policy=hash_policy, tiers=tiers)
         files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
         if hash_policy == "collisions":
             _hash_collisions(files, runner)
@@ -694,7 +703,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
 
     scalers = {_rel(root, p): p for p in walked.scalers}
     decl_status = _reconcile(root, files, scalers, manifest, findings, report, layouts)
-    scaler_info = _pair_scalers(root, files, scalers, manifest, findings)
+    scaler_info = _pair_scalers(root, files, scalers, manifest, findings, tiers=tiers)
     if hash_policy != "none":
         _duplicates(files, findings)
     if data is not None:
@@ -853,7 +862,7 @@ def _needs_scaler(f: _File, decls: dict[str, ModelDecl]) -> bool:
 
 
 def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
-                  findings: list[Finding]) -> dict[str, Any]:
+                  findings: list[Finding], tiers: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
     by_folder: dict[str, list[str]] = {}
     for rel in scalers:
@@ -898,7 +907,7 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
     by_bytes: dict[str, list[str]] = {}
     by_content: dict[str, list[str]] = {}
     for rel, p in sorted(scalers.items()):
-        summary, extra = _scaler_info(p)
+        summary, extra = _scaler_info(p, tiers)
         findings.extend(_carry(extra, rel))
         paired = users.get(rel, [])
         info[rel] = {**summary, "paired_with": [f.rel for f in paired]}

@@ -62,4 +62,11 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, soft_wrap=False)
 
 
-__all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "CkregError"]
+__all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "CkregError",
+           "tiers_line"]
+
+
+def tiers_line(tiers) -> str:
+    """One short line naming the allowlist tiers pickle globals were judged against."""
+    tiers = list(tiers)
+    return f"allowlist: {', '.join(tiers)}" + (" (= torch.load weights_only)" if tiers == ["torch"] else "")

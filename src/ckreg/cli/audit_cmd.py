@@ -118,19 +118,22 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
 @click.option("--staged", is_flag=True,
               help="Audit only the files git's index holds (what the next commit contains; the pre-commit "
                    "hook uses it): untracked files are listed as skipped, never audited.")
+@click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
               min_acc: float | None, hash_policy: str, progress: bool, staged: bool = False,
-              family_files: tuple[str, ...] = ()) -> None:
+              strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
     error, 3 nothing checkable found, 4 crash. The report is written before exiting.
     """
     from ckreg.audit import audit, staged_files
+    from ckreg.cli._common import tiers_line
     from ckreg.manifest import load_manifest
+    from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
 
     fmt = report_format(fmt, as_json)
     only = staged_files(path) if staged and path.is_dir() else None
@@ -141,9 +144,10 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
         report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
-                       only=only)
+                       only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS)
     finally:
         bar.close()
+    click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)
     ctx.exit(_emit(report, fmt, output, fail_on, force))
 
 

@@ -14,7 +14,7 @@ import os
 
 import click
 
-from ckreg.cli._common import console, echo_json, families_option, load_families
+from ckreg.cli._common import console, echo_json, families_option, load_families, tiers_line
 from ckreg.inspect import NOT_RECORDED, exit_code, inspect_paths
 from ckreg.inspect.model import Inspection
 from ckreg.inspect.structure import structure_lines
@@ -32,17 +32,20 @@ _MAX_EVIDENCE = 14
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Inspect files in parallel processes.")
 @click.option("--tree/--no-tree", default=True, show_default=True, help="Show the module tree (human output).")
+@click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
 @families_option
 @click.pass_context
 def inspect_cmd(ctx: click.Context, paths: tuple[str, ...], as_json: bool, hash_weights: bool, jobs: int,
-                tree: bool, family_files: tuple[str, ...] = ()) -> None:
+                tree: bool, strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Identify the architecture in each checkpoint without executing it.
 
     Exit status: 0 ok; 1 an error-severity finding (e.g. unsafe-global);
     2 a file could not be read (it is named on stderr; the others are still reported).
     """
+    from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
+
     load_families(family_files)
-    results = inspect_paths(paths, hash_weights=hash_weights, jobs=jobs)
+    results = inspect_paths(paths, hash_weights=hash_weights, jobs=jobs, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS)
     if as_json:
         echo_json([r.model_dump(mode="json") for r in results])
     else:
@@ -104,6 +107,8 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
                                     f"{_fmt(p.tensors)} tensors, {_fmt(p.bytes)} bytes ({dtypes})"))
     grid.add_row("format", Text(f"{insp.format or '-'}, {_fmt(insp.size or 0)} bytes on disk, "
                                 f"{_fmt(insp.bytes_read)} read"))
+    if insp.allowed_tiers:
+        grid.add_row("allowlist", Text(tiers_line(insp.allowed_tiers).split(": ", 1)[1]))
     for label, value in (("sha256", insp.sha256), ("layout_sha256", insp.layout_sha256),
                          ("weights_sha256", insp.weights_sha256)):
         grid.add_row(label, Text(value, overflow="fold") if value else Text("(use --hash)", style="dim"))

@@ -429,22 +429,32 @@ def _add_scales(insp: Inspection, result: ReadResult) -> None:
         insp.evidence.append(f"scale norms not computed: {msg}")
 
 
-def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspection:
+def inspect_path(path: str | os.PathLike, hash_weights: bool = False,
+                 tiers: Sequence[str] | None = None) -> Inspection:
     """Inspect one file; never raises for a bad file (sets `.error` and an `unreadable` finding).
 
     When the reader gives up part-way but learned something (an unsafe global
     in a truncated file, a partial state_dict), those findings and tensors are
     kept, so nothing it saw is lost.
     """
+    from ckreg.readers import DEFAULT_TIERS
+
+    tiers = tuple(tiers) if tiers is not None else DEFAULT_TIERS
     p = os.fspath(path)
+    insp = _inspect_path(p, hash_weights, tiers)
+    insp.allowed_tiers = list(tiers)
+    return insp
+
+
+def _inspect_path(p: str, hash_weights: bool, tiers: tuple[str, ...]) -> Inspection:
     insp = Inspection(path=p)
-    scaler = _inspect_scaler(p)
+    scaler = _inspect_scaler(p, tiers)
     if scaler is not None:
         return scaler
     try:
         from ckreg.readers import read_checkpoint
 
-        result = read_checkpoint(p)
+        result = read_checkpoint(p, tiers=tiers)
     except CkregError as exc:
         msg = exc.render() if exc.path else f"{p}: {exc}"
         partial = getattr(exc, "partial", None)
@@ -464,7 +474,7 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False) -> Inspect
     return inspect_result(result, hash_weights=hash_weights)
 
 
-def _inspect_scaler(p: str) -> Inspection | None:
+def _inspect_scaler(p: str, tiers: tuple[str, ...]) -> Inspection | None:
     """A scaler file, recognised and read as the audit reads it (its estimator class allowed).
 
     None when the file is not a scaler by its bytes, or cannot be read as one: then it is
@@ -481,7 +491,7 @@ def _inspect_scaler(p: str) -> Inspection | None:
     from ckreg.readers import read_scaler_summary
 
     try:
-        summary = read_scaler_summary(p)
+        summary = read_scaler_summary(p, tiers=tiers + ("scaler",))
     except CkregError:
         return None
     insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=os.path.getsize(p))
@@ -500,15 +510,15 @@ def _inspect_scaler(p: str) -> Inspection | None:
 def _inspect_one(args: tuple) -> Inspection:
     if len(args) > 2 and args[2]:
         registry().add_all(args[2])   # declared families reach worker processes (spawn/forkserver)
-    return inspect_path(args[0], hash_weights=args[1])
+    return inspect_path(args[0], hash_weights=args[1], tiers=args[3] if len(args) > 3 else None)
 
 
 def inspect_paths(paths: Iterable[str | os.PathLike], hash_weights: bool = False, jobs: int = 1,
-                  pool: str = "process") -> list[Inspection]:
+                  pool: str = "process", tiers: Sequence[str] | None = None) -> list[Inspection]:
     """Inspect many files, results in input order. `jobs > 1` uses a process pool
     (parsing is pure Python, so threads would share one core); `pool="thread"` for threads."""
     declared = tuple(registry().declared())
-    items = [(os.fspath(p), hash_weights, declared) for p in paths]
+    items = [(os.fspath(p), hash_weights, declared, tuple(tiers) if tiers is not None else None) for p in paths]
     if jobs <= 1 or len(items) <= 1:
         return [_inspect_one(it) for it in items]
     import concurrent.futures as cf

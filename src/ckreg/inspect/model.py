@@ -72,6 +72,7 @@ class Inspection(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     scales: ScaleImportance | None = None      # scale-aware families: per-scale weight norms
     bytes_read: int = 0
+    allowed_tiers: list[str] = Field(default_factory=list)      # allowlist tiers the globals were judged by
     error: str | None = None                   # set when the file could not be read at all
 
     @property

@@ -101,7 +101,7 @@ def _scalar_int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:
+def read_scaler_summary(path: str | os.PathLike, *, tiers: tuple[str, ...] = SCALER_TIERS) -> ScalerSummary:
     """Describe a scaler file. Raises `ScalerError` when it is unreadable or not a StandardScaler-like object."""
     p = os.fspath(path)
     try:
@@ -139,7 +139,7 @@ def read_scaler_summary(path: str | os.PathLike) -> ScalerSummary:
         for g in r.globals:
             if g.full in seen:
                 continue
-            seen[g.full] = tier_of(g.module, g.name, SCALER_TIERS)
+            seen[g.full] = tier_of(g.module, g.name, tiers)
             if g.full in _WRAPPERS:
                 summary.format = "joblib"
             if seen[g.full] is None:
