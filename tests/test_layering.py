@@ -24,11 +24,11 @@ LAYERS = {
     "inspect": 2,
     "manifest": 3, "scaler": 3, "data": 3,
     "zoo": 3, "train": 4, "verify": 5,
-    "audit": 6, "rename": 6, "registry": 6, "retrain": 6, "demo": 6,
+    "audit": 6, "lineage": 6, "rename": 6, "registry": 6, "deploy": 6, "retrain": 6, "demo": 6,
     "report": 7,
     "cli": 8, "__main__": 8,
 }
-TORCH_OK = {"zoo", "train", "verify"}
+TORCH_OK = {"zoo", "train", "verify", "deploy"}
 UI_OK = {"cli"}          # click
 RICH_OK = {"cli", "report", "train"}   # train draws its progress bar (issue #3)
 

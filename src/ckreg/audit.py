@@ -288,7 +288,7 @@ def compare_layout(insp: Any, decl: ModelDecl, expected: dict[str, Any], relpath
     if not insp.ok:
         return [Finding.make("unreadable", f"cannot be read: {insp.error}", path=relpath)]
     actual = _shapes(insp.layout or {})
-    want = {k: tuple(int(x) for x in v[1]) for k, v in expected["keys"].items()}
+    want = _shapes(expected["keys"])   # the readers' prefix rules on both sides (a lone root `body.` too)
     source = expected.get("source") or decl.kind
     out: list[Finding] = []
     missing = [k for k in want if k not in actual]
@@ -627,7 +627,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
           families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
-          only: Iterable[str] | None = None) -> Report:
+          lineage: bool = False, only: Iterable[str] | None = None) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -638,7 +638,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     (`ckreg.verify.verify_for_audit`, issue #5) against each model's accuracy target (declared,
     `min_acc`, or the manifest's `min_accuracy`). `progress(stage, done, total)` is called as files
     are inspected. `families` are family files (docs/families.md) registered before the manifest
-    is read. A missing path is an error in the report (exit 2); a tree without any
+    is read. `lineage` adds a `lineage` note per edge between the checkpoints
+    (`ckreg lineage`). A missing path is an error in the report (exit 2); a tree without any
     checkpoint leaves `checked` empty (exit 3).
     """
     if hash_policy not in HASH_POLICIES:
@@ -703,11 +704,21 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
 
     scalers = {_rel(root, p): p for p in walked.scalers}
     decl_status = _reconcile(root, files, scalers, manifest, findings, report, layouts)
+    if manifest is not None:   # a file a module:/reference: declaration claims is not of "unknown" family
+        claimed = {f.rel for f in files
+                   if any(manifest.model(n).family is None for n in (*f.by_path, *f.satisfies))}
+        findings[:] = [x for x in findings if not (x.code == "family-unknown" and x.path in claimed)]
     scaler_info = _pair_scalers(root, files, scalers, manifest, findings, tiers=tiers)
     if hash_policy != "none":
         _duplicates(files, findings)
     if data is not None:
-        _verify(files, manifest, data, findings, report, min_acc)
+        _verify(files, manifest, data, findings, report, min_acc, progress=progress)
+    if lineage and files:   # `lineage` notes (ckreg.lineage): copies, transplants, fine-tunes, students
+        from ckreg.lineage.provenance import audit_findings
+
+        notes, edges = audit_findings([f.abs for f in files], root)
+        findings.extend(notes)
+        report.extra["lineage"] = edges
 
     if files:
         report.checked = [f.rel for f in files] + sorted(scalers)
@@ -975,10 +986,23 @@ def _duplicates(files: list[_File], findings: list[Finding]) -> None:
                 path=f.rel, expected=keep.rel, actual=digest))
 
 
+VERIFY_STAGES = ("loading data", "verifying pairs")   # slow per item: a progress bar however few there are
+
+
+def _counted(items: list, progress: Progress | None, stage: str):
+    """Yield `items`, reporting (stage, done, total) as each one has been dealt with."""
+    for i, item in enumerate(items):
+        if progress:
+            progress(stage, i, len(items))
+        yield item
+    if progress:
+        progress(stage, len(items), len(items))
+
+
 def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: list[Finding], report: Report,
-            min_acc: float | None = None) -> None:
+            min_acc: float | None = None, progress: Progress | None = None) -> None:
     """The `--data` hook (issue #5): verify each recognised checkpoint with its scaler, against its target."""
-    from ckreg.verify import Pair, normalize_acc, verify_for_audit
+    from ckreg.verify import Pair, load_data, normalize_acc, verify_for_audit
 
     min_acc = normalize_acc(min_acc)
 
@@ -1003,7 +1027,11 @@ def _verify(files: list[_File], manifest: Manifest | None, data: Any, findings: 
                           target_source=source, split=metrics.split if metrics else None,
                           model=decl.name if decl else None))
     results: list[Any] = []
-    found = verify_for_audit(pairs, data, results=results)
+    if progress and pairs:
+        progress(VERIFY_STAGES[0], 0, 0)           # total 0: a bar without an end (CSV parsing, once per path)
+        load_data(data)                            # cached: verify_for_audit reads it back
+        progress(VERIFY_STAGES[0], 1, 1)
+    found = verify_for_audit(_counted(pairs, progress, VERIFY_STAGES[1]), data, results=results)
     by_abs = {str(f.abs): f.rel for f in files}
     for x in found:
         findings.append(x.model_copy(update={"path": by_abs.get(x.path or "", x.path)}))

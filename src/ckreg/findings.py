@@ -97,6 +97,8 @@ CODES: dict[str, CodeInfo] = dict(
            "The declared architecture (a module: lock or a reference: checkpoint) has keys the weights lack; strict loading will fail."),
         _c("keys-unexpected", "error", "The file has state_dict keys the declaration lacks",
            "The weights carry keys the declared architecture does not have (a changed or added layer); strict loading will fail."),
+        _c("lineage", "note", "Checkpoint derives from another one in the tree",
+           "Read from the weights (identical, transplanted, fine-tuned-from) or recorded by the trainer (distilled-from); see `ckreg lineage`."),
         # -- rename (rename.py) --
         _c("rename-collision", "warning", "Content-derived name is taken by another file",
            "`ckreg rename` left this file alone: the name its content implies already belongs to a different file. Move that file, or use a --template with {hash8}."),

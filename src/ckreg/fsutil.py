@@ -176,3 +176,34 @@ def file_sha256(path: str | Path) -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it is renamed to `path`, which must not exist.
+
+    On any exception (KeyboardInterrupt included) the temporary folder and
+    everything in it are removed, so a failed run leaves no half-written
+    folder; an existing `path` is never replaced (FileExistsError).
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(path)
+    tmp.mkdir(mode=0o777)
+    try:
+        yield tmp
+        for child in tmp.iterdir():
+            if child.is_file():
+                os.chmod(child, _default_mode())
+                _fsync_file(child)
+        if path.exists() or path.is_symlink():   # appeared meanwhile: never replace it
+            raise FileExistsError(str(path))
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(path.parent)

@@ -118,6 +118,19 @@ class Training(_Strict):
     patience: Optional[int] = Field(None, gt=0, description="Early-stopping patience in epochs.")
     monitor: Optional[str] = None
     gradient_clip: Optional[float] = Field(None, gt=0)
+    # SGD schedules, image teachers, distillation (docs/recipes.md)
+    schedule: Optional[Literal["plateau", "cosine", "step"]] = None
+    momentum: Optional[float] = Field(None, ge=0, lt=1)
+    lr_min: Optional[float] = Field(None, ge=0, description="Cosine schedule: the learning rate at the epoch cap.")
+    step_size: Optional[int] = Field(None, gt=0)
+    gamma: Optional[float] = Field(None, gt=0, le=1)
+    imaging: Optional[str] = Field(None, pattern=r"^(gasf|gadf|mtf)(\+(gasf|gadf|mtf))*$",
+                                   description="Train on images: gasf, gadf, mtf, or several joined by '+'.")
+    image_size: Optional[int] = Field(None, ge=2)
+    mtf_bins: Optional[int] = Field(None, ge=2)
+    teacher: Optional[str] = Field(None, description="Checkpoint or run folder to distil from (relative to the manifest).")
+    kd_temperature: Optional[float] = Field(None, gt=0)
+    kd_lambda: Optional[float] = Field(None, ge=0, le=1)
 
 
 class Defaults(_Strict):

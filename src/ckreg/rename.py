@@ -417,6 +417,8 @@ def render_name(template: str, family: str, hyperparameters: dict, weights_sha25
         if name and fields.get(name) is None:
             raise ValueError(f"template field {{{name}}} has no value for this {family} file")
     name = template.format(**fields)
+    if fields.get("variant") == "" and "{variant}" in template:   # a model without variant tokens
+        name = name.replace("--", "-").replace("-.", ".").replace("_.", ".")
     _check_name(name, template)
     return name
 
@@ -512,6 +514,10 @@ def plan_rename(paths_or_root: str | os.PathLike | Sequence[str | os.PathLike], 
         from ckreg.families import add_family_files
 
         add_family_files(list(families))   # declared families name files too (docs/families.md)
+    if manifest is not None:
+        from ckreg.manifest import load_manifest
+
+        load_manifest(manifest)   # validated (and its families: registered) before any work
     root, files, skipped = _discover(paths_or_root)
     insps = list((inspector or _default_inspector)(files, max(1, int(jobs)))) if files else []
     plan = plan_from_inspections(root, insps, template=template, manifest=manifest)
@@ -522,7 +528,31 @@ def plan_rename(paths_or_root: str | os.PathLike | Sequence[str | os.PathLike], 
     return plan
 
 
-def _refusal(insp: Any) -> str | None:
+def _declared_layouts(manifest: str | os.PathLike | None) -> dict[str, dict[str, tuple]]:
+    """name -> {key: shape} of the manifest's module:/reference: models (from the lock / the reference)."""
+    if manifest is None:
+        return {}
+    from ckreg.manifest import load_manifest
+
+    from ckreg.readers.unwrap import strip_prefixes
+
+    out = {}
+    for name, e in load_manifest(manifest).expected_layouts().items():
+        keys, _ = strip_prefixes(list(e["keys"]))   # as the readers unwrap the file's keys
+        out[name] = {k: tuple(v[1]) for k, v in zip(keys, e["keys"].values())}
+    return out
+
+
+def _declared_model(insp: Any, declared: dict[str, dict[str, tuple]]) -> str | None:
+    """The one declared module:/reference: model whose layout the file matches exactly."""
+    if not declared or getattr(insp, "error", None) or not getattr(insp, "layout", None):
+        return None
+    shapes = {k: tuple(v[1]) for k, v in insp.layout.items()}
+    hits = [name for name, lay in declared.items() if lay == shapes]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _refusal(insp: Any, declared: dict | None = None) -> str | None:
     """Why this inspection must not give its file a content name, or None."""
     if getattr(insp, "error", None):
         return f"unreadable: {insp.error}"
@@ -530,7 +560,7 @@ def _refusal(insp: Any) -> str | None:
     if family == "ambiguous":
         between = ", ".join(getattr(insp, "ambiguous_between", []) or []) or "several families"
         return f"ambiguous: the weights fit {between} equally (record the family in metadata)"
-    if family not in registry():
+    if family not in registry() and family not in (declared or {}):
         return "no known family matches the weights"
     for f in getattr(insp, "findings", []) or []:
         if f.code in _REFUSE_CODES:
@@ -572,10 +602,14 @@ def plan_from_inspections(root: str | os.PathLike, inspections: Iterable, *, tem
     companions = _companions(ckpts)
 
     # 1. a name for each file, or a reason not to
+    declared = _declared_layouts(manifest)
     named: list[tuple[Path, Any, str, list[str]]] = []
     for path, insp in by_path.items():
         rel = _rel(root, path)
-        why = _refusal(insp)
+        model = _declared_model(insp, declared)
+        if model is not None:   # exactly a declared module:/reference: model: named after it
+            insp = insp.model_copy(update={"family": model, "hyperparameters": {}})
+        why = _refusal(insp, declared)
         if why:
             plan.skipped.append(Skipped(path=rel, reason=why))
             continue

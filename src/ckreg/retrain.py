@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from ckreg.fsutil import file_sha256, write_json
 from ckreg import __version__
+from ckreg.arch import FAMILIES
 from ckreg.errors import CkregError, UsageError
 
 LOCK_NAME = "ckreg.lock.json"
@@ -142,6 +143,10 @@ def recipe_for(manifest, decl, epochs: int | None = None) -> dict[str, Any]:
         kw["val"], kw["test"] = ds.split.val, ds.split.test
     if epochs is not None:
         kw["epochs"] = int(epochs)
+    from ckreg.train.recipes import recipe_kwargs   # torch-free
+
+    base = Path(manifest.source).parent if getattr(manifest, "source", None) else None
+    kw.update(recipe_kwargs(training, base))   # SGD schedules, imaging, teacher (docs/recipes.md)
     kw["scaler_recipe"] = "train-split"       # new models: fitted on the training split (issue #3)
     kw["trainer"] = "ckreg.train"
     return kw
@@ -171,7 +176,8 @@ def _train_kwargs(decl, inputs: dict) -> dict[str, Any]:
             "batch_size": int(r["batch_size"]), "lr": float(r["lr"]), "patience": int(r["patience"]),
             "weight_decay": float(r["weight_decay"]),
             "grad_clip": None if r.get("grad_clip") is None else float(r["grad_clip"]),
-            "val": float(r["val"]), "test": float(r["test"])}
+            "val": float(r["val"]), "test": float(r["test"]),
+            **{k: r[k] for k in ("optim", "imaging", "teacher", "kd_temperature", "kd_lambda") if k in r}}
 
 
 # --------------------------------------------------------------------------- lock files
@@ -399,6 +405,10 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
             raise UsageError(f"the manifest declares no model {', '.join(unknown)}",
                              hint="known: " + ", ".join(m.name for m in decls))
         decls = [m for m in decls if m.name in only]
+        foreign = [m.name for m in decls if m.family not in FAMILIES]
+        if foreign:
+            raise UsageError(f"{', '.join(foreign)}: not a built-in family; the zoo trains the built-in families only")
+    decls = [m for m in decls if m.family in FAMILIES]   # module:/reference:/declared families: audited, not trained
     if data is None:
         paths = {str(manifest.dataset_path(m)) for m in decls if manifest.dataset_path(m) is not None}
         if len(paths) != 1:
@@ -433,8 +443,8 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
         elif target_source != "declared accuracy":
             item.notes.append(f"no accuracy declared: held to {target_source} {target:g}")
         training = manifest.training_for(decl)
-        if training.optimizer and training.optimizer != "adamw":
-            item.notes.append(f"recipe says optimizer {training.optimizer}; the bundled trainer uses AdamW")
+        if training.optimizer and training.optimizer not in ("adamw", "sgd"):
+            item.notes.append(f"recipe says optimizer {training.optimizer}; the bundled trainer uses AdamW or SGD")
         st = status.get(decl.name) or {}
         if st.get("status") == "satisfied":
             item.existing = [str(root / f) for f in st.get("files", [])]

@@ -154,3 +154,37 @@ def test_two_families_with_one_name_in_files(tmp_path, kws_file):
     gru.write_text(kws_file.read_text().replace("name: KWSNet", "name: GRU"))
     r = CliRunner().invoke(cli, ["families", "--families", str(gru)])
     assert r.exit_code == 2 and "two families named 'GRU'" in r.output and "built-in" in r.output
+
+
+def test_a_declared_family_with_build_loads_strictly(tmp_path, kws_module, save_sd, torch_mod, monkeypatch):
+    """`build:` makes a declared family buildable: the zoo loads its files strictly (verify/eval path)."""
+    from tests.families.conftest import KWS_YAML
+    from ckreg.errors import SpecError
+    from ckreg.zoo import load_checkpoint
+
+    pkg = tmp_path / "pkgs" / "acme_kws.py"
+    pkg.parent.mkdir()
+    pkg.write_text("from torch import nn\n\n"
+                   "class KWSNet(nn.Module):\n"
+                   "    def __init__(self, n_mels, filters, hidden_size, num_layers, num_classes):\n"
+                   "        super().__init__()\n"
+                   "        self.conv = nn.Conv1d(n_mels, filters, 5)\n"
+                   "        self.gru = nn.GRU(filters, hidden_size, num_layers, batch_first=True)\n"
+                   "        self.fc = nn.Linear(hidden_size, num_classes)\n")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    fam = tmp_path / "kws.yaml"
+    fam.write_text(KWS_YAML + '    build: "acme_kws:KWSNet"\n')
+    add_family_files([fam])
+    src = kws_module(n_mels=20, hidden_size=16, num_layers=2)
+    path = save_sd({"_forward_module." + k: v for k, v in src.state_dict().items()}, tmp_path / "k.ckpt")
+    module, spec, insp = load_checkpoint(path)
+    assert spec.family == "KWSNet" and spec.hparams["num_layers"] == 2 and insp.family == "KWSNet"
+    for k, v in src.state_dict().items():
+        assert torch_mod.equal(module.state_dict()[k], v)
+    no_build = tmp_path / "nobuild.yaml"
+    no_build.write_text(KWS_YAML.replace("name: KWSNet", "name: KWSNet2").replace("names: [kws, kwsnet]", "names: []"))
+    with registry().scoped():
+        registry().remove("KWSNet")
+        add_family_files([no_build])
+        with pytest.raises(SpecError, match="declares no build"):
+            load_checkpoint(path)

@@ -69,3 +69,63 @@ def test_progress_bar_renders_every_event():
             bar(ProgressEvent("end", 2, 2))
         text = buf.getvalue()
         assert "epoch" in text and "60.0%" in text
+
+
+HANGUL = ["ㄱ", "ㄴ", "ㄷ", "ㄹ", "ㅁ", "ㅂ", "ㅅ", "ㅇ", "ㅈ", "ㅊ", "ㅋ", "ㅌ",
+          "ㅍ", "ㅎ", "ㅏ", "ㅑ", "ㅓ", "ㅕ", "ㅗ", "ㅛ", "ㅜ", "ㅠ", "ㅡ", "ㅣ"]
+CM24 = [[120 + i if i == j else (3 if (i + 2 * j) % 7 == 0 else 0) for j in range(24)] for i in range(24)]
+
+
+def _figure_facts(fig):
+    ax, bar = fig.axes[0], fig.axes[1]
+    return ([t.get_text() for t in ax.get_xticklabels()], [t.get_text() for t in ax.get_yticklabels()],
+            [t.get_text() for t in ax.texts], bar.get_ylabel(), ax.get_xlabel(), ax.get_ylabel())
+
+
+def test_axes_name_the_classes_with_a_colour_bar_and_every_count():
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    from ckreg.train.png import confusion_figure
+
+    fig, note = confusion_figure(CM24, [f"c{i}" for i in range(24)], "t")
+    xs, ys, counts, bar, xl, yl = _figure_facts(fig)
+    assert xs == ys == [f"c{i}" for i in range(24)] and note is None
+    assert sorted(counts) == sorted(str(v) for row in CM24 for v in row if v)
+    assert "fraction" in bar and "predicted" in xl and "true" in yl
+
+
+def test_hangul_names_use_a_font_that_has_the_glyphs():
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    from matplotlib.ft2font import FT2Font
+
+    from ckreg.train.png import confusion_figure, font_for
+
+    font = font_for(HANGUL)
+    if font is None:
+        pytest.skip("no installed font has Hangul glyphs (fonts-nanum / fonts-noto-cjk)")
+    assert "lastresort" not in font.lower(), "Last Resort draws boxes, not letters"
+    cmap = FT2Font(font).get_charmap()
+    assert all(ord(c) in cmap for c in "".join(HANGUL))
+    fig, note = confusion_figure(CM24, HANGUL)
+    xs, ys, *_ = _figure_facts(fig)
+    assert xs == ys == HANGUL and note is None
+    assert fig.axes[0].get_xticklabels()[0].get_fontproperties().get_file() == font
+
+
+def test_without_a_font_the_picture_says_so_and_labels_stay_readable(tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    import ckreg.train.png as png
+
+    monkeypatch.setattr(png, "font_for", lambda names: None)
+    fig, note = png.confusion_figure(CM24, HANGUL)
+    xs, *_ = _figure_facts(fig)
+    assert xs[0] == "0 KIYEOK" and xs[23] == "23 I"
+    assert "fonts-nanum" in note and note in [t.get_text() for t in fig.texts]
+    notes: list[str] = []
+    assert png.write_confusion_png(tmp_path / "cm.png", CM24, HANGUL, notes=notes) == "matplotlib"
+    assert notes == [note]

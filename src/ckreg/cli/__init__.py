@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "registry": "ckreg.cli.registry_cmd:registry_group",
     "export": "ckreg.cli.registry_cmd:export_cmd",
     "families": "ckreg.cli.families_cmd:families_cmd",
+    "lineage": "ckreg.cli.lineage_cmd:lineage_cmd",
 }
 
 
@@ -74,8 +75,11 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """Map user errors to exit 2 and crashes to exit 4 here, so CliRunner tests see the real codes."""
+        from ckreg.cli._common import one_line_warnings
+
         try:
-            return super().invoke(ctx)
+            with one_line_warnings():
+                return super().invoke(ctx)
         except CkregError as exc:
             click.echo(f"error: {exc.render()}", err=True)
             ctx.exit(EXIT_USAGE)

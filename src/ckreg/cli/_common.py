@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -46,6 +47,36 @@ def load_families(files: Any) -> None:
         click.echo(f"warning: {problem}", err=True)
 
 
+@contextlib.contextmanager
+def one_line_warnings():
+    """Library warnings (scikit-learn's version skew, torch's notices) as one `warning:` line on stderr each.
+
+    Python's default shows `file:line: Category: message` plus the source line
+    of the `warnings.warn` call, and scikit-learn's message spans lines: a
+    multi-line dump that reads like a crash. Here each distinct message is
+    printed once, whitespace collapsed, with the category named unless it is a
+    plain UserWarning or one of ckreg's own.
+    """
+    import warnings
+
+    seen: set[tuple[type, str]] = set()
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if (category, text) in seen:
+            return
+        seen.add((category, text))
+        own = category is UserWarning or category.__module__.split(".")[0] == "ckreg"
+        click.echo(f"warning: {'' if own else category.__name__ + ': '}{text}", err=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def terminal_width(default: int = 100) -> int:
     """The terminal's width ($COLUMNS first, as `shutil` reads it), or `default` when not a terminal."""
     import os
@@ -62,8 +93,8 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, soft_wrap=False)
 
 
-__all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "CkregError",
-           "tiers_line"]
+__all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "one_line_warnings",
+           "CkregError", "tiers_line"]
 
 
 def tiers_line(tiers) -> str:

@@ -15,26 +15,31 @@ PROGRESS_MIN_FILES = 20
 
 
 class _Bar:
-    """A rich progress bar on stderr, started only when there are many files and stderr is a terminal."""
+    """A rich progress bar on stderr, when stderr is a terminal: for inspecting many files, and always for
+    the slow `--data` stages (loading the dataset, verifying each pair)."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, console=None):
         self.enabled = enabled
+        self.console = console
         self.progress = None
         self.tasks: dict[str, int] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled or total < PROGRESS_MIN_FILES:
+        from ckreg.audit import VERIFY_STAGES
+
+        if not self.enabled or (total < PROGRESS_MIN_FILES and stage not in VERIFY_STAGES):
             return
         if self.progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+                                     TimeElapsedColumn(), console=self.console or Console(stderr=True),
+                                     transient=True)
             self.progress.start()
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
+            self.tasks[stage] = self.progress.add_task(stage, total=total or None)
+        self.progress.update(self.tasks[stage], completed=done, total=total or None)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -114,6 +119,8 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
               help="With --data: accuracy (fraction or percentage) a pair without a declared one must reach.")
 @click.option("--hash-policy", type=click.Choice(("collisions", "all", "none")), default="collisions", show_default=True,
               help="Hash weights where layouts collide (duplicates), for every file, or never.")
+@click.option("--lineage", is_flag=True, help="Add a note for each checkpoint that copies, fine-tunes or "
+              "transplants another one, read from the weights.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
 @click.option("--staged", is_flag=True,
               help="Audit only the files git's index holds (what the next commit contains; the pre-commit "
@@ -124,7 +131,7 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
               min_acc: float | None, hash_policy: str, progress: bool, staged: bool = False,
-              strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
+              strict: bool = False, lineage: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -144,7 +151,7 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
         report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
-                       only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS)
+                       only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage)
     finally:
         bar.close()
     click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)

@@ -19,6 +19,7 @@ import click
 from ckreg.cli._common import console, echo_json
 from ckreg.errors import UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
+from ckreg.cli.deploy_cmd import deploy_export, deploy_options
 
 _REGISTRY_HELP = "registry directory (default: $CKREG_REGISTRY, else ./registry)"
 
@@ -91,17 +92,19 @@ def registry_group(ctx: click.Context, registry_path: Path | None) -> None:
               help="verify the pair on this dataset (SignGlove folder or .npz) and record the result")
 @click.option("--expect-acc", "expect_acc", type=float, default=None,
               help="with --data: the accuracy the pair must reach (fraction or percent)")
+@click.option("--lineage", is_flag=True,
+              help="compare the weights with every registered version and record the edges (ckreg lineage)")
 @click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
 @_registry_option
 @click.pass_context
 def add_cmd(ctx, ckpt, scaler, name, family, sets, aliases, verification_file, provenance_file, data, expect_acc,
-            as_json, registry_path):
+            lineage, as_json, registry_path):
     """Register CKPT (and its scaler) as the next version of NAME; re-adding the same pair is a no-op."""
     reg = _open(ctx, registry_path)
     res = reg.register(ckpt, scaler, name=name, family=family, overrides=_parse_sets(sets) or None,
                        verification=_read_json_file(verification_file, "verification"),
                        provenance=_read_json_file(provenance_file, "provenance"), aliases=aliases,
-                       data=data, expect_acc=expect_acc)
+                       data=data, expect_acc=expect_acc, lineage=lineage)
     v = res.version
     if as_json:
         echo_json({**v.summary(), "created": res.created})
@@ -114,6 +117,8 @@ def add_cmd(ctx, ckpt, scaler, name, family, sets, aliases, verification_file, p
                    + (f"; aliases: {', '.join(v.aliases)}" if v.aliases else ""))
     if v.verification is not None:
         click.echo(f"verification: accuracy {_pct(v.accuracy)}, " + ("passed" if v.verified else "FAILED"))
+    for line in _lineage_lines(v):
+        click.echo(line)
     for note in (v.scaler.warnings if v.scaler else []):
         click.echo(f"note: {note}", err=True)
     sys.exit(EXIT_OK)
@@ -199,6 +204,7 @@ def show_lines(detail) -> list[tuple[str, str]]:
     rows.append(("registered", f"{v.created_at[:16].replace('T', ' ')} by {v.created_by}"))
     rows.append(("history", f"{len(detail.verifications)} verification(s), {len(detail.events)} event(s) "
                             f"(ckreg registry events --name {v.name})"))
+    rows.extend(("lineage", text) for text in _lineage_texts(v))
     return rows
 
 
@@ -227,6 +233,30 @@ def show_cmd(ctx, ref, as_json, registry_path):
     for line in wrap("everything recorded (per-class accuracy, confusion matrix, events, blob paths): --json", width):
         click.echo(line)
     sys.exit(EXIT_OK)
+
+
+def _lineage_lines(v) -> list[str]:
+    return [f"lineage: {t}" for t in _lineage_texts(v)]
+
+
+def _lineage_texts(v) -> list[str]:
+    """One text per lineage edge stored in the version's provenance (ckreg.lineage)."""
+    lines = []
+    for e in (v.provenance or {}).get("lineage") or []:
+        if not isinstance(e, dict):
+            continue
+        mine = e.get("child") == v.ref
+        other = e.get("parent") if mine else e.get("child")
+        verb = e.get("relation", "?") if mine or not e.get("directed") else f"parent of ({e.get('relation')})"
+        facts = []
+        if e.get("distance") is not None:
+            facts.append(f"distance {e['distance']:.4f}")
+        if e.get("groups"):
+            facts.append(", ".join(f"{g['name']} {g['shared']}/{g['total']}" for g in e["groups"][:4]))
+        if not e.get("directed"):
+            facts.append("undirected")
+        lines.append(f"{verb} {other}" + (f" ({'; '.join(facts)})" if facts else ""))
+    return lines
 
 
 @registry_group.command("alias")
@@ -333,14 +363,24 @@ def events_cmd(ctx, name, kind, as_json, registry_path):
 @click.argument("ref")
 @click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="directory to write into (created if needed)")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "onnx-int8", "torchscript"]),
+              default="safetensors", show_default=True,
+              help="safetensors (weights + model.py) or a deployment format verified on --data")
 @click.option("--pkl", is_flag=True, help="also write scaler.pkl (sklearn StandardScaler)")
 @click.option("--ckpt", is_flag=True, help="also write a Lightning-compatible model.ckpt")
 @click.option("--force", is_flag=True, help="overwrite existing files in the target directory")
-@click.option("--json", "as_json", is_flag=True, help="print the written paths as JSON")
+@deploy_options
+@click.option("--json", "as_json", is_flag=True, help="print the written paths (or the deployment record) as JSON")
 @_registry_option
 @click.pass_context
-def export_cmd(ctx, ref, to_dir, pkl, ckpt, force, as_json, registry_path):
-    """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card."""
+def export_cmd(ctx, ref, to_dir, fmt, pkl, ckpt, force, data, split, seed, tolerance, threads, latency_samples,
+               as_json, registry_path):
+    """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card,
+    or as ONNX / INT8 ONNX / TorchScript verified on --data (--format)."""
+    if fmt != "safetensors":
+        deploy_export(_open(ctx, registry_path), ref, to_dir, fmt, pkl=pkl, ckpt=ckpt, force=force, data=data,
+                      split=split, seed=seed, tolerance=tolerance, threads=threads,
+                      latency_samples=latency_samples, as_json=as_json)
     paths = _open(ctx, registry_path).export(ref, to_dir, pkl=pkl, ckpt=ckpt, force=force)
     if as_json:
         echo_json([str(p) for p in paths])

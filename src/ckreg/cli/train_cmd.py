@@ -55,17 +55,41 @@ class _Bar:
             TimeElapsedColumn(), console=self.con, transient=False, disable=not self.live,
         )
         self.task = None
+        self.setup = None          # the bar before epoch 1 (one live display at a time: started, then stopped)
+        self.setup_task = None
+        self.started = False
 
     def __enter__(self) -> "_Bar":
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        if self.setup is not None:
+            self.setup.stop()
+        if self.started:
+            self.progress.stop()
 
     def __call__(self, ev) -> None:
         fmt = lambda v, pct=False: "-" if v is None else (f"{v:.1%}" if pct else f"{v:.4f}")  # noqa: E731
+        if ev.kind == "setup":           # before epoch 1: a bar without an end, named after the step
+            if not self.live:
+                self.con.print(f"{ev.stage} ...", highlight=False)
+                return
+            if self.setup is None:
+                from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                self.setup = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      TimeElapsedColumn(), console=self.con, transient=True)
+                self.setup.start()
+                self.setup_task = self.setup.add_task(ev.stage, total=None)
+            self.setup.update(self.setup_task, description=ev.stage)
+            return
         if ev.kind == "start":
+            if self.setup is not None:
+                self.setup.stop()
+                self.setup = None
+            if self.live and not self.started:
+                self.progress.start()
+                self.started = True
             self.task = self.progress.add_task("train", total=ev.steps, epoch=f"1/{ev.epochs}", loss="-",
                                                acc="-", vloss="-", vacc="-", best="-")
         elif ev.kind == "batch" and self.task is not None:
@@ -102,17 +126,71 @@ class _Bar:
               help="torch intra-op threads (recorded in metrics.json; results are bit-identical for a given count).")
 @click.option("--pkl", is_flag=True, help="Also write scaler.pkl (scikit-learn pickle) for legacy inference code.")
 @click.option("--force", is_flag=True, help="Replace the outputs of an earlier run in --out.")
+@click.option("--optimizer", type=click.Choice(("adamw", "sgd")), default="adamw", show_default=True,
+              help="AdamW (plateau schedule) or SGD with momentum and weight decay.")
+@click.option("--schedule", type=click.Choice(("plateau", "cosine", "step")), default=None,
+              help="Learning-rate schedule (default: plateau for AdamW, cosine for SGD).")
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+              help=f"Weight decay (default {DEFAULTS['weight_decay']}).")
+@click.option("--lr-min", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Cosine schedule: the learning rate at the epoch cap.")
+@click.option("--step-size", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Step schedule: epochs between decays.")
+@click.option("--gamma", type=float, default=0.1, show_default=True, help="Step schedule: decay factor.")
+@click.option("--imaging", default=None, metavar="gasf|gadf|mtf|gasf+gadf+mtf",
+              help="Train on images of the signals (WRN --set conv_dim=2).")
+@click.option("--image-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--mtf-bins", type=click.IntRange(min=2), default=8, show_default=True, help="MTF quantile bins.")
+@click.option("--teacher", default=None, metavar="REF",
+              help="Distil from this teacher: a checkpoint, a training output folder or a registry reference.")
+@click.option("--kd-temperature", type=float, default=4.0, show_default=True)
+@click.option("--kd-lambda", type=float, default=0.7, show_default=True,
+              help="Weight of the distillation term: (1-l) CE + l T^2 KL.")
+@click.option("--seeds", default=None, metavar="0,1,2",
+              help="One run per seed into --out/seed-<s>, reported each and as mean ± std.")
+@click.option("--register", "register_name", default=None, metavar="NAME",
+              help="Register the run(s) as versions of NAME; alias `best` = best by validation.")
+@click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Registry folder (for --register and registry --teacher refs; default $CKREG_REGISTRY or ./registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, min_delta, threads, pkl, force,
-              as_json):
+              optimizer, schedule, momentum, weight_decay, lr_min, step_size, gamma, imaging, image_size, mtf_bins,
+              teacher, kd_temperature, kd_lambda, seeds, register_name, registry_path, as_json):
     """Train FAMILY on --data and write weights, a Lightning .ckpt, the scaler and metrics into --out."""
     from ckreg.train import train
+    from ckreg.train.recipes import ImagingConfig, OptimConfig
 
     overrides = parse_sets(sets)
+    kwargs: dict[str, Any] = dict(
+        overrides=overrides, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+        min_delta=min_delta, threads=threads, pkl=pkl,
+        optim=OptimConfig(optimizer=optimizer, schedule=schedule, momentum=momentum, lr_min=lr_min,
+                          step_size=step_size, gamma=gamma),
+        kd_temperature=kd_temperature, kd_lambda=kd_lambda)
+    if weight_decay is not None:
+        kwargs["weight_decay"] = weight_decay
+    if imaging:
+        from ckreg.data.imaging import parse_imaging
+
+        kwargs["imaging"] = ImagingConfig(parse_imaging(imaging), image_size, mtf_bins)
+    if teacher:
+        from ckreg.registry.runs import resolve_teacher
+
+        kwargs["teacher"] = resolve_teacher(teacher, registry_path)
+    if seeds is not None or register_name is not None:
+        from ckreg.registry.runs import train_runs
+
+        with _Bar() as bar:
+            res = train_runs(family, data, out, seeds if seeds is not None else [seed], register=register_name,
+                             registry=registry_path, force=force, progress=bar, **kwargs)
+        if as_json:
+            echo_json(res)
+        else:
+            _render_seeds(res)
+        return
     with _Bar() as bar:
-        result = train(family, data, out, overrides=overrides, seed=seed, epochs=epochs, batch_size=batch_size,
-                       lr=lr, patience=patience, progress=bar, min_delta=min_delta, threads=threads,
-                       force=force, pkl=pkl)
+        result = train(family, data, out, seed=seed, progress=bar, force=force, **kwargs)
     if as_json:
         payload = result.model_dump(mode="json", exclude={"metrics"})
         payload["metrics_path"] = result.files.get("metrics")
@@ -122,6 +200,29 @@ def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, m
     if result.interrupted:
         click.echo(f"interrupted: kept the best checkpoint (epoch {result.best_epoch}) in {result.out}", err=True)
         sys.exit(130)
+
+
+def _render_seeds(res: dict) -> None:
+    from rich.table import Table
+
+    pct = lambda v: "-" if v is None else f"{v:.2%}"  # noqa: E731
+    t = Table(box=None, pad_edge=False)
+    for col in ("seed", "val acc", "val loss", "test acc", "epochs", "s/epoch", "version"):
+        t.add_column(col)
+    table = res["seeds"]
+    for run in table["runs"]:
+        t.add_row(str(run["seed"]), pct(run["val_accuracy"]),
+                  "-" if run["best_val_loss"] is None else f"{run['best_val_loss']:.4f}", pct(run["test_accuracy"]),
+                  f"{run['epochs_run']} (best {run['best_epoch']})",
+                  "-" if run["mean_epoch_s"] is None else f"{run['mean_epoch_s']:.2f}",
+                  (res.get("registered") or {}).get("versions", {}).get(str(run["seed"]), "-"))
+    console().print(t)
+    m, sd = table["test_accuracy_mean"], table["test_accuracy_std"]
+    click.echo(f"{table['family']}: test accuracy {pct(m)} ± {pct(sd)} over {len(table['runs'])} seed(s); "
+               f"best by validation: seed {table['best_seed']}")
+    reg = res.get("registered")
+    if reg:
+        click.echo(f"registered {', '.join(reg['versions'].values())}; {reg['name']}@{reg['alias']} -> {reg['best']}")
 
 
 def _render_train(r) -> None:
@@ -183,8 +284,12 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, scales_png, latency_samples, 
     if png is not None:
         from ckreg.train.png import write_confusion_png
 
+        png_notes: list[str] = []
         write_confusion_png(png, result.confusion_matrix, result.class_names,
-                            f"{result.family} {split} accuracy {result.accuracy:.2%}", overwrite=force)
+                            f"{result.family} {split} accuracy {result.accuracy:.2%}", notes=png_notes,
+                            overwrite=force)
+        for note in png_notes:
+            click.echo(f"warning: {png}: {note}", err=True)
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return

@@ -188,6 +188,14 @@ def _dist_name(ep: Any) -> str:
     return getattr(dist, "name", None) or "its package"
 
 
+def _same_declaration(old: Family | None, new: Family) -> bool:
+    if old is None or old.source != "plug-in":
+        return False
+    a, b = old.summary(), new.summary()
+    a.pop("origin"), b.pop("origin")
+    return a == b
+
+
 def _load_plugins(reg: Registry) -> None:
     """Every entry point of `ckreg.families`: records, a callable giving records, or a YAML file path."""
     from ckreg.families.yamlfile import load_family_file
@@ -219,8 +227,12 @@ def _load_plugins(reg: Registry) -> None:
             for fam in got:
                 if isinstance(fam, Family) and fam.source == "built-in":
                     fam = dataclasses.replace(fam, source="plug-in", origin=fam.origin or origin)
+                elif isinstance(fam, Family) and fam.origin and origin not in fam.origin:
+                    fam = dataclasses.replace(fam, source="plug-in", origin=f"{origin} ({fam.origin})")
                 if isinstance(fam, Family) and fam.name in before and reg.find(fam.name) is fam:
                     continue
+                if isinstance(fam, Family) and _same_declaration(reg.find(fam.name), fam):
+                    continue   # registered by its module's @register_family, then named by the entry point
                 reg.add(fam)
         except FamilyError as exc:
             reg.problems.append(f"plug-in {origin}: {exc.render()}; {fix}")

@@ -282,7 +282,8 @@ class Registry:
                  name: str | None = None, spec: ArchSpec | dict | None = None, verification: Any = None,
                  provenance: dict | None = None, aliases: Iterable[str] = (), *, family: str | None = None,
                  overrides: dict | None = None, class_names: list[str] | None = None,
-                 inspection: Any = None, data: Any = None, expect_acc: float | None = None) -> Registration:
+                 inspection: Any = None, data: Any = None, expect_acc: float | None = None,
+                 lineage: bool = False) -> Registration:
         """`add`, also saying whether a new version was created (False: the pair was already registered).
 
         `family` settles what the weights cannot show (ScaleAware vs ScaleHard)
@@ -292,6 +293,8 @@ class Registry:
         `data` (a dataset path or `ckreg.data.Dataset`) verifies the pair on the
         way in with `ckreg.verify.verify_pair(..., expect_acc)` and records the
         result (pass or fail), instead of a ready `verification`.
+        Lineage the trainer recorded (distilled-from) is stored in `provenance["lineage"]`;
+        `lineage=True` also compares the weights with every registered version (`ckreg.lineage`).
         """
         ckpt = Path(ckpt_path)
         if not ckpt.is_file():
@@ -336,6 +339,9 @@ class Registry:
                 raise RegistryError(f"{len(class_names)} class names for a model with {spec.num_classes} classes",
                                     path=str(ckpt))
 
+        edges = self._lineage(ckpt, compare=lineage)
+        if edges:
+            prov = {**(prov or {}), "lineage": edges}
         self._open(create=True)
         ck = self.blobs.put_file(ckpt)
         if insp is not None and getattr(insp, "sha256", None) and insp.sha256 != ck.sha256:
@@ -362,6 +368,10 @@ class Registry:
                                  (name, utcnow(), current_user()))
                 number = int(conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
                                           (name,)).fetchone()[0])
+                if prov and prov.get("lineage"):
+                    from ckreg.lineage.provenance import name_new
+
+                    prov = {**prov, "lineage": name_new(prov["lineage"], f"{name}@{number}")}
                 conn.execute(
                     "INSERT INTO versions (name, version, family, spec_json, source_path, sha256, size, format,"
                     " weights_sha256, scaler_sha256, scaler_json, pair_digest, class_names, provenance_json,"
@@ -381,6 +391,24 @@ class Registry:
             for alias in alias_list:
                 self._move_alias(conn, name, alias, number, ANY)
         return Registration(version=self.resolve(f"{name}@{number}"), created=row is None)
+
+    def _lineage(self, ckpt: Path, compare: bool) -> list[dict]:
+        """Edges between `ckpt` and the registered versions (ckreg.lineage.provenance)."""
+        from ckreg.lineage.provenance import Candidate, registration_edges
+
+        def candidates() -> list[Candidate]:
+            try:
+                versions = self.ls() if self.exists() else []
+            except RegistryError:   # being created by a concurrent registration: nothing to compare with yet
+                versions = []
+            return [Candidate(v.ref, str(self.blob_path(v.sha256)), v.weights_sha256) for v in versions]
+
+        try:
+            return registration_edges(ckpt, candidates, compare=compare)
+        except CkregError:
+            if compare:
+                raise
+            return []   # a file the readers cannot parse was registered with an explicit spec: no recorded lineage
 
     # ------------------------------------------------------------------ read
     def resolve(self, ref: str) -> Version:
@@ -551,6 +579,26 @@ class Registry:
              ver.date or utcnow(), current_user()))
         self._event(conn, "verified", name, number,
                     {"accuracy": ver.accuracy, "passed": ver.passed, "data_hash": ver.data_hash})
+
+    # ------------------------------------------------------------------ deployment artifacts
+    # An exported artifact (ONNX, INT8, TorchScript) of a version, with its verification metrics,
+    # is an `artifact` event of that version: append-only like the rest of the log, and linked
+    # to the float version by (name, version). `artifacts(ref)` lists them, oldest first.
+    def record_artifact(self, ref: str, artifact: dict[str, Any]) -> Event:
+        """Record a deployment artifact of REF (`format`, `status` verified|failed, files, metrics)."""
+        if not isinstance(artifact, dict) or not artifact.get("format") or artifact.get("status") not in (
+                "verified", "failed"):
+            raise RegistryError("an artifact needs a format and a status of verified or failed")
+        with self._write() as conn:
+            name, number = self._resolve_number(conn, ref)
+            self._event(conn, "artifact", name, number, _jsonable(dict(artifact)))
+        return [e for e in self.events(name=name, kind="artifact") if e.version == number][-1]
+
+    def artifacts(self, ref: str) -> list[dict[str, Any]]:
+        """The deployment artifacts recorded for REF, oldest first (each with `recorded_at`, `recorded_by`)."""
+        v = self.resolve(ref)
+        return [{**e.data, "recorded_at": e.at, "recorded_by": e.who}
+                for e in self.events(name=v.name, kind="artifact") if e.version == v.version]
 
     # ------------------------------------------------------------------ integrity and gc
     def blob_path(self, sha256: str) -> Path:

@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 from ckreg import __version__
 from ckreg.arch import ArchSpec
-from ckreg.errors import DataError, UsageError
-from ckreg.train import common
+from ckreg.errors import DataError, SpecError, UsageError
+from ckreg.train import common, recipes
 from ckreg.fsutil import leftover_temps, write_bytes, write_text, write_with
 from ckreg.train.results import OUTPUT_FILES, EpochRecord, ProgressEvent, TrainResult
 
@@ -138,9 +138,15 @@ def _deterministic(seed: int, threads: int | None):
 
 
 def _safetensors_metadata(spec: ArchSpec, recipe: dict, data_hash: str, wsha: str, epoch: int,
-                          seed: int) -> dict[str, str]:
+                          seed: int, global_step: int | None = None,
+                          lineage: list | None = None) -> dict[str, str]:
     """`__metadata__` is a string -> string map (safetensors format); JSON inside where structured."""
-    return {
+    extra = {}
+    if global_step is not None:
+        extra["ckreg.global_step"] = str(int(global_step))
+    if lineage:
+        extra["ckreg.lineage"] = json.dumps(lineage, sort_keys=True)   # read by `ckreg lineage`
+    return {**extra,
         "format": "pt",
         "ckreg.version": __version__,
         "ckreg.family": spec.family,
@@ -154,7 +160,7 @@ def _safetensors_metadata(spec: ArchSpec, recipe: dict, data_hash: str, wsha: st
 
 
 def lightning_checkpoint(state: dict, spec: ArchSpec, recipe: dict, epoch: int, global_step: int,
-                         wsha: str, data_hash: str, best_val_loss: float | None) -> dict:
+                         wsha: str, data_hash: str, best_val_loss: float | None, lineage: list | None = None) -> dict:
     """A Lightning-shaped dict: only tensors, str, numbers, lists and dicts (loads with weights_only=True)."""
     import torch
 
@@ -168,6 +174,8 @@ def lightning_checkpoint(state: dict, spec: ArchSpec, recipe: dict, epoch: int, 
         "hyper_parameters": hparams,
         "ckreg": {"version": __version__, "weights_sha256": wsha, "data_hash": data_hash},
     }
+    if lineage:
+        ckpt["ckreg"]["lineage"] = list(lineage)
     if best_val_loss is not None:
         score = torch.tensor(float(best_val_loss))
         ckpt["callbacks"] = {
@@ -230,6 +238,11 @@ def train(
     force: bool = False,
     pkl: bool = False,
     png: bool = True,
+    optim: "recipes.OptimConfig | None" = None,
+    imaging: "recipes.ImagingConfig | None" = None,
+    teacher: "recipes.Teacher | None" = None,
+    kd_temperature: float = 4.0,
+    kd_lambda: float = 0.7,
 ) -> TrainResult:
     """Train `family` on `data` (folder, .npz or Dataset) and write the outputs into `out`.
 
@@ -238,6 +251,11 @@ def train(
     best checkpoint so far is then complete on disk, and metrics.json says so.
     A KeyboardInterrupt before the first epoch ends propagates and leaves
     nothing behind. Raises CkregError subclasses for bad input before training.
+
+    `optim` chooses SGD (momentum, cosine or step schedule) instead of AdamW;
+    `imaging` trains on GASF/GADF/MTF images (WRN, conv_dim=2); `teacher`
+    distils from a trained model with `kd_temperature` and `kd_lambda`
+    (`ckreg.train.recipes`), and the student records `distilled-from` it.
     """
     t_start = time.perf_counter()
     overrides = dict(overrides or {})
@@ -248,9 +266,21 @@ def train(
 
     # -- everything that can be wrong is checked before the first step ------
     ArchSpec.for_family(family, **overrides)          # unknown family / --set key
+    optim, imaging, teacher = recipes.coerce(optim, imaging, teacher)
+    optim = optim or recipes.OptimConfig()
+    optim.check()
+    if teacher is not None:
+        recipes.check_kd(kd_temperature, kd_lambda)
     out = check_out(out, force)
+    emit = progress or (lambda ev: None)
+
+    def setup(stage: str) -> None:
+        emit(ProgressEvent("setup", 0, max_epochs, stage=stage, elapsed_s=time.perf_counter() - t_start))
+
+    setup("loading data")
     ds = common.as_dataset(data)
-    spec = common.resolve_spec(family, overrides, ds)
+    spec = (recipes.resolve_image_spec(family, overrides, ds, imaging) if imaging is not None
+            else common.resolve_spec(family, overrides, ds))
     common.check_labels(spec, ds)
 
     import numpy as np
@@ -260,15 +290,28 @@ def train(
     from ckreg.data import split as make_split
     from ckreg.scaler import fit_scaler
 
+    setup("splitting and fitting the scaler")
     sp = make_split(ds, seed=seed, val=val, test=test)
     if len(sp.train) == 0 or len(sp.val) == 0:
         raise DataError(f"too few episodes to split ({len(ds)}: {len(sp.train)} train, {len(sp.val)} val)",
                         path=getattr(ds, "source", "") or None, hint="training needs a few episodes per class")
     scaler = fit_scaler(ds, recipe="train-split", split=sp)
-    common.check_scaler(spec, scaler)
+    if imaging is None:          # an image model's input width is methods x channels, not the scaler's
+        common.check_scaler(spec, scaler)
     Xs = common.scale(scaler, np.asarray(ds.X, dtype=np.float32))
     mask = np.asarray(ds.mask, dtype=np.uint8)
     y = np.asarray(ds.y, dtype=np.int64)
+    lineage: list[dict] = []
+    teacher_logits = None
+    if teacher is not None:
+        t_info = teacher.describe()
+        teacher_logits = teacher.logits(np.asarray(ds.X, dtype=np.float32), mask)
+        if teacher_logits.shape[1] != spec.num_classes:
+            raise SpecError(f"the teacher has {teacher_logits.shape[1]} classes, the student {spec.num_classes}",
+                            path=str(teacher.path))
+        lineage.append({"relation": "distilled-from", "parent": {k: t_info[k] for k in ("ref", "path", "weights_sha256")}})
+    if imaging is not None:
+        Xs = imaging.images(Xs, mask)             # [N, methods x C, S, S]; invariant to the scaler
     t_data = time.perf_counter() - t_start
 
     warnings: list[str] = []
@@ -280,15 +323,19 @@ def train(
                         f"(e.g. {stale[0].name}); safe to delete")
 
     recipe = {
-        "optimizer": "AdamW", "lr": float(lr), "weight_decay": float(weight_decay),
+        **optim.describe(lr, weight_decay, max_epochs, DEFAULTS["lr_factor"], DEFAULTS["lr_patience"]),
         "batch_size": int(batch_size), "max_epochs": max_epochs, "patience": int(patience),
         "min_delta": float(min_delta), "threads": threads,
-        "monitor": "val/loss", "lr_schedule": "ReduceLROnPlateau", "lr_factor": DEFAULTS["lr_factor"],
-        "lr_patience": DEFAULTS["lr_patience"], "grad_clip": grad_clip, "seed": int(seed),
+        "monitor": "val/loss", "grad_clip": grad_clip, "seed": int(seed),
         "val_fraction": float(val), "test_fraction": float(test), "split_method": sp.method,
         "scaler_recipe": getattr(scaler, "recipe", "train-split"), "loss": "cross_entropy",
         "data_hash": ds.data_hash, "trainer": f"ckreg {__version__}",
     }
+    if imaging is not None:
+        recipe["imaging"] = imaging.describe()
+    if teacher is not None:
+        recipe.update(loss="distillation", kd_temperature=float(kd_temperature), kd_lambda=float(kd_lambda),
+                      teacher=t_info)
     files = {"weights": out / "weights.safetensors", "ckpt": out / "model.ckpt",
              "scaler_json": out / "scaler.json", "metrics": out / "metrics.json"}
     if pkl:
@@ -301,8 +348,6 @@ def train(
     state: dict[str, Any] = {"best": None, "best_epoch": 0, "best_val": math.inf, "best_step": 0,
                              "wsha": None, "scaler_written": False,
                              "saved_epoch": 0}
-    emit = progress or (lambda ev: None)
-
     def base_metrics(status: str, stop_reason: str) -> dict[str, Any]:
         return {
             "ckreg_version": __version__, "status": status, "stop_reason": stop_reason,
@@ -336,22 +381,23 @@ def train(
         best = state["best"]
         wsha = common.weights_sha256(best)
         state["wsha"] = wsha
-        meta = _safetensors_metadata(spec, recipe, ds.data_hash, wsha, state["best_epoch"], seed)
+        meta = _safetensors_metadata(spec, recipe, ds.data_hash, wsha, state["best_epoch"], seed,
+                                     global_step=state["best_step"], lineage=lineage)
         # this run's own outputs, replaced as the best epoch improves (check_out refused a foreign run's)
         write_bytes(files["weights"], common.safetensors_bytes(best, meta), overwrite=True)
         ck = lightning_checkpoint(best, spec, recipe, state["best_epoch"] - 1, state["best_step"], wsha,
-                                  ds.data_hash, state["best_val"])
+                                  ds.data_hash, state["best_val"], lineage=lineage)
         write_bytes(files["ckpt"], _torch_bytes(ck), overwrite=True)
         write_text(files["metrics"], json.dumps(base_metrics("running", ""), indent=2, ensure_ascii=False),
                    overwrite=True)
         state["saved_epoch"] = state["best_epoch"]
 
+    setup("building the model")
     with _deterministic(seed, threads):
         model = zoo.build(spec)
         params, buffers = common.count_params(model)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=DEFAULTS["lr_factor"],
-                                                           patience=DEFAULTS["lr_patience"])
+        opt, sched, sched_kind = recipes.build_optimizer(model, optim, lr, weight_decay, max_epochs,
+                                                         DEFAULTS["lr_factor"], DEFAULTS["lr_patience"])
         loss_fn = torch.nn.CrossEntropyLoss()
         rng = np.random.default_rng(seed)
         train_idx = np.asarray(sp.train, dtype=np.int64)
@@ -376,7 +422,11 @@ def train(
                     yb = torch.from_numpy(y[idx])
                     opt.zero_grad(set_to_none=True)
                     logits = model(xb, mb)
-                    loss = loss_fn(logits, yb)
+                    if teacher_logits is None:
+                        loss = loss_fn(logits, yb)
+                    else:
+                        loss = recipes.kd_loss(logits, yb, torch.from_numpy(teacher_logits[idx]),
+                                               kd_temperature, kd_lambda)
                     loss.backward()
                     if grad_clip:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -401,7 +451,10 @@ def train(
                                     "(try a smaller --lr)")
                     break
                 lr_now = float(opt.param_groups[0]["lr"])
-                sched.step(val_loss)
+                if sched_kind == "plateau":
+                    sched.step(val_loss)
+                else:
+                    sched.step()
                 epoch_times.append(time.perf_counter() - t_epoch)
                 history.append(EpochRecord(epoch=epoch, train_loss=loss_sum / seen, train_acc=correct / seen,
                                            val_loss=val_loss, val_acc=val_acc, wall_s=epoch_times[-1], lr=lr_now))
@@ -453,7 +506,7 @@ def train(
             acc = test_scores["accuracy"]
             title = f"{spec.family} test" + (f" accuracy {acc:.2%}" if acc is not None else "")
             metrics["png_renderer"] = write_confusion_png(files["png"], test_scores["confusion_matrix"],
-                                                          ds.class_names, title, overwrite=force)
+                                                          ds.class_names, title, notes=warnings, overwrite=force)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a picture never costs the run

@@ -26,7 +26,8 @@ OUTPUT_FILES: tuple[str, ...] = (
 class ProgressEvent:
     """One report to the progress callback (issue #3: the core stays UI-free).
 
-    kind: "start" (before epoch 1; `steps` = batches per epoch), "batch" (after
+    kind: "setup" (before epoch 1, once per preparation step; `stage` names it),
+    "start" (before epoch 1; `steps` = batches per epoch), "batch" (after
     each optimiser step), "epoch" (after validation), "saved" (a new best
     checkpoint is on disk), "end". Raising from the callback (KeyboardInterrupt
     included) stops training; a KeyboardInterrupt keeps the best checkpoint so far.
@@ -45,6 +46,7 @@ class ProgressEvent:
     best_epoch: int | None = None
     best_val_loss: float | None = None
     elapsed_s: float = 0.0
+    stage: str = ""            # kind "setup": what happens before epoch 1 ("loading data", ...)
 
 
 class EpochRecord(BaseModel):

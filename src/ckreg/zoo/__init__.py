@@ -43,6 +43,8 @@ def build(spec: ArchSpec, *, readout: str | None = None) -> "torch.nn.Module":
     if not isinstance(spec, ArchSpec):
         raise SpecError(f"build() needs an ArchSpec, got {type(spec).__name__}",
                         hint="use ArchSpec.for_family(name, **overrides)")
+    if not spec.builtin:
+        return _build_declared(spec)
     for name in ("input_size", "num_classes", "hidden_size", "num_layers", "proj_size", "cnn_filters",
                  "depth", "widen_factor"):
         value = getattr(spec, name)
@@ -58,6 +60,37 @@ def build(spec: ArchSpec, *, readout: str | None = None) -> "torch.nn.Module":
         raise SpecError(f"{spec.family} needs {', '.join(missing)} to be built",
                         hint="start from ArchSpec.for_family(family, **overrides)")
     return model_class(spec.family)(spec, readout=readout)
+
+
+def _build_declared(spec: ArchSpec) -> "torch.nn.Module":
+    """A declared family's module: its record's `build` ("package.module:attr") called with its hyperparameters."""
+    import importlib
+
+    from torch import nn
+
+    from ckreg.families import get
+
+    rec = get(spec.family)
+    where = rec.origin or rec.source
+    if not rec.build:
+        raise SpecError(f"family {spec.family} ({where}) declares no build:, so it can be inspected and audited "
+                        "but not built", hint="add build: \"package.module:Class\" to its declaration")
+    mod_name, _, attr = rec.build.partition(":")
+    try:
+        obj = importlib.import_module(mod_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"family {spec.family} ({where}): build {rec.build!r} does not import: {exc}",
+                        hint="install the package that provides it, or fix build:") from None
+    missing = [k for k, v in (spec.hparams or {}).items() if v is None]
+    if missing:
+        raise SpecError(f"{spec.family} needs {', '.join(missing)} to be built")
+    module = obj(**(spec.hparams or {}))
+    if not isinstance(module, nn.Module):
+        raise SpecError(f"family {spec.family}: build {rec.build!r} returned {type(module).__name__}, "
+                        "not a torch.nn.Module", hint="point build: at an nn.Module class or a factory returning one")
+    return module
 
 
 def count_parameters(module: "torch.nn.Module") -> tuple[int, int]:

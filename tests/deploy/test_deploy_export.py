@@ -1,0 +1,218 @@
+"""`ckreg export --format onnx|onnx-int8|torchscript`: exported, verified on data, recorded; bad input loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ckreg.cli import cli
+from ckreg.registry import Registry
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+def _export(reg_root, ref, to, fmt="onnx", data=None, *extra):
+    args = ["export", ref, "--to", str(to), "--format", fmt, "--registry", str(reg_root), "--latency-samples", "5"]
+    if data is not None:
+        args += ["--data", str(data)]
+    return CliRunner().invoke(cli, args + list(extra), env={"COLUMNS": "80"})
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith(".ckreg-tmp-")] if parent.exists() else []
+
+
+@pytest.mark.parametrize("family", ["MSCSGRU_ScaleAware", "MSCGRU_ScaleAware", "MSCSGRU_ScaleHard", "MS3DGRU", "GRU"])
+def test_onnx_matches_torch_on_padded_episodes(family, tmp_path):
+    """The valid-step readout (halved for the scale-aware families) survives export: padded episodes agree."""
+    import torch
+
+    from ckreg import zoo
+    from ckreg.arch import ArchSpec
+    from ckreg.deploy import formats
+
+    torch.manual_seed(0)
+    extra = {} if family == "GRU" else {"cnn_filters": 4}
+    model = zoo.build(ArchSpec.for_family(family, hidden_size=8, num_classes=5, **extra)).eval()
+    path = tmp_path / "m.onnx"
+    formats.export_onnx(model, model.spec, 14, path)
+    run, inputs = formats.runner("onnx", path)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(9, 14, 8)).astype(np.float32)
+    mask = np.zeros((9, 14), np.uint8)
+    for i in range(9):
+        mask[i, 14 - i:] = 1 if i else 0          # 0 .. 8 padding rows
+    with torch.no_grad():
+        want = model(torch.from_numpy(X), torch.from_numpy(mask)).numpy()
+    got = run(X, mask)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert inputs == (["x"] if family == "GRU" else ["x", "mask"])
+    if family != "GRU":
+        # the mask really is read: the same rows with another padding give other logits
+        assert not np.allclose(run(X, np.zeros_like(mask))[1:], got[1:], atol=1e-4)
+
+
+def test_export_onnx_cli_folder_card_and_registry(registered, npz, tmp_path):
+    reg_root, ref = registered("MSCSGRU_ScaleAware")
+    out = tmp_path / "exp"
+    r = _export(reg_root, ref, out, "onnx", npz)
+    assert r.exit_code == 0, r.output
+    assert "verified" in r.output and max(len(x) for x in r.output.splitlines()) <= 80, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "deploy.json", "model.onnx", "scaler.json"]
+    rec = json.loads((out / "deploy.json").read_text())
+    assert rec["status"] == "verified" and rec["format"] == "onnx" and rec["inputs"] == ["x", "mask"]
+    assert rec["agreement"] == 1.0 and rec["accuracy"] == pytest.approx(rec["float_accuracy"])
+    assert rec["latency"]["mean_ms"] > 0 and rec["latency"]["median_ms"] > 0
+    assert rec["split"] == "test" and rec["n_episodes"] == len(rec["episode_ids"]) > 0
+    card = (out / "README.md").read_text()
+    for needle in ("flex1, flex2, flex3, flex4, flex5, pitch, roll, yaw", "scaler.json", "1 on padding rows",
+                   "[batch, 12, 8]", "verified"):
+        assert needle in card, needle
+    with Registry(reg_root) as reg:
+        arts = reg.artifacts(ref)
+    assert arts[-1]["format"] == "onnx" and arts[-1]["status"] == "verified"
+    assert arts[-1]["files"]["model.onnx"] == rec["files"]["model.onnx"]
+    assert arts[-1]["accuracy"] == rec["accuracy"] and arts[-1]["agreement"] == rec["agreement"]
+
+
+def test_a_fresh_process_with_onnxruntime_and_numpy_only_reproduces_the_accuracy(registered, npz, tmp_path):
+    reg_root, ref = registered("MSCGRU_ScaleAware")
+    out = tmp_path / "exp"
+    assert _export(reg_root, ref, out, "onnx-int8", npz).exit_code == 0
+    rec = json.loads((out / "deploy.json").read_text())
+    block = tmp_path / "block"
+    for mod in ("torch", "ckreg"):
+        (block / mod).mkdir(parents=True)
+        (block / mod / "__init__.py").write_text(f"raise ImportError('{mod} is not available here')\n")
+    code = r'''
+import json, sys, numpy as np, onnxruntime as ort
+folder, data = sys.argv[1], sys.argv[2]
+rec = json.load(open(folder + "/deploy.json"))
+sc = json.load(open(folder + "/scaler.json"))
+d = np.load(data)
+idx = [int(i.rsplit("#", 1)[1]) for i in rec["episode_ids"]]
+x = ((d["X"][idx] - np.array(sc["mean"])) / np.array(sc["scale"])).astype(np.float32)
+sess = ort.InferenceSession(folder + "/" + rec["model_file"])
+feed = {"x": x, "mask": d["mask"][idx].astype(np.int64)}
+logits = sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})[0]
+print(float((logits.argmax(1) == d["y"][idx]).mean()))
+'''
+    env = dict(os.environ, PYTHONPATH=str(block))
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(npz)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == pytest.approx(rec["accuracy"])
+
+
+def test_int8_and_torchscript_are_verified(registered, npz, tmp_path):
+    reg_root, ref = registered("GRU")
+    r = _export(reg_root, ref, tmp_path / "i8", "onnx-int8", npz, "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["status"] == "verified" and "MatMulInteger" in rec["quantized_ops"]
+    assert (tmp_path / "i8" / "model.int8.onnx").is_file() and not (tmp_path / "i8" / "model.onnx").exists()
+    r = _export(reg_root, ref, tmp_path / "ts", "torchscript", npz, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["max_abs_logit_diff"] < 1e-5
+    with Registry(reg_root) as reg:
+        assert [a["format"] for a in reg.artifacts(ref)][-2:] == ["onnx-int8", "torchscript"]
+
+
+def test_outside_the_tolerance_is_recorded_failed(registered, npz, tmp_path, monkeypatch):
+    """An artifact that loses accuracy (here: its predictions shifted for every other episode) never reads verified."""
+    from ckreg.deploy import formats
+
+    real = formats.runner
+
+    def worse(fmt, path, threads=1):
+        run, names = real(fmt, path, threads)
+
+        def shifted(x, mask):
+            logits = run(x, mask)
+            return np.roll(logits, 1, axis=1) if len(x) > 1 else logits
+        return shifted, names
+
+    monkeypatch.setattr(formats, "runner", worse)
+    reg_root, ref = registered("GRU")
+    out = tmp_path / "bad"
+    r = _export(reg_root, ref, out, "onnx", npz)
+    assert r.exit_code == 1, r.output
+    assert "FAILED" in r.output and "points below" in r.output
+    rec = json.loads((out / "deploy.json").read_text())
+    assert rec["status"] == "failed" and rec["reasons"]
+    assert "FAILED verification" in (out / "README.md").read_text()
+    with Registry(reg_root) as reg:
+        assert reg.artifacts(ref)[-1]["status"] == "failed"
+
+
+def test_an_existing_folder_is_refused_untouched(registered, npz, tmp_path):
+    reg_root, ref = registered("GRU")
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = _export(reg_root, ref, out, "onnx", npz)
+    assert r.exit_code == 2 and "export folder exists" in r.output and "Traceback" not in r.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_an_operator_that_does_not_export_leaves_nothing(registered, npz, tmp_path, monkeypatch):
+    import torch
+
+    def refuse(*a, **k):
+        raise torch.onnx.errors.UnsupportedOperatorError("aten::weird_op", 17, "")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    reg_root, ref = registered("GRU")
+    with Registry(reg_root) as reg:
+        before = len(reg.artifacts(ref))
+    out = tmp_path / "x" / "new"
+    r = _export(reg_root, ref, out, "onnx", npz)
+    assert r.exit_code == 2 and "does not export to ONNX" in r.output and "weird_op" in r.output
+    assert not out.exists() and _leftovers(out.parent) == []
+    with Registry(reg_root) as reg:
+        assert len(reg.artifacts(ref)) == before
+
+
+def test_missing_onnxruntime_names_the_extra(registered, npz, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    reg_root, ref = registered("GRU")
+    r = _export(reg_root, ref, tmp_path / "o", "onnx", npz)
+    assert r.exit_code == 2 and "pip install 'ckreg[deploy]'" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_deployment_formats_need_data_and_refuse_safetensors_flags(registered, npz, tmp_path):
+    reg_root, ref = registered("GRU")
+    r = _export(reg_root, ref, tmp_path / "o", "onnx")
+    assert r.exit_code == 2 and "--data" in r.output
+    r = _export(reg_root, ref, tmp_path / "o", "onnx", npz, "--force")
+    assert r.exit_code == 2 and "--force" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_atomic_dir_removes_a_failed_folder_and_never_replaces(tmp_path):
+    from ckreg.fsutil import atomic_dir
+
+    target = tmp_path / "t"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a").write_text("x")
+            raise RuntimeError("boom")
+    assert not target.exists() and _leftovers(tmp_path) == []
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("x")
+    assert (target / "a").read_text() == "x"
+    with pytest.raises(FileExistsError):
+        with atomic_dir(target):
+            pass
