@@ -16,6 +16,7 @@ Goal (issue #4): >= 200 files/s on 2 cores, memory flat in the number of files.
 
     python bench/bench_audit.py                      # 250/500/1000, work dir in $TMPDIR
     python bench/bench_audit.py --sizes 1000 --work /tmp/ckreg-bench --no-baseline
+    python bench/bench_audit.py --warm --sizes 5000      # incremental: cold vs warm cache (goal 20x)
 
 Peak memory is measured two ways: the largest single process of the audit
 (`getrusage(RUSAGE_CHILDREN).ru_maxrss`, read in a fresh intermediate process
@@ -160,7 +161,7 @@ def _sample(pids: list[int], cpu: dict[int, float]) -> int:
     return total
 
 
-def measure_child(path: str, jobs: int, cores: int) -> dict:
+def measure_child(path: str, jobs: int, cores: int, extra: list[str] | None = None) -> dict:
     """Run in a fresh process: pin to `cores` CPUs, run the audit, report time, CPU and memory.
 
     getrusage(RUSAGE_CHILDREN) sees the audit process itself but not pool workers
@@ -176,7 +177,8 @@ def measure_child(path: str, jobs: int, cores: int) -> dict:
     peak_tree = 0
     t0 = time.perf_counter()
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(CKREG + ["audit", path, "--format", "json", "--jobs", str(jobs), "--fail-on", "never"],
+        proc = subprocess.Popen(CKREG + ["audit", path, "--format", "json", "--jobs", str(jobs), "--fail-on", "never",
+                                         *(extra or ["--no-cache"])],
                                 stdout=out, stderr=subprocess.PIPE)
         while proc.poll() is None:
             if sample:
@@ -194,15 +196,17 @@ def measure_child(path: str, jobs: int, cores: int) -> dict:
     checked = len(report.get("checked", [])) if isinstance(report, dict) else None
     main_cpu = ru.ru_utime + ru.ru_stime
     workers_cpu = sum(v for p, v in cpu.items() if p != proc.pid)
-    return {"rc": proc.returncode, "wall_s": wall, "maxrss_mb": maxrss_kb / 1024, "tree_peak_mb": peak_tree / 1024,
+    cache = (report.get("extra") or {}).get("cache") if isinstance(report, dict) else None
+    return {"rc": proc.returncode, "wall_s": wall, "cache": cache, "maxrss_mb": maxrss_kb / 1024, "tree_peak_mb": peak_tree / 1024,
             "checked": checked, "findings": len(report.get("findings", [])) if isinstance(report, dict) else None,
             "cpu_s": main_cpu + workers_cpu, "main_cpu_s": main_cpu, "workers_cpu_s": workers_cpu,
             "stderr": err[-2000:]}
 
 
-def measure(path: Path, jobs: int, cores: int) -> dict:
+def measure(path: Path, jobs: int, cores: int, extra: list[str] | None = None) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--measure-child", str(path), "--jobs", str(jobs),
-                           "--cores", str(cores)], capture_output=True, text=True)
+                           "--cores", str(cores), "--audit-args", json.dumps(extra or ["--no-cache"])],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"measuring failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -235,10 +239,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per size (best wall time is kept)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
+    ap.add_argument("--warm", action="store_true",
+                    help="incremental audit: a cold run filling a fresh cache, then a warm run on the unchanged archive")
     ap.add_argument("--measure-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--audit-args", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure_child:
-        print(json.dumps(measure_child(args.measure_child, args.jobs, args.cores)))
+        extra = json.loads(args.audit_args) if args.audit_args else None
+        print(json.dumps(measure_child(args.measure_child, args.jobs, args.cores, extra)))
+        return
+    if args.warm:
+        warm_main(args)
         return
 
     work = Path(args.work or Path(tempfile.gettempdir()) / "ckreg-bench")
@@ -295,6 +306,31 @@ def main() -> None:
               f"audit / baseline = {results[-1]['files_per_s'] / rate:.2f}x")
     if args.json:
         print(json.dumps({"results": results, "baseline": base}, indent=2))
+
+
+def warm_main(args) -> None:
+    """Cold (empty cache, written as it goes) vs warm (every file unchanged) on the same archive."""
+    work = Path(args.work or Path(tempfile.gettempdir()) / "ckreg-bench")
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    print(f"generating archives in {work} (not timed) ...", flush=True)
+    for n in sizes:
+        generate(work / f"n{n}", n)
+    print(f"\nckreg audit DIR --format json --jobs {args.jobs} --cache C, pinned to {args.cores} cores")
+    print(f"{'N':>6} {'cold s':>8} {'cold f/s':>9} {'warm s':>8} {'warm f/s':>9} {'hits':>6} {'warm/cold':>10}")
+    ratios = []
+    for n in sizes:
+        cache = Path(tempfile.mkdtemp()) / "inspections.sqlite"
+        cold = measure(work / f"n{n}", args.jobs, args.cores, ["--cache", str(cache)])
+        warm = min((measure(work / f"n{n}", args.jobs, args.cores, ["--cache", str(cache)])
+                    for _ in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
+        shutil.rmtree(cache.parent, ignore_errors=True)
+        ratio = cold["wall_s"] / max(warm["wall_s"], 1e-9)
+        ratios.append((n, ratio))
+        hits = (warm.get("cache") or {}).get("hits")
+        print(f"{n:>6} {cold['wall_s']:>8.2f} {n / cold['wall_s']:>9.1f} {warm['wall_s']:>8.2f} "
+              f"{n / warm['wall_s']:>9.1f} {str(hits):>6} {ratio:>9.1f}x")
+    n, ratio = ratios[-1]
+    print(f"goal warm >= 20x faster than cold at N={n}: {'met' if ratio >= 20 else 'MISSED'} ({ratio:.1f}x)")
 
 
 if __name__ == "__main__":

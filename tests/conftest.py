@@ -88,3 +88,10 @@ def s3_bucket(s3_endpoint, monkeypatch):
     name = f"ckreg-t-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Audits and remote blob copies cache under a session temp dir, never the user's cache."""
+    os.environ["CKREG_CACHE_DIR"] = str(tmp_path_factory.mktemp("ckreg-cache"))
+    yield

@@ -510,6 +510,29 @@ def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
                       "inspecting")
 
 
+def _open_cache(cache: Any):
+    """None/False: no cache; an `InspectionCache`; or a path to one."""
+    if cache is None or cache is False:
+        return None
+    from ckreg.inspect.cache import InspectionCache
+
+    return cache if isinstance(cache, InspectionCache) else InspectionCache(cache)
+
+
+def _cached(store: Any, paths: list[Path], hash_policy: str, tiers: tuple[str, ...] | None):
+    """(keys, {key: Inspection}) for the files the cache already knows in their current state."""
+    if store is None:
+        return [None] * len(paths), {}
+    from ckreg.inspect.cache import file_key
+
+    declared = [[f.name, f.source, f.origin, repr(f.template), repr(sorted(f.hyperparameters.items(), key=str)),
+                 list(f.names)] for f in registry().declared()]
+    options = {"hash_policy": hash_policy, "inline_hash_bytes": INLINE_HASH_BYTES,
+               "tiers": list(tiers) if tiers is not None else None, "declared": declared}
+    keys = [file_key(p, options) for p in paths]
+    return keys, store.get_many(k for k in keys if k)
+
+
 def _hash_collisions(files: list[_File], runner: _Runner) -> None:
     """Fill `weights_sha256` only where it can matter: files sharing a layout.
 
@@ -627,7 +650,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
           families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
-          lineage: bool = False, only: Iterable[str] | None = None) -> Report:
+          lineage: bool = False, cache: Any = None, only: Iterable[str] | None = None) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -640,7 +663,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     are inspected. `families` are family files (docs/families.md) registered before the manifest
     is read. `lineage` adds a `lineage` note per edge between the checkpoints
     (`ckreg lineage`). A missing path is an error in the report (exit 2); a tree without any
-    checkpoint leaves `checked` empty (exit 3).
+    checkpoint leaves `checked` empty (exit 3). `cache` (an `InspectionCache` or a path; None: off)
+    reuses inspections of files unchanged since an earlier audit (`ckreg.inspect.cache`).
     """
     if hash_policy not in HASH_POLICIES:
         raise UsageError(f"hash_policy must be one of {', '.join(HASH_POLICIES)}, got {hash_policy!r}")
@@ -690,13 +714,24 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
     report.extra["jobs"] = n_jobs
     runner = _Runner(n_jobs, progress)
+    store = _open_cache(cache)
     try:
-        inspections = _inspect_all(runner, walked.checkpoints, hash_policy=hash_policy, tiers=tiers)
-        files = [_File(rel=_rel(root, p), abs=p, insp=i) for p, i in zip(walked.checkpoints, inspections)]
+        keys, cached = _cached(store, walked.checkpoints, hash_policy, tiers)
+        todo = [p for p, k in zip(walked.checkpoints, keys) if k not in cached]
+        fresh = iter(_inspect_all(runner, todo, hash_policy=hash_policy, tiers=tiers))
+        files = [_File(rel=_rel(root, p), abs=p,
+                       insp=cached[k].model_copy(update={"path": str(p)}) if k in cached else next(fresh))
+                 for p, k in zip(walked.checkpoints, keys)]
         if hash_policy == "collisions":
             _hash_collisions(files, runner)
+        if store is not None:
+            store.put_many({k: f.insp for k, f in zip(keys, files)
+                            if k and (k not in cached or f.insp.weights_sha256 != cached[k].weights_sha256)})
+            report.extra["cache"] = store.stats()
     finally:
         runner.close()
+        if store is not None:
+            store.close()
 
     findings: list[Finding] = []
     for f in files:

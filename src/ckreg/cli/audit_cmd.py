@@ -126,12 +126,16 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
               help="Audit only the files git's index holds (what the next commit contains; the pre-commit "
                    "hook uses it): untracked files are listed as skipped, never audited.")
 @click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Inspection cache file (default: inspections.sqlite in the user cache directory).")
+@click.option("--no-cache", is_flag=True, help="Inspect every file again; read and write no cache.")
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
               min_acc: float | None, hash_policy: str, progress: bool, staged: bool = False,
-              strict: bool = False, lineage: bool = False, family_files: tuple[str, ...] = ()) -> None:
+              strict: bool = False, lineage: bool = False, cache_path: Path | None = None,
+              no_cache: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
@@ -139,6 +143,7 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     """
     from ckreg.audit import audit, staged_files
     from ckreg.cli._common import tiers_line
+    from ckreg.inspect.cache import default_path
     from ckreg.manifest import load_manifest
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
 
@@ -151,7 +156,8 @@ def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | 
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
         report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
-                       only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage)
+                       only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage,
+                       cache=None if no_cache else (cache_path or default_path()))
     finally:
         bar.close()
     click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)

@@ -21,20 +21,35 @@ from ckreg.errors import UsageError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
 from ckreg.cli.deploy_cmd import deploy_export, deploy_options
 
-_REGISTRY_HELP = "registry directory (default: $CKREG_REGISTRY, else ./registry)"
+_REGISTRY_HELP = "registry directory, index and blobs both local (default: $CKREG_REGISTRY, else ./registry)"
+_DB_HELP = "registry index: a SQLite path or postgresql://user@host/db (default: $CKREG_REGISTRY_DB)"
+_STORE_HELP = "registry blob store: a folder or s3://bucket/prefix (default: $CKREG_REGISTRY_STORE)"
+
+
+def _remember(key: str):
+    def callback(ctx: click.Context, _param, value):
+        if value is not None:
+            ctx.meta[f"ckreg.registry.{key}"] = value   # meta is shared by the group and its commands
+        return value
+    return callback
 
 
 def _registry_option(f):
+    """--registry DIR, --registry-db URL, --registry-store URL: declared once, on the group and every command."""
+    f = click.option("--registry-store", metavar="URL", default=None, expose_value=False,
+                     callback=_remember("store"), help=_STORE_HELP)(f)
+    f = click.option("--registry-db", metavar="URL", default=None, expose_value=False,
+                     callback=_remember("db"), help=_DB_HELP)(f)
     return click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path),
-                        default=None, help=_REGISTRY_HELP)(f)
+                        default=None, callback=_remember("path"), help=_REGISTRY_HELP)(f)
 
 
-def _open(ctx: click.Context, registry_path: Path | None):
+def _open(ctx: click.Context, registry_path: Path | None = None):
     from ckreg.registry import Registry
 
-    if registry_path is None and ctx.obj and ctx.obj.get("registry") is not None:
-        registry_path = ctx.obj["registry"]
-    return Registry(registry_path)
+    meta = ctx.meta
+    return Registry(registry_path or meta.get("ckreg.registry.path"),
+                    db=meta.get("ckreg.registry.db"), store=meta.get("ckreg.registry.store"))
 
 
 def _pct(x: float | None) -> str:
@@ -67,8 +82,7 @@ def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 @click.group("registry")
-@click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=_REGISTRY_HELP)
+@_registry_option
 @click.pass_context
 def registry_group(ctx: click.Context, registry_path: Path | None) -> None:
     """Versioned, content-addressed registry of verified checkpoint + scaler pairs."""
@@ -300,10 +314,10 @@ def verify_cmd(ctx, as_json, registry_path):
     elif problems:
         for p in problems:
             click.echo(f"{p.kind}: {p.message} [{p.path}]")
-        click.echo(f"{len(problems)} problem(s) in the registry at {reg.root}", err=True)
+        click.echo(f"{len(problems)} problem(s) in the registry at {reg.location}", err=True)
     else:
         n = sum(1 for _ in reg.blobs.iter_blobs())
-        click.echo(f"ok: {n} blob(s) verified, index intact ({reg.root})")
+        click.echo(f"ok: {n} blob(s) verified, index intact ({reg.location})")
     sys.exit(EXIT_FINDINGS if problems else EXIT_OK)
 
 
@@ -329,6 +343,38 @@ def gc_cmd(ctx, apply, grace, as_json, registry_path):
     sys.exit(EXIT_OK)
 
 
+@registry_group.command("copy")
+@click.argument("ref")
+@click.option("--to", "to_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="destination registry directory (index and blobs local)")
+@click.option("--to-db", "to_db", metavar="URL", default=None, help="destination index (SQLite path or postgresql://...)")
+@click.option("--to-store", "to_store", metavar="URL", default=None, help="destination blob store (folder or s3://...)")
+@click.option("--json", "as_json", is_flag=True, help="what was copied, as JSON")
+@_registry_option
+@click.pass_context
+def copy_cmd(ctx, ref, to_dir, to_db, to_store, as_json, registry_path):
+    """Copy REF (NAME: every version; NAME@N or NAME@alias: one) with its events and aliases into another registry.
+
+    Idempotent: versions already in the destination (same pair) are matched, not duplicated.
+    """
+    from ckreg.registry import Registry
+    from ckreg.registry.copy import copy_versions, summary_lines
+
+    if to_dir is None and to_db is None and to_store is None:
+        raise UsageError("say where to copy to: --to DIR, or --to-db URL and --to-store URL")
+    if to_dir is None and (to_db is None or to_store is None):
+        raise UsageError("give both --to-db and --to-store (or --to DIR for a local registry)")
+    src = _open(ctx, registry_path)
+    dest = Registry(to_dir, db=to_db, store=to_store)
+    result = copy_versions(src, dest, ref)
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+    else:
+        for line in summary_lines(result):
+            click.echo(line)
+    sys.exit(EXIT_OK)
+
+
 @registry_group.command("upgrade")
 @_registry_option
 @click.pass_context
@@ -337,7 +383,7 @@ def upgrade_cmd(ctx, registry_path):
     reg = _open(ctx, registry_path)
     old, new = reg.upgrade()
     click.echo(f"schema already at version {new}; nothing to do" if old == new
-               else f"upgraded the registry at {reg.root} from schema {old} to {new}")
+               else f"upgraded the registry at {reg.location} from schema {old} to {new}")
     sys.exit(EXIT_OK)
 
 

@@ -17,6 +17,7 @@ binds them as SQLAlchemy parameters.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -65,15 +66,10 @@ class Conn:
         self.dialect = conn.dialect.name
 
     def execute(self, sql: str, args: tuple | list = ()) -> sa.CursorResult:
-        params: dict[str, Any] = {}
-        counter = iter(range(len(args) + 1))
-
-        def bind(_m):
-            i = next(counter)
-            params[f"p{i}"] = args[i]
-            return f":p{i}"
-
-        return self.sa.execute(sa.text(_QMARK.sub(bind, sql)), params)
+        clause, names = _text(sql)
+        if len(names) != len(args):
+            raise TypeError(f"{len(names)} placeholders, {len(args)} arguments: {sql}")
+        return self.sa.execute(clause, dict(zip(names, args)))
 
 
 class Index:
@@ -103,8 +99,9 @@ class Index:
 
     def _make_engine(self) -> sa.Engine:
         if self.dialect == "sqlite":
+            # pooled: opening a SQLite connection (and its WAL set-up) costs more than most queries
             engine = sa.create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_S},
-                                      poolclass=sa.pool.NullPool)
+                                      poolclass=sa.pool.QueuePool, pool_size=2, max_overflow=8)
 
             @event.listens_for(engine, "connect")
             def _connect(dbapi_conn, _record):
@@ -200,6 +197,19 @@ class Index:
         finally:
             out.close()
             src.close()
+
+
+@functools.lru_cache(maxsize=512)
+def _text(sql: str) -> tuple[sa.TextClause, tuple[str, ...]]:
+    """`?` placeholders -> a (cached) SQLAlchemy text clause with named binds :p0, :p1, ..."""
+    counter = iter(range(sql.count("?") + 1))
+    names: list[str] = []
+
+    def bind(_m):
+        names.append(f"p{next(counter)}")
+        return ":" + names[-1]
+
+    return sa.text(_QMARK.sub(bind, sql)), tuple(names)
 
 
 def _short(exc: Exception) -> str:
