@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -413,7 +414,11 @@ def test_real_archive_against_signglove_manifest(archive_dir):
 @pytest.mark.realdata
 def test_real_archive_without_manifest(archive_dir):
     r = audit(archive_dir)
-    assert codes(r) == {"duplicate-weights", "scaler-ambiguous"}
+    assert codes(r) == {"duplicate-weights", "scaler-ambiguous", "scaler-duplicate"}
+    # the backup folder's shared scaler is byte for byte best_model's (MS3DGRU's) scaler
+    (dup,) = by_code(r, "scaler-duplicate")
+    assert dup.path == "archive/checkpoints_backup/checkpoints_backup/scaler.pkl"
+    assert dup.expected == "best_model/scaler.pkl" and dup.actual == "same bytes"
     assert r.extra["files"]["best_model/ms3dgru_best.ckpt"]["family"] == "MS3DGRU"
     assert r.extra["scalers"]["best_model/scaler.pkl"]["paired_with"] == ["best_model/ms3dgru_best.ckpt"]
 
@@ -433,6 +438,13 @@ def test_cli_writes_the_report_then_exits(tmp_path, torch_mod):
     r = Report.model_validate_json(out.read_text(encoding="utf-8"))
     assert "family-mislabeled" in codes(r)
     assert "exit 1" in res.stderr and res.stdout == ""
+    # never overwrite: a second run refuses the existing report (before auditing) unless --force
+    out.write_text("yesterday's report", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["audit", str(archive), "--format", "json", "--output", str(out)])
+    assert res.exit_code == 2 and "--force" in res.output and "Traceback" not in res.output
+    assert out.read_text(encoding="utf-8") == "yesterday's report"
+    res = CliRunner().invoke(cli, ["audit", str(archive), "--format", "json", "--output", str(out), "--force"])
+    assert res.exit_code == EXIT_FINDINGS and "family-mislabeled" in codes(Report.model_validate_json(out.read_text()))
     res = CliRunner().invoke(cli, ["audit", str(archive), "--fail-on", "never", "--format", "sarif"])
     assert res.exit_code == EXIT_OK and json.loads(res.stdout)["version"] == "2.1.0"
 
@@ -511,3 +523,69 @@ def test_declared_parameter_count_with_buffers(tmp_path, torch_mod):
     bad = manifest(tmp_path, f"models:\n  - {{name: M, family: MSCSGRU, path: mscsgru.ckpt, params: {params + buffers}}}\n")
     (f,) = by_code(audit(tmp_path, bad), "param-count-mismatch")
     assert (f.expected, f.actual) == (params + buffers, params)
+
+
+def _git(repo: Path, *args: str, env=None):
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_pre_commit_hook_audits_the_staged_files_only(tmp_path, torch_mod):
+    """Through the real `pre-commit` tool, offline (a local repo with this hook's args and files pattern):
+    an untracked malicious file does not block a clean commit; staged, it does."""
+    import os
+    import sys
+
+    import yaml
+
+    precommit = shutil.which("pre-commit") or str(Path(sys.executable).with_name("pre-commit"))
+    if not Path(precommit).exists():
+        pytest.skip("pre-commit is not installed (the dev extra brings it)")
+    hook = {h["id"]: h for h in yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml").read_text())}["ckreg-audit"]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    assert _git(repo, "init", "-q", env=env).returncode == 0
+    local = {k: hook[k] for k in ("id", "name", "args", "pass_filenames", "require_serial", "files")}
+    local.update(entry=f"{sys.executable} -m ckreg audit", language="system")
+    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local]}]}))
+    save_ckpt(repo / "models" / "gru.ckpt", "GRU")
+    save_scaler(repo / "models" / "scaler.json")
+    # an untracked file with a payload (posix.system) sits in the working tree
+    (repo / "models" / "evil.pkl").write_bytes(b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00hiq\x01\x85q\x02Rq\x03.")
+    import subprocess
+
+    assert subprocess.run([precommit, "install"], cwd=repo, env=env, capture_output=True).returncode == 0
+    _git(repo, "add", ".pre-commit-config.yaml", "models/gru.ckpt", "models/scaler.json", env=env)
+    ok = _git(repo, "commit", "-q", "-m", "a clean model", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "ckreg audit" in ok.stdout + ok.stderr and "Passed" in ok.stdout + ok.stderr   # the hook did run
+    assert (repo / "models" / "evil.pkl").exists()        # untouched, still untracked
+    _git(repo, "add", "models/evil.pkl", env=env)
+    bad = _git(repo, "commit", "-q", "-m", "a payload", env=env)
+    assert bad.returncode != 0 and "unsafe-global" in bad.stdout + bad.stderr
+
+
+def test_identical_scalers_are_a_finding(tmp_path, torch_mod):
+    """Two runs never fit the same scaler: the same bytes, or the same statistics in another format, are flagged."""
+    save_ckpt(tmp_path / "a" / "gru.ckpt", "GRU")
+    save_scaler(tmp_path / "a" / "scaler.json")
+    save_ckpt(tmp_path / "b" / "gru.ckpt", "GRU", seed=1)
+    shutil.copy(tmp_path / "a" / "scaler.json", tmp_path / "b" / "scaler.json")           # same bytes
+    r = audit(tmp_path)
+    (f,) = by_code(r, "scaler-duplicate")
+    assert (f.path, f.expected, f.actual) == ("b/scaler.json", "a/scaler.json", "same bytes")
+    # the same statistics re-saved as JSON with other formatting: same content, other bytes
+    doc = json.loads((tmp_path / "a" / "scaler.json").read_text())
+    (tmp_path / "b" / "scaler.json").write_text(json.dumps(doc, indent=4))
+    (f,) = by_code(audit(tmp_path), "scaler-duplicate")
+    assert f.path == "b/scaler.json" and f.actual == "same mean and scale"
+    # a different scaler is not a duplicate
+    doc["mean"] = [m + 1.0 for m in doc["mean"]]
+    (tmp_path / "b" / "scaler.json").write_text(json.dumps(doc))
+    assert not by_code(audit(tmp_path), "scaler-duplicate")

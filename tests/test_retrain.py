@@ -342,3 +342,16 @@ def test_real_trainer_two_epochs_is_not_verified_by_loading(world):
     assert a.accuracy < 0.99 and a.status == "failed" and a.verified is False and a.version is None
     reg = Registry(world["registry"])
     assert not reg.exists() or reg.ls("A") == []
+
+
+def test_retrain_never_writes_inside_the_archive(world):
+    from ckreg.errors import UsageError
+
+    before = tree(world["archive"])
+    with pytest.raises(UsageError, match="inside the archive"):
+        plan_retrain(world["manifest"], world["data"], archive_root=world["archive"], out=world["archive"] / "runs")
+    r = CliRunner().invoke(cli, ["retrain", "-m", str(world["manifest"]), "--data", str(world["data"]),
+                                 "--archive", str(world["archive"]), "--out", str(world["archive"] / "runs"),
+                                 "--dry-run"])
+    assert r.exit_code == 2 and "inside the archive" in r.output and "Traceback" not in r.output
+    assert tree(world["archive"]) == before

@@ -232,7 +232,7 @@ def test_recover_picks_the_recipe_the_model_was_trained_with(which, recipe, ts_p
     pair = ts_pair if which == "ts" else up_pair
     ck = tmp_path / "lost.pt"
     shutil.copy(pair["ckpt"], ck)
-    res = recover_scaler(ck, vdata, expect_acc=0.95)
+    res = recover_scaler(ck, vdata, expect_acc=0.95, out_dir=tmp_path)
     assert res.passed and res.recipe == recipe and res.chosen_by == "declared-accuracy"
     assert {c.recipe for c in res.candidates} == {"upstream", "train-split"}
     wrong = next(c for c in res.candidates if c.recipe != recipe)
@@ -254,8 +254,8 @@ def test_recover_never_clobbers(ts_pair, vdata, tmp_path):
     shutil.copy(ts_pair["ckpt"], ck)
     taken = tmp_path / "lost.scaler.json"
     taken.write_text("precious")
-    first = recover_scaler(ck, vdata, expect_acc=0.95, pkl=True)
-    second = recover_scaler(ck, vdata, expect_acc=0.95)
+    first = recover_scaler(ck, vdata, expect_acc=0.95, pkl=True, out_dir=tmp_path)
+    second = recover_scaler(ck, vdata, expect_acc=0.95, out_dir=tmp_path)
     assert taken.read_text() == "precious"
     assert first.path == str(tmp_path / "lost.scaler-1.json") and first.pkl_path == str(tmp_path / "lost.scaler-1.pkl")
     assert second.path == str(tmp_path / "lost.scaler-2.json")
@@ -283,6 +283,27 @@ def test_recover_writes_nothing_when_no_recipe_verifies(ts_pair, vdata, tmp_path
     res = recover_scaler(bad, vdata, expect_acc=0.5)
     assert not res.passed and not res.written and res.recipe is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt"]
+
+
+def test_recover_writes_outside_the_checkpoint_folder_by_default(ts_pair, vdata, tmp_path, monkeypatch):
+    """The audited archive stays as it was: the default is ./ckreg-recovered, or a sibling folder when
+    the current folder is the checkpoint's own."""
+    import shutil
+
+    archive = tmp_path / "archive" / "run"
+    archive.mkdir(parents=True)
+    ck = archive / "lost.pt"
+    shutil.copy(ts_pair["ckpt"], ck)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    res = recover_scaler(ck, vdata, expect_acc=0.95)
+    assert res.written and Path(res.path) == work / "ckreg-recovered" / "lost.scaler.json"
+    assert sorted(p.name for p in archive.iterdir()) == ["lost.pt"]
+    monkeypatch.chdir(archive)
+    res = recover_scaler(ck, vdata, expect_acc=0.95)
+    assert Path(res.path).parent == tmp_path / "archive" / "run-ckreg-recovered"
+    assert sorted(p.name for p in archive.iterdir()) == ["lost.pt"]
 
 
 # --------------------------------------------------------------------------- audit hook
@@ -380,12 +401,17 @@ def test_cli_scaler_recover_json(up_pair, vdata, tmp_path):
 
     ck = tmp_path / "m.ckpt"
     shutil.copy(up_pair["ckpt"], ck)
-    r = CliRunner().invoke(cli, ["scaler", "recover", str(ck), "--data", str(vdata), "--expect-acc", "0.95", "--json"])
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["scaler", "recover", str(ck), "--data", str(vdata), "--expect-acc", "0.95", "--json",
+                                 "--out-dir", str(out)])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["recipe"] == "upstream" and 0.95 <= doc["accuracy"] <= 1.0
-    assert doc["path"] == str(tmp_path / "m.scaler.json")
+    assert doc["path"] == str(out / "m.scaler.json")
     assert load_scaler(doc["path"]).recipe == "upstream"
+    r = CliRunner().invoke(cli, ["scaler", "recover", str(ck), "--data", str(vdata), "--expect-acc", "0.95",
+                                 "--out-dir", str(out)])
+    assert r.exit_code == 0 and "m.scaler-1.json" in r.output   # says where; never over the first one
 
 
 # --------------------------------------------------------------------------- real data

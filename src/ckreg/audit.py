@@ -34,6 +34,7 @@ from ckreg import __version__
 from ckreg.arch import WEIGHT_FIELDS
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import ErrorEntry, Finding, Report, Skipped
+from ckreg.fsutil import file_sha256
 from ckreg.families import add_family_files, family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.families.names import collapse_names
@@ -88,6 +89,40 @@ class Walked:
     scalers: list[Path] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[ErrorEntry] = field(default_factory=list)
+
+
+def staged_files(root: str | os.PathLike) -> set[str]:
+    """Files the next commit will hold under `root` (git's index), as posix paths relative to `root`.
+
+    The pre-commit hook audits these only: an untracked file in the working tree
+    is not part of the commit and must not block it. Raises UsageError outside
+    a git work tree or without git.
+    """
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--", "."],
+                              capture_output=True, check=False)
+    except OSError as exc:
+        raise UsageError(f"--staged needs git: {exc}") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UsageError(f"--staged: {root} is not in a git work tree ({msg[0] if msg else 'git ls-files failed'})",
+                         hint="run it inside a git repository, or drop --staged")
+    return {p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
+
+
+def _restrict(walked: "Walked", root: Path, only: set[str]) -> "Walked":
+    """Keep the files named in `only`; the others are listed in `skipped`, never silently left out."""
+    kept = Walked(root=walked.root, skipped=list(walked.skipped), errors=list(walked.errors))
+    for kind in ("checkpoints", "scalers"):
+        for full in getattr(walked, kind):
+            relpath = full.relative_to(root).as_posix()
+            if relpath in only:
+                getattr(kept, kind).append(full)
+            else:
+                kept.skipped.append(Skipped(path=relpath, reason="not staged for commit (--staged)"))
+    return kept
 
 
 def walk(root: str | os.PathLike) -> Walked:
@@ -576,7 +611,25 @@ def _scaler_info(path: Path, tiers: tuple[str, ...] | None = None) -> tuple[dict
         value = getattr(summary, key, None)
         if value is not None:
             info[key] = value if isinstance(value, (int, float, str, bool)) else _jsonable(value)
+    content = _scaler_content(getattr(summary, "mean", None), getattr(summary, "scale", None))
+    if content:
+        info["content_sha256"] = content
     return info, list(getattr(summary, "findings", []) or [])
+
+
+def _scaler_content(mean: Any, scale: Any) -> str | None:
+    """sha256 over a scaler's statistics (mean and scale, 12 significant digits): equal for the same
+    scaler saved as a pickle, a joblib file or ckreg JSON."""
+    import hashlib
+    import json
+
+    if not isinstance(mean, (list, tuple)) or not isinstance(scale, (list, tuple)) or not mean:
+        return None
+    try:
+        doc = [[float(f"{float(v):.12g}") for v in mean], [float(f"{float(v):.12g}") for v in scale]]
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
 def _json_scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
@@ -586,7 +639,11 @@ def _json_scaler_info(path: Path) -> tuple[dict[str, Any], list[Finding]]:
         obj = json.loads(path.read_text(encoding="utf-8"))
         mean = obj.get("mean")
         n = obj.get("n_features") or (len(mean) if isinstance(mean, list) else None)
-        return {"n_features": n, "format": "json"}, []
+        info = {"n_features": n, "format": "json"}
+        content = _scaler_content(mean, obj.get("scale"))
+        if content:
+            info["content_sha256"] = content
+        return info, []
     except (OSError, ValueError, AttributeError) as exc:
         return {"error": str(exc)}, [Finding.make("unreadable", f"scaler cannot be read: {exc}")]
 
@@ -624,7 +681,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
           families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
-          lineage: bool = False, cache: Any = None) -> Report:
+          lineage: bool = False, cache: Any = None, only: Iterable[str] | None = None) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -684,6 +741,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     elif given.is_dir():
         root = given
         walked = walk(root)
+        if only is not None:
+            walked = _restrict(walked, root, set(only))
     else:
         report.errors.append(ErrorEntry(path=str(path), message="not a regular file or folder"))
         return report
@@ -939,11 +998,19 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
     for f in files:
         if f.scaler:
             users.setdefault(f.scaler, []).append(f)
+    by_bytes: dict[str, list[str]] = {}
+    by_content: dict[str, list[str]] = {}
     for rel, p in sorted(scalers.items()):
         summary, extra = _scaler_info(p, tiers)
         findings.extend(_carry(extra, rel))
         paired = users.get(rel, [])
         info[rel] = {**summary, "paired_with": [f.rel for f in paired]}
+        try:
+            by_bytes.setdefault(file_sha256(p), []).append(rel)
+        except OSError:
+            pass
+        if summary.get("content_sha256"):
+            by_content.setdefault(summary["content_sha256"], []).append(rel)
         if len(paired) > 1:
             how = sorted({f.scaler_source or "" for f in paired})
             findings.append(Finding.make(
@@ -960,7 +1027,27 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
                         "scaler-feature-mismatch",
                         f"its scaler {rel} has {n} features but the model takes {want} inputs",
                         path=f.rel, expected=want, actual=n))
+    _identical_scalers(by_bytes, by_content, findings)
     return info
+
+
+def _identical_scalers(by_bytes: dict[str, list[str]], by_content: dict[str, list[str]],
+                       findings: list[Finding]) -> None:
+    """Identical scalers (same bytes, or the same statistics in another file): `scaler-duplicate`."""
+    reported: set[str] = set()
+    for how, groups in (("same bytes", by_bytes), ("same mean and scale", by_content)):
+        for members in groups.values():
+            members = sorted(set(members), key=lambda r: (r.count("/"), len(r), r))
+            if len(members) < 2:
+                continue
+            keep = members[0]
+            for rel in members[1:]:
+                if rel in reported:
+                    continue
+                reported.add(rel)
+                findings.append(Finding.make(
+                    "scaler-duplicate", f"identical to {keep} ({how}): at most one of them belongs to its "
+                    "checkpoint's training run", path=rel, expected=keep, actual=how))
 
 
 def _duplicates(files: list[_File], findings: list[Finding]) -> None:

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ckreg import yamlio
+from ckreg import fsutil, yamlio
 from ckreg.arch import ArchSpec
 from ckreg.errors import UsageError
 
@@ -141,7 +141,7 @@ def make_demo(directory: str | Path | None = None) -> Demo:
     manifest = target / MANIFEST_NAME
     header = ("# ckreg demo manifest: what the demo archive should hold.\n"
               "# Audit: ckreg audit archive -m manifest.yaml\n")
-    manifest.write_text(header + yamlio.dump(_manifest()), encoding="utf-8")
+    fsutil.write_text(manifest, header + yamlio.dump(_manifest()))
     return Demo(directory=target, root=root, manifest=manifest)
 
 

@@ -97,6 +97,8 @@ CODES: dict[str, CodeInfo] = dict(
            "A scaler belongs to one training run; verify which with `ckreg audit --data`."),
         _c("scaler-feature-mismatch", "error", "Scaler feature count differs from the model input", "Pair the model with its own scaler."),
         _c("duplicate-weights", "warning", "Several files hold identical weights", "Keep one; the others waste space and confuse provenance."),
+        _c("scaler-duplicate", "warning", "Several scaler files are identical",
+           "Same bytes or the same statistics: two training runs never fit the same scaler, so at most one of these belongs to its checkpoint. Verify with `ckreg audit --data`, recover the others with `ckreg scaler recover`."),
         _c("keys-missing", "error", "Declared state_dict keys are missing from the file",
            "The declared architecture (a module: lock or a reference: checkpoint) has keys the weights lack; strict loading will fail."),
         _c("keys-unexpected", "error", "The file has state_dict keys the declaration lacks",

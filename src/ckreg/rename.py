@@ -998,7 +998,7 @@ def _replace_file(path: Path, data: bytes) -> None:
         mode = os.stat(path).st_mode & 0o7777
     except OSError:
         mode = None
-    write_bytes(path, data, mode=mode)
+    write_bytes(path, data, mode=mode, overwrite=True)   # the manifest's new text, journaled for undo
 
 
 def _apply_manifest(plan: RenamePlan, edits: list[ManifestEdit], jw: _JournalWriter, result: Journal) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from ckreg.fsutil import file_sha256
+from ckreg.fsutil import file_sha256, write_json
 from ckreg import __version__
 from ckreg.arch import FAMILIES
 from ckreg.errors import CkregError, UsageError
@@ -201,9 +201,7 @@ def read_lock(path: str | os.PathLike) -> dict | None:
 def _write_json_atomic(path: Path, doc: dict) -> None:
     """Our own lock/inputs files: temp + rename (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, doc, overwrite=True)   # ckreg's own lock, rewritten as a run progresses
 
 
 def _changed(lock: dict, hashes: dict, inputs: dict) -> list[str]:
@@ -420,6 +418,10 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
     root = archive_root_for(manifest, archive_root)
     if root is not None and not root.exists():
         raise UsageError(f"archive root {root} does not exist", hint="pass --archive DIR")
+    if root is not None and Path(out).resolve().is_relative_to(root.resolve()):
+        # trained runs and recovered scalers never land inside the archive being audited
+        raise UsageError(f"--out {out} lies inside the archive {root}; retrain never writes into it",
+                         hint="pass --out DIR outside the archive (the default is ./retrained)")
     status, files = _archive_state(manifest, root)
     registry = str(registry) if registry else None
 

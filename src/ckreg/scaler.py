@@ -211,7 +211,7 @@ def _atomic_write(path: Path, data: bytes, overwrite: bool) -> Path:
         raise ScalerError("refusing to overwrite an existing file", path=str(path),
                           hint="choose another name or pass overwrite=True (--force)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, data)
+    write_bytes(path, data, overwrite=overwrite)
     return path
 
 

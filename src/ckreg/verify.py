@@ -574,52 +574,44 @@ def _reserve(directory: Path, stem: str, exts: Sequence[str]) -> list[Path]:
         n += 1
 
 
-def _link_into_place(tmp: Path, target: Path) -> None:
-    """Publish tmp as target without ever replacing an existing file (link fails if target exists)."""
-    try:
-        os.link(tmp, target)
-    except FileExistsError as exc:
-        raise CkregError(f"{target} appeared while writing; not overwritten", path=str(target)) from exc
-    except OSError:
-        # filesystems without hard links: exclusive create + copy
-        with open(target, "xb") as dst, open(tmp, "rb") as src:
-            dst.write(src.read())
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-
-
 def write_recovered(scaler, ckpt: Path, recovery: dict, out_dir: Path | None = None, pkl: bool = False) -> tuple[Path, Path | None]:
-    """Write a recovered scaler next to the checkpoint (or in out_dir) under a fresh name; never clobbers."""
-    from ckreg.scaler import save_json
+    """Write a recovered scaler into `out_dir` (default: `recovered_dir(ckpt)`, outside the checkpoint's
+    folder) under a fresh name; never clobbers (`ckreg.fsutil`, no-clobber publish)."""
+    from ckreg.errors import OutputExistsError
+    from ckreg.fsutil import write_json, write_with
+    from ckreg.scaler import save_pickle
 
-    directory = Path(out_dir) if out_dir is not None else ckpt.parent
+    directory = Path(out_dir) if out_dir is not None else recovered_dir(ckpt)
     directory.mkdir(parents=True, exist_ok=True)
     exts = [".json", ".pkl"] if pkl else [".json"]
+    doc = {**scaler.to_json_dict(), "recovered": recovery}
     for _attempt in range(100):
         paths = _reserve(directory, ckpt.stem, exts)
         json_path = paths[0]
-        tmp = directory / f".{json_path.name}.{os.getpid()}.tmp"
-        save_json(scaler, tmp)
-        doc = json.loads(tmp.read_text(encoding="utf-8"))
-        doc["recovered"] = recovery
-        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         try:
-            _link_into_place(tmp, json_path)
-        except CkregError:
+            write_json(json_path, doc)
+        except OutputExistsError:
             continue   # raced with another writer: take the next free name
         pkl_path = None
         if pkl:
-            from ckreg.scaler import save_pickle
-
             pkl_path = paths[1]
-            ptmp = directory / f".{pkl_path.name}.{os.getpid()}.tmp"
-            save_pickle(scaler, ptmp)
-            _link_into_place(ptmp, pkl_path)
+            write_with(pkl_path, lambda tmp: save_pickle(scaler, tmp))
         return json_path, pkl_path
-    raise CkregError(f"no free scaler name next to {ckpt}", path=str(ckpt))
+    raise CkregError(f"no free scaler name in {directory}", path=str(ckpt))
+
+
+RECOVERED_DIR = "ckreg-recovered"
+
+
+def recovered_dir(ckpt: str | os.PathLike) -> Path:
+    """Where `scaler recover` writes by default: `ckreg-recovered/` in the current folder, unless that
+    lies inside the checkpoint's own tree; then a sibling of the checkpoint's folder tree top
+    (`<top>-ckreg-recovered/`). Never inside the audited archive (the audit would pair it)."""
+    ckpt = Path(ckpt).resolve()
+    here = (Path.cwd() / RECOVERED_DIR).resolve()
+    if not here.is_relative_to(ckpt.parent):
+        return here
+    return ckpt.parent.parent / f"{ckpt.parent.name}-{RECOVERED_DIR}"
 
 
 def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLike | None = None,
@@ -631,9 +623,10 @@ def recover_scaler(ckpt: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     Chooses the most accurate recipe that reaches `expect_acc` (within
     `tolerance`); without a declared accuracy, the most accurate one
     (`chosen_by` says which rule applied). Writes `<ckpt-stem>.scaler.json`
-    (+ `.pkl` with `pkl=True`) next to the checkpoint, or in `out_dir`, under
-    a name that is free (`-1`, `-2`, ... suffixes): an existing file is never
-    replaced. The JSON records how it was recovered. Nothing is written when
+    (+ `.pkl` with `pkl=True`) into `out_dir`, by default `recovered_dir(ckpt)`
+    (`./ckreg-recovered/`, never inside the checkpoint's folder: the archive
+    being audited stays as it was), under a name that is free (`-1`, `-2`,
+    ... suffixes): an existing file is never replaced. The JSON records how it was recovered. Nothing is written when
     no recipe verifies or `write=False`.
     """
     _require_torch()

@@ -86,3 +86,49 @@ def test_predict_needs_the_scaler(reg, gru_ckpt, torch_mod):
     m = ckreg.load("GRU", registry=reg)
     with pytest.raises(ScalerError, match="without a scaler"):
         m.predict([np.zeros((10, 8))])
+
+
+def test_predict_reorders_or_refuses_named_columns(loaded_reg, torch_mod, tmp_path):
+    """The scaler carries channel names: a table is put in training order, or refused; a wrong width is refused."""
+    from ckreg.data import SIGNGLOVE_CHANNELS, load_episode_csv
+
+    m = ckreg.load("GRU@best", registry=loaded_reg)
+    assert m.scaler.channel_names == list(SIGNGLOVE_CHANNELS)
+    rng = np.random.default_rng(1)
+    ep = rng.normal(size=(30, 8)).astype(np.float32)
+    want = m.predict([ep]).probabilities
+    shuffled = list(reversed(SIGNGLOVE_CHANNELS))
+    as_dict = {c: ep[:, SIGNGLOVE_CHANNELS.index(c)] for c in shuffled}
+    assert np.allclose(m.predict(as_dict).probabilities, want, atol=1e-6)          # reordered by name
+    structured = np.zeros(30, dtype=[(c, "f4") for c in shuffled])
+    for c in shuffled:
+        structured[c] = ep[:, SIGNGLOVE_CHANNELS.index(c)]
+    assert np.allclose(m.predict([structured]).probabilities, want, atol=1e-6)
+
+    class Frame:   # what pandas offers: columns and per-column to_numpy
+        def __init__(self, d):
+            self.d, self.columns = d, list(d)
+
+        def __getitem__(self, k):
+            return type("Col", (), {"to_numpy": lambda _s, v=self.d[k]: v})()
+
+        def to_numpy(self):
+            return np.stack(list(self.d.values()), axis=1)
+
+    assert np.allclose(m.predict(Frame(as_dict)).probabilities, want, atol=1e-6)
+    with pytest.raises(ScalerError, match="missing \\['yaw'\\]"):
+        m.predict({c: v for c, v in as_dict.items() if c != "yaw"})
+    with pytest.raises(ScalerError, match="unknown \\['temp'\\]"):
+        m.predict({**as_dict, "temp": ep[:, 0]})
+    with pytest.raises(DataError, match="expected \\[t, 8\\]"):
+        m.predict([ep[:, :7]])
+    # the public CSV episode loader reads by header name, whatever the column order
+    csv = tmp_path / "episode_1.csv"
+    csv.write_text("timestamp," + ",".join(shuffled) + "\n" + "\n".join(
+        f"{i}," + ",".join(str(float(ep[i, SIGNGLOVE_CHANNELS.index(c)])) for c in shuffled) for i in range(30)) + "\n")
+    loaded = load_episode_csv(csv)
+    assert loaded.shape == (30, 8) and np.allclose(loaded, ep, atol=1e-5)
+    assert np.allclose(m.predict([loaded]).probabilities, want, atol=1e-5)
+    csv.write_text("flex1,flex2\n1,2\n")
+    with pytest.raises(DataError, match="missing columns"):
+        load_episode_csv(csv)

@@ -147,10 +147,10 @@ def test_interrupted_write_leaves_old_file_and_no_temp(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_with(target, writer)
+        write_with(target, writer, overwrite=True)
     assert target.read_bytes() == b"old"
     assert not leftover_temps(tmp_path)
-    write_bytes(target, b"new")
+    write_bytes(target, b"new", overwrite=True)
     assert target.read_bytes() == b"new" and not leftover_temps(tmp_path)
 
 

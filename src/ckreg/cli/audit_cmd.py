@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -56,26 +55,30 @@ def report_format(fmt: str | None, as_json: bool) -> str:
     return "json" if as_json else (fmt or "table")
 
 
-def _write_report(text: str, output: Path) -> None:
-    """Write the report atomically; never replace a checkpoint or scaler by mistake."""
+def _check_output(output: Path, force: bool) -> None:
+    """Before any work: an existing --output is refused unless --force, a checkpoint or scaler always."""
     from ckreg.audit import sniff
-    from ckreg.errors import UsageError
+    from ckreg.errors import OutputExistsError, UsageError
 
     if output.is_dir():
         raise UsageError(f"--output {output} is a folder; give a file name")
     if output.exists() and sniff(output) is not None:
         raise UsageError(f"--output {output} looks like a checkpoint or scaler; refusing to overwrite it")
+    if (output.exists() or output.is_symlink()) and not force:
+        raise OutputExistsError(f"--output {output} exists; refusing to overwrite it",
+                                hint="pass --force to replace it, or choose another file")
+
+
+def _write_report(text: str, output: Path, force: bool = False) -> None:
+    """Write the report atomically through ckreg.fsutil (no-clobber unless --force)."""
+    from ckreg.fsutil import write_text
+
+    _check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text(output, text, overwrite=force)
 
 
-def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
+def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = False) -> int:
     """Render, write (file or stdout), mention I/O errors on stderr; return the exit code."""
     from ckreg.report import render
 
@@ -83,7 +86,7 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
     text = render(report, fmt, fail_on=fail_on, color=(fmt == "table" and to_terminal),
                   width=terminal_width() if output is None else None)
     if output is not None:
-        _write_report(text, output)
+        _write_report(text, output, force)
     else:
         click.echo(text, nl=False)
     for e in report.errors:
@@ -104,7 +107,9 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS), case_sensitive=False), default=None,
               help="Report format  [default: table].")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the report here instead of stdout (an existing file is refused unless --force).")
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
               help="Lowest severity that makes the exit code 1.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Inspection processes (default: CPUs, max 8).")
@@ -117,6 +122,9 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @click.option("--lineage", is_flag=True, help="Add a note for each checkpoint that copies, fine-tunes or "
               "transplants another one, read from the weights.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for many files (terminal only).")
+@click.option("--staged", is_flag=True,
+              help="Audit only the files git's index holds (what the next commit contains; the pre-commit "
+                   "hook uses it): untracked files are listed as skipped, never audited.")
 @click.option("--strict", is_flag=True, help="Judge pickle globals by exactly torch.load(weights_only=True)'s allowlist (the torch tier); by default the value-type tiers python, pathlib, numpy, omegaconf and lightning are allowed too.")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inspection cache file (default: inspections.sqlite in the user cache directory).")
@@ -124,33 +132,36 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str) -> int:
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: Path, manifest: Path | None, fmt: str | None, as_json: bool,
-              output: Path | None, fail_on: str, jobs: int | None, data: Path | None, min_acc: float | None,
-              hash_policy: str, progress: bool, strict: bool = False, lineage: bool = False,
-              cache_path: Path | None = None, no_cache: bool = False,
-              family_files: tuple[str, ...] = ()) -> None:
+              output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
+              min_acc: float | None, hash_policy: str, progress: bool, staged: bool = False,
+              strict: bool = False, lineage: bool = False, cache_path: Path | None = None,
+              no_cache: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or I/O
     error, 3 nothing checkable found, 4 crash. The report is written before exiting.
     """
-    from ckreg.audit import audit
+    from ckreg.audit import audit, staged_files
     from ckreg.cli._common import tiers_line
     from ckreg.inspect.cache import default_path
     from ckreg.manifest import load_manifest
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
 
     fmt = report_format(fmt, as_json)
+    only = staged_files(path) if staged and path.is_dir() else None
     load_families(family_files)   # before the manifest, which may name these families
     loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
+    if output is not None:
+        _check_output(output, force)
     bar = _Bar(enabled=progress and sys.stderr.isatty())
     try:
         report = audit(path, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
-                       tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage,
+                       only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage,
                        cache=None if no_cache else (cache_path or default_path()))
     finally:
         bar.close()
     click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)
-    ctx.exit(_emit(report, fmt, output, fail_on))
+    ctx.exit(_emit(report, fmt, output, fail_on, force))
 
 
 @click.command("demo")

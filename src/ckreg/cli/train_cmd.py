@@ -280,13 +280,14 @@ def eval_cmd(ckpt, scaler, data, split, seed, png, scales_png, latency_samples, 
         from ckreg.train.ablation import write_scales_png
 
         write_scales_png(scales_png, result.scale_ablation, result.scale_norms,
-                         f"{result.family}, {result.split} split, {result.n_episodes} episodes")
+                         f"{result.family}, {result.split} split, {result.n_episodes} episodes", overwrite=force)
     if png is not None:
         from ckreg.train.png import write_confusion_png
 
         png_notes: list[str] = []
         write_confusion_png(png, result.confusion_matrix, result.class_names,
-                            f"{result.family} {split} accuracy {result.accuracy:.2%}", notes=png_notes)
+                            f"{result.family} {split} accuracy {result.accuracy:.2%}", notes=png_notes,
+                            overwrite=force)
         for note in png_notes:
             click.echo(f"warning: {png}: {note}", err=True)
     if as_json:

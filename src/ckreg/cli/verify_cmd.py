@@ -169,15 +169,18 @@ def verify_cmd(ckpt, scaler, data, expect_acc, tolerance, min_acc, split, manife
 @click.option("--tolerance", type=float, default=0.005, show_default=True)
 @click.option("--recipe", "recipes", multiple=True, type=click.Choice(["upstream", "train-split"]),
               help="Recipes to try (default: upstream, then train-split).")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="Write here instead of next to the checkpoint.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Where to write (default: ./ckreg-recovered, or <folder>-ckreg-recovered beside the "
+                   "checkpoint's folder when run from inside it; never into the checkpoint's folder).")
 @click.option("--pkl", is_flag=True, help="Also write a scikit-learn scaler.pkl.")
 @click.option("--dry-run", is_flag=True, help="Try the recipes, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print recipe, accuracy and path as JSON.")
 def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl, dry_run, as_json):
     """Re-fit a checkpoint's lost scaler by the known recipes and keep the one that verifies.
 
-    Writes `<ckpt-stem>.scaler.json` next to the checkpoint (never over an
-    existing file: `-1`, `-2`, ... suffixes), recording how it was recovered.
+    Writes `<ckpt-stem>.scaler.json` outside the checkpoint's folder (see
+    --out-dir; never over an existing file: `-1`, `-2`, ... suffixes),
+    recording how it was recovered; the checkpoint's folder stays as it was.
     Exit 0 when a scaler verifies, 1 when none does.
     """
     from ckreg.verify import RECIPES, recover_scaler
@@ -205,7 +208,7 @@ def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl,
         for reason in res.reasons:
             con.print(reason)
         if res.written:
-            con.print(f"wrote [bold]{res.path}[/]" + (f" and {res.pkl_path}" if res.pkl_path else ""))
+            click.echo(f"wrote {res.path}" + (f" and {res.pkl_path}" if res.pkl_path else ""))  # one line, copyable
     sys.exit(EXIT_OK if res.passed else EXIT_FINDINGS)
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from ckreg.data.model import Dataset, Split, compute_data_hash, split
 from ckreg.data.npz import load_npz
-from ckreg.data.signglove import SIGNGLOVE_CHANNELS, SIGNGLOVE_CLASSES, load_signglove
+from ckreg.data.signglove import SIGNGLOVE_CHANNELS, SIGNGLOVE_CLASSES, load_episode_csv, load_signglove
 from ckreg.errors import DataError
 
 __all__ = [
-    "Dataset", "Split", "split", "load_signglove", "load_npz", "load_dataset", "compute_data_hash",
+    "Dataset", "Split", "split", "load_signglove", "load_npz", "load_dataset", "load_episode_csv", "compute_data_hash",
     "SIGNGLOVE_CLASSES", "SIGNGLOVE_CHANNELS",
 ]
 

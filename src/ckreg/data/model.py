@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ckreg.errors import CkregError, DataError
+from ckreg.fsutil import write_with
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -143,17 +143,15 @@ class Dataset:
             raise DataError("refusing to overwrite an existing file", path=str(out),
                             hint="choose another name or pass overwrite=True")
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.npz", dir=out.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, X=self.X.astype(np.float32), y=self.y.astype(np.int64),
-                     mask=self.mask.astype(np.uint8), ids=np.asarray(self.ids, dtype=str),
-                     class_names=np.asarray(self.class_names, dtype=str),
-                     channel_names=np.asarray(self.channel_names, dtype=str))
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        def _write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:   # a file object: np.savez would append ".npz" to a bare name
+                np.savez(fh, X=self.X.astype(np.float32), y=self.y.astype(np.int64),
+                         mask=self.mask.astype(np.uint8), ids=np.asarray(self.ids, dtype=str),
+                         class_names=np.asarray(self.class_names, dtype=str),
+                         channel_names=np.asarray(self.channel_names, dtype=str))
+
+        write_with(out, _write, overwrite=overwrite)
         return out
 
 

@@ -108,6 +108,28 @@ def _parse_episode(path: Path, T: int, channels: Sequence[str]) -> tuple[list[li
     return rows, reasons
 
 
+def load_episode_csv(path: str | os.PathLike, *, channels: Sequence[str] = SIGNGLOVE_CHANNELS,
+                     T: int | None = None) -> "np.ndarray":
+    """One episode CSV as a float32 `[t, C]` array, columns taken by their header names in `channels`
+    order (any column order in the file; extra columns such as a timestamp are ignored).
+
+    The same parser the dataset loader uses, so `ckreg.load(ref).predict([load_episode_csv(p)])`
+    sees exactly what verification saw. `T` keeps the first T rows (default: all). Raises
+    DataError naming the file for a missing column, a non-numeric cell or an empty file.
+    """
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("no such episode file", path=str(p))
+    rows, reasons = _parse_episode(p, T if T is not None else 10**9, [c.lower() for c in channels])
+    bad = [r for r in reasons if r != "only one row"]
+    if rows is None or bad:
+        raise DataError("; ".join(reasons) or "no data rows", path=str(p),
+                        hint=f"the episode needs the columns {', '.join(channels)}")
+    return np.asarray(rows, dtype=np.float32)
+
+
 def load_signglove(
     dir: str | os.PathLike,
     *,

@@ -251,6 +251,6 @@ class DigestCache:
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             write_text(entry, json.dumps({"cache_format": CACHE_FORMAT, "identity": ident, **digests.to_json()},
-                                         separators=(",", ":")))
+                                         separators=(",", ":")), overwrite=True)   # a cache entry: replaced when stale
         except OSError as exc:   # a read-only cache costs speed, never the run
             self.write_error = f"cannot write the digest cache in {self.dir}: {exc.strerror or exc}"

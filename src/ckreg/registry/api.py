@@ -38,6 +38,61 @@ class Prediction:
         return len(self.indices)
 
 
+def _is_table(obj: Any) -> bool:
+    """A table with named columns: a DataFrame-like (`columns` + `to_numpy`), a dict of columns,
+    or a numpy structured array."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return True
+    if isinstance(obj, np.ndarray):
+        return obj.dtype.names is not None
+    return hasattr(obj, "columns") and hasattr(obj, "to_numpy")
+
+
+def _table_columns(obj: Any) -> tuple[list[str], Any]:
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return [str(k) for k in obj], lambda name: np.asarray(obj[name], dtype=np.float32)
+    if isinstance(obj, np.ndarray):
+        return list(obj.dtype.names), lambda name: np.asarray(obj[name], dtype=np.float32)
+    return [str(c) for c in obj.columns], lambda name: np.asarray(obj[name].to_numpy(), dtype=np.float32)
+
+
+def order_channels(episodes: Any, channel_names: list[str] | None) -> Any:
+    """Tables with named columns -> `[t, C]` arrays in the scaler's channel order; arrays as they are.
+
+    A model scaled channel by channel silently predicts garbage when columns come
+    in another order, so a table is reordered by its column names, and refused
+    (ScalerError) when a channel is missing, a column is unknown, or the scaler
+    records no channel names to check against.
+    """
+    import numpy as np
+
+    one = _is_table(episodes)
+    items = [episodes] if one else (None if isinstance(episodes, np.ndarray) else list(episodes))
+    if items is None or not any(_is_table(t) for t in items):
+        return episodes
+    if not channel_names:
+        raise ScalerError("the scaler records no channel names, so a table's columns cannot be checked",
+                          hint="pass plain [t, C] arrays in the training order")
+    out = []
+    for i, table in enumerate(items):
+        if not _is_table(table):
+            out.append(table)
+            continue
+        cols, get = _table_columns(table)
+        missing = [c for c in channel_names if c not in cols]
+        extra = [c for c in cols if c not in channel_names]
+        if missing or extra:
+            raise ScalerError(f"episode {i}: columns {cols} do not match the scaler's channels {channel_names}"
+                              + (f" (missing {missing})" if missing else "") + (f" (unknown {extra})" if extra else ""),
+                              hint="rename or drop the columns; the order does not matter")
+        out.append(np.stack([get(c) for c in channel_names], axis=1))
+    return out[0][None] if one else out
+
+
 def pad_episodes(episodes: Any, T: int, pad_value: float, channels: int, mask: Any = None):
     """Raw episodes -> (`X` float32 `[N, T, C]`, `mask` uint8 `[N, T]`, 1 = padding).
 
@@ -104,6 +159,10 @@ class LoadedModel:
         if self.scaler is None:
             raise ScalerError(f"{self.version.ref} was registered without a scaler, so raw episodes cannot be scaled",
                               hint="register the pair with its scaler (`ckreg registry add CKPT --scaler S`)")
+        episodes = order_channels(episodes, list(getattr(self.scaler, "channel_names", None) or []))
+        n_features = getattr(self.scaler, "n_features", None) or self.spec.input_size
+        if n_features != self.spec.input_size:
+            raise ScalerError(f"the scaler has {n_features} features, the model takes {self.spec.input_size}")
         X, m = pad_episodes(episodes, self.T, self.pad_value, self.spec.input_size, mask=mask)
         n, t, c = X.shape
         flat = np.asarray(self.scaler.transform(X.reshape(n * t, c)), dtype=np.float32)

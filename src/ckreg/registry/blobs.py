@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ckreg.fsutil import fsync_dir
-from ckreg.errors import IntegrityError, RegistryError
+from ckreg.fsutil import publish
+from ckreg.errors import IntegrityError, OutputExistsError, RegistryError
 
 CHUNK = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -130,8 +130,14 @@ class BlobStore:
                 repaired = True
             target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
+            try:
+                publish(tmp, target, overwrite=repaired)   # a corrupted blob is repaired, a good one never replaced
+            except OutputExistsError:
+                # another process stored the same address meanwhile: keep theirs if it is intact
+                if sha256_file(target)[0] != digest:
+                    raise IntegrityError(f"blob {digest} appeared with other bytes while storing it",
+                                         path=str(target)) from None
+                return PutResult(digest, size, target, created=False)
             return PutResult(digest, size, target, created=not repaired, repaired=repaired)
         except BaseException:
             try:
@@ -330,7 +336,7 @@ class FsspecBlobStore:
                                      hint="re-add the original file to repair it; `ckreg registry verify` lists all damage")
             target = self.cache_dir / sha256
             os.chmod(tmp, 0o444)
-            os.replace(tmp, target)   # same bytes whoever wins a race
+            publish(tmp, target, overwrite=True)   # a verified cache copy: same bytes whoever wins a race
             return target
         finally:
             tmp.unlink(missing_ok=True)

@@ -25,7 +25,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckreg.fsutil import file_sha256
+from ckreg.errors import OutputExistsError
+from ckreg.fsutil import file_sha256, publish, write_text
 from ckreg import __version__
 from ckreg.errors import IntegrityError, RegistryError
 from ckreg.registry.model import Version
@@ -289,7 +290,7 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
             if n in temps:
                 _check_weights(temps[n], version, n)
         files = {n: file_sha256(temps[n]) for n in names if n != CARD}
-        temps[CARD].write_text(model_card(version, files), encoding="utf-8")
+        write_text(temps[CARD], model_card(version, files), overwrite=True)   # our own staged temp file
         for n in names:
             os.chmod(temps[n], 0o644)   # temp files are private (mkstemp); the export is an ordinary file
             with open(temps[n], "rb+") as fh:
@@ -297,19 +298,11 @@ def export_version(reg: "Registry", version: Version, to_dir: Path, pkl: bool = 
         done: list[Path] = []
         for n in names:
             target = to_dir / n
-            if force:
-                os.replace(temps[n], target)
-            else:
-                try:
-                    os.link(temps[n], target)   # atomic no-clobber, even against a concurrent writer
-                except FileExistsError:
-                    raise RegistryError(f"refusing to overwrite {n} in {to_dir} (it appeared during the export)",
-                                        hint="pass --force") from None
-                except OSError:   # filesystems without hard links: check-then-rename
-                    if target.exists():
-                        raise RegistryError(f"refusing to overwrite {n} in {to_dir}", hint="pass --force") from None
-                    os.replace(temps[n], target)
-                temps[n].unlink(missing_ok=True)
+            try:
+                publish(temps[n], target, overwrite=force)   # atomic no-clobber, even against a concurrent writer
+            except OutputExistsError:
+                raise RegistryError(f"refusing to overwrite {n} in {to_dir} (it appeared during the export)",
+                                    hint="pass --force") from None
             done.append(target)
         return done
     finally:

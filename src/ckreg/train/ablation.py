@@ -79,7 +79,8 @@ def scale_ablation(model: "torch.nn.Module", X: "np.ndarray", mask: "np.ndarray"
     return out
 
 
-def write_scales_png(path, ablation: dict[str, Any] | None, norms: dict[str, float] | None, title: str = "") -> str:
+def write_scales_png(path, ablation: dict[str, Any] | None, norms: dict[str, float] | None, title: str = "",
+                     *, overwrite: bool = False) -> str:
     """Bar chart: accuracy with each scale zeroed (left) and each scale's weight-norm share (right).
 
     Written atomically through `ckreg.fsutil`; needs matplotlib (the `train` extra).
@@ -124,5 +125,5 @@ def write_scales_png(path, ablation: dict[str, Any] | None, norms: dict[str, flo
     fig.tight_layout()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+        write_with(path, lambda tmp: fig.savefig(tmp, format="png"), overwrite=overwrite)
     return str(path)

@@ -371,9 +371,9 @@ def train(
         """Write the current best as a complete set: scaler (once), weights, ckpt, metrics."""
         out.mkdir(parents=True, exist_ok=True)
         if not state["scaler_written"]:
-            write_with(files["scaler_json"], scaler.save_json)
+            write_with(files["scaler_json"], scaler.save_json, overwrite=force)
             if pkl:
-                write_with(files["scaler_pkl"], scaler.save_pickle)
+                write_with(files["scaler_pkl"], scaler.save_pickle, overwrite=force)
             elif force and (out / "scaler.pkl").exists():
                 # a previous run's pickle must not sit beside new weights (--force replaces outputs)
                 (out / "scaler.pkl").unlink()
@@ -383,11 +383,13 @@ def train(
         state["wsha"] = wsha
         meta = _safetensors_metadata(spec, recipe, ds.data_hash, wsha, state["best_epoch"], seed,
                                      global_step=state["best_step"], lineage=lineage)
-        write_bytes(files["weights"], common.safetensors_bytes(best, meta))
+        # this run's own outputs, replaced as the best epoch improves (check_out refused a foreign run's)
+        write_bytes(files["weights"], common.safetensors_bytes(best, meta), overwrite=True)
         ck = lightning_checkpoint(best, spec, recipe, state["best_epoch"] - 1, state["best_step"], wsha,
                                   ds.data_hash, state["best_val"], lineage=lineage)
-        write_bytes(files["ckpt"], _torch_bytes(ck))
-        write_text(files["metrics"], json.dumps(base_metrics("running", ""), indent=2, ensure_ascii=False))
+        write_bytes(files["ckpt"], _torch_bytes(ck), overwrite=True)
+        write_text(files["metrics"], json.dumps(base_metrics("running", ""), indent=2, ensure_ascii=False),
+                   overwrite=True)
         state["saved_epoch"] = state["best_epoch"]
 
     setup("building the model")
@@ -504,7 +506,7 @@ def train(
             acc = test_scores["accuracy"]
             title = f"{spec.family} test" + (f" accuracy {acc:.2%}" if acc is not None else "")
             metrics["png_renderer"] = write_confusion_png(files["png"], test_scores["confusion_matrix"],
-                                                          ds.class_names, title, notes=warnings)
+                                                          ds.class_names, title, notes=warnings, overwrite=force)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a picture never costs the run
@@ -513,7 +515,7 @@ def train(
             metrics["files"].pop("png", None)
     metrics["warnings"] = list(warnings)
     metrics["wall_time_s"] = round(time.perf_counter() - t_start, 3)
-    write_text(files["metrics"], json.dumps(metrics, indent=2, ensure_ascii=False))
+    write_text(files["metrics"], json.dumps(metrics, indent=2, ensure_ascii=False), overwrite=True)
     emit(ProgressEvent("end", len(history), max_epochs, best_epoch=state["best_epoch"],
                        best_val_loss=state["best_val"], elapsed_s=time.perf_counter() - t_start))
     return TrainResult(

@@ -139,8 +139,9 @@ def labels_for(class_names: Sequence[str]) -> tuple[list[str], str | None, str |
 
 
 def write_confusion_png(path: str | Path, cm: Sequence[Sequence[int]], class_names: Sequence[str],
-                        title: str = "", notes: list[str] | None = None) -> str:
-    """Write the picture atomically; returns the renderer used ("matplotlib" or "plain").
+                        title: str = "", notes: list[str] | None = None, *, overwrite: bool = False) -> str:
+    """Write the picture atomically (never over an existing file unless `overwrite`); returns the
+    renderer used ("matplotlib" or "plain").
 
     Axes carry the class names (rows true, columns predicted), a colour bar gives
     the fraction of each true class, and every non-zero cell shows its count in a
@@ -154,7 +155,7 @@ def write_confusion_png(path: str | Path, cm: Sequence[Sequence[int]], class_nam
         matplotlib.use("Agg", force=False)
         import matplotlib.figure  # noqa: F401
     except Exception:  # not installed or broken: never fail a training run over a picture
-        write_bytes(path, plain_png(cm))
+        write_bytes(path, plain_png(cm), overwrite=overwrite)
         if notes is not None:
             notes.append("confusion_matrix.png drawn without text (matplotlib is not installed)")
         return "plain"
@@ -164,7 +165,7 @@ def write_confusion_png(path: str | Path, cm: Sequence[Sequence[int]], class_nam
         notes.append(note)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # glyph warnings cannot happen with a covering font; keep logs clean
-        write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+        write_with(path, lambda tmp: fig.savefig(tmp, format="png"), overwrite=overwrite)
     return "matplotlib"
 
 

@@ -94,7 +94,7 @@ def lock_manifest(manifest: str | os.PathLike | Manifest, *, sys_path: list[str]
             if p in sys.path:
                 sys.path.remove(p)
     lock = {"ckreg_lock": LOCK_VERSION, "manifest": Path(m.source or "").name, "models": models}
-    fsutil.write_text(m.lock_path, json.dumps(lock, indent=1, sort_keys=False) + "\n")
+    fsutil.write_text(m.lock_path, json.dumps(lock, indent=1, sort_keys=False) + "\n", overwrite=True)  # regenerated
     return m.lock_path, lock
 
 
