@@ -46,3 +46,18 @@ def test_a_crash_exits_4_never_1(monkeypatch):
 def test_every_registered_command_resolves():
     for name in cli_mod.COMMANDS:
         assert cli.get_command(click.Context(cli), name) is not None, name
+
+
+
+def test_closed_pipe_is_not_a_crash(monkeypatch):
+    """`ckreg families | head -1`: the reader leaving early exits 141 quietly, never 4 as a crash."""
+    from click.testing import CliRunner
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(click, "echo", closed)
+    monkeypatch.setattr(cli_mod, "_quiet_stdout", lambda: None)
+    res = CliRunner().invoke(cli_mod.cli, ["families"])
+    assert res.exit_code == 141, res.output
+    assert "crash" not in res.output.lower()

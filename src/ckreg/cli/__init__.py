@@ -1,7 +1,7 @@
 """The thin CLI: each command parses options, calls one core function, renders, exits.
 
 Commands are resolved lazily (module:attribute) so `ckreg --help` and
-`ckreg inspect` never import torch, sklearn or the zoo (issue #2, start-up).
+`ckreg inspect` never import torch, sklearn or the zoo.
 Unexpected exceptions exit 4 (EXIT_CRASH), never 1, so a crash never looks
 like a finding; `CkregError` prints one line and exits 2.
 """
@@ -9,6 +9,7 @@ like a finding; `CkregError` prints one line and exits 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -85,8 +86,13 @@ class LazyGroup(click.Group):
             ctx.exit(EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # `ckreg ... | head`: the reader left; that is not a crash. Point stdout at devnull so
+            # the interpreter's final flush cannot raise again (Python docs, "Note on SIGPIPE").
+            _quiet_stdout()
+            ctx.exit(141)
         except Exception as exc:
-            # The base install (inspect/audit/rename) has no torch; the rest needs the extra (issue #2):
+            # The base install (inspect/audit/rename) has no torch; the rest needs the extra:
             # a missing extra is the user's install choice, not a crash.
             missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
             if missing and missing.split(".")[0] in TRAIN_EXTRA_MODULES:
@@ -101,6 +107,14 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="ckreg")
 def cli() -> None:
     """ckreg: inspect, audit, rename, retrain and register PyTorch checkpoints."""
+
+
+def _quiet_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (CliRunner): nothing to redirect
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(141)
     except SystemExit:
         raise
     except Exception as exc:  # a crash: report it as one, never as a finding

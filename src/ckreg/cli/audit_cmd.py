@@ -1,4 +1,4 @@
-"""`ckreg audit` and `ckreg demo`: parse, call the core, render, exit (issue #4)."""
+"""`ckreg audit` and `ckreg demo`: parse, call the core, render, exit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`ckreg inspect PATH... [--json] [--hash]`: what each checkpoint really is (issue #2).
+"""`ckreg inspect PATH... [--json] [--hash]`: what each checkpoint really is.
 
 Thin: parse, call `ckreg.inspect.inspect_paths`, render, exit with
 `ckreg.inspect.exit_code` (2 when any file is unreadable, 1 when any

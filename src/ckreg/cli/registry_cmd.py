@@ -1,4 +1,4 @@
-"""`ckreg registry add|ls|show|alias|verify|gc|upgrade|events` and `ckreg export` (issue #5).
+"""`ckreg registry add|ls|show|alias|verify|gc|upgrade|events` and `ckreg export`.
 
 Each command parses options, calls one `ckreg.registry.Registry` method,
 renders the result and exits: 0 ok, 1 problems (`registry verify`), 2 user or

@@ -1,4 +1,4 @@
-"""`ckreg rename --infer PATH` and `ckreg rename --undo [JOURNAL]` (issue #4, "Rename").
+"""`ckreg rename --infer PATH` and `ckreg rename --undo [JOURNAL]`.
 
 Thin: parse, call `ckreg.rename`, render, exit. 0 renamed (warnings shown), 1 findings
 at or above --fail-on (or undo conflicts), 2 usage errors (missing path, bad

@@ -1,4 +1,4 @@
-"""`ckreg scaler ...`: fit and inspect per-channel scalers (issue #3, "Scalers").
+"""`ckreg scaler ...`: fit and inspect per-channel scalers.
 
 A click group so more subcommands can join it (`recover` lives with verify):
 register them with `scaler_group.add_command(...)` or `@scaler_group.command()`.
@@ -86,7 +86,7 @@ def _render(scaler, title: str) -> None:
         con.print(f"data hash: {scaler.data_hash}")
 
 
-# `ckreg scaler recover` is defined with its core in ckreg.cli.verify_cmd (issue #5; added by the verify engineer).
+# `ckreg scaler recover` is defined with its core in ckreg.cli.verify_cmd.
 from ckreg.cli.verify_cmd import scaler_recover_cmd as _recover_cmd  # noqa: E402  (cheap: no torch)
 
 scaler_group.add_command(_recover_cmd, "recover")

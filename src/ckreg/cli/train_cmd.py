@@ -1,4 +1,4 @@
-"""`ckreg train` and `ckreg eval` (issue #3): parse, call one core function, render, exit.
+"""`ckreg train` and `ckreg eval`: parse, call one core function, render, exit.
 
 The core (`ckreg.train.train` / `evaluate`) knows nothing of click or the
 terminal; the progress bar here is its `progress` callback.

@@ -1,4 +1,4 @@
-"""`ckreg verify`, `ckreg scaler recover` and `ckreg retrain` (issue #5): parse, call one core function, render.
+"""`ckreg verify`, `ckreg scaler recover` and `ckreg retrain`: parse, call one core function, render.
 
 `scaler recover` is defined here (next to its core, `ckreg.verify.recover_scaler`)
 and attached to the `scaler` group by `ckreg.cli.scaler_cmd`.
@@ -225,7 +225,7 @@ def scaler_recover_cmd(ckpt, data, expect_acc, tolerance, recipes, out_dir, pkl,
 @click.option("--failed", is_flag=True, help="Train declared models whose pair fails verification.")
 @click.option("--register-existing/--no-register-existing", default=True, show_default=True,
               help="Also register the existing pairs that verify (recovering their scaler when needed), "
-                   "so that afterwards every declared model has a verified pair in the registry (issue #5).")
+                   "so that afterwards every declared model has a verified pair in the registry.")
 @click.option("--dry-run", is_flag=True, help="Say what would run and why; write nothing.")
 @click.option("--force", is_flag=True, help="Train every selected model even when up to date.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True)
