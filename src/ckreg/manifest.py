@@ -433,13 +433,7 @@ def path_matches(pattern: str, relpath: str) -> bool:
 # -- loading and validation ---------------------------------------------------------------------
 
 def _loc_str(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+    return yamlio.loc_str(loc, top="(top level)")
 
 
 def _unwrap(annotation: Any) -> Any:

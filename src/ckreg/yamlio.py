@@ -51,6 +51,17 @@ def load_path(path: str | Path) -> Any:
     return load_text(Path(path).read_text(encoding="utf-8"))
 
 
+def loc_str(loc: tuple, top: str = "") -> str:
+    """A pydantic error location as a field path (`models[2].architecture`), `top` when empty."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or top
+
+
 def line_of(data: Any, loc: tuple) -> int | None:
     """Best line for a pydantic error location inside data loaded by `load_text`."""
     line = getattr(data, "line", None)

@@ -40,13 +40,7 @@ MAX_REPORTED = 25
 
 
 def _loc_str(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+    return yamlio.loc_str(loc)
 
 
 class _Problems:

@@ -46,6 +46,22 @@ def sha256_file(path: str | Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def _copy_hashing(src: str | Path, fd: int, *, sync: bool) -> tuple[str, int]:
+    """Copy `src` into the open temp file `fd`, hashing the bytes as written: the address is
+    that of the private copy, whatever happens to `src` afterwards. Returns (sha256, size)."""
+    h = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+        if sync:
+            out.flush()
+            os.fsync(out.fileno())
+    return h.hexdigest(), size
+
+
 @dataclass(frozen=True)
 class PutResult:
     sha256: str
@@ -109,16 +125,7 @@ class BlobStore:
         fd, tmp_name = tempfile.mkstemp(prefix="put-", suffix=".tmp", dir=self.tmp)
         tmp = Path(tmp_name)
         try:
-            h = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            digest = h.hexdigest()
+            digest, size = _copy_hashing(src, fd, sync=True)
             target = self.path_for(digest)
             repaired = False
             if target.is_file():
@@ -280,14 +287,7 @@ class FsspecBlobStore:
         fd, tmp_name = tempfile.mkstemp(prefix="put-", suffix=".tmp", dir=self.cache_dir)
         tmp = Path(tmp_name)
         try:
-            h = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-            digest = h.hexdigest()
+            digest, size = _copy_hashing(src, fd, sync=False)
             key = self._key(digest)
             repaired = False
             if self.exists(digest):
