@@ -1,4 +1,4 @@
-"""Issue #5, done-when 3 and 4 on the real archive: register + verify, export, reproduce in a fresh process.
+"""On the real archive: register + verify, export, reproduce in a fresh process.
 
 Slow (reads 1,444 episodes twice); run with `-m slow`.
 """
@@ -51,7 +51,10 @@ def test_register_export_reproduce_on_the_archive(archive_dir, signglove_dir, tm
     proc = subprocess.run([sys.executable, "-c", FRESH, str(out), str(signglove_dir)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(v.accuracy, abs=1e-9)
+    # the fresh process scores every episode: compare with the recorded all-episode figure
+    # (the headline `accuracy` is the held-out test split)
+    recorded_all = v.verification.model_dump()["accuracy_all"]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(recorded_all, abs=1e-9)
 
     flip_byte(reg.blobs.path_for(v.sha256), offset=123456)
     assert [p.kind for p in reg.verify()] == ["corrupt"]
