@@ -69,17 +69,22 @@ def _train(dataset, scaler, family, hidden, steps, seed, torch, ArchSpec, build)
     spec = ArchSpec.for_family(family, **overrides)
     model = build(spec)
     X = torch.as_tensor(scaler.transform(dataset.X))
-    M = torch.as_tensor(dataset.mask)
-    y = torch.as_tensor(dataset.y)
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    fit_full_batch(model, X, torch.as_tensor(dataset.mask), torch.as_tensor(dataset.y), steps, lr=0.02)
+    return model, spec
+
+
+def fit_full_batch(model, X, M, y, steps: int, lr: float):
+    """A few full-batch Adam steps on (already scaled) X: enough for tiny test models; leaves eval mode."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(X, M), y)
-        loss.backward()
+        torch.nn.functional.cross_entropy(model(X, M), y).backward()
         opt.step()
     model.eval()
-    return model, spec
+    return model
 
 
 def save_state_dict(model, path: Path) -> Path:

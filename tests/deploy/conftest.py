@@ -46,6 +46,7 @@ def fit_tiny(family: str, data: Path, out: Path, steps: int | None = None, seed:
     from ckreg.arch import ArchSpec
     from ckreg.data import load_dataset
     from ckreg.scaler import fit_scaler
+    from verify_helpers import fit_full_batch
 
     torch.set_num_threads(1)
     ds = load_dataset(data)
@@ -54,15 +55,7 @@ def fit_tiny(family: str, data: Path, out: Path, steps: int | None = None, seed:
     extra = {} if family in ("GRU", "LSTM") else {"cnn_filters": 4}
     model = zoo.build(ArchSpec.for_family(family, hidden_size=8, num_classes=K, input_size=C, **extra))
     X = torch.from_numpy(scaler.transform(ds.X.reshape(-1, C)).reshape(ds.X.shape).astype("float32"))
-    M = torch.from_numpy(ds.mask)
-    y = torch.from_numpy(ds.y)
-    opt = torch.optim.Adam(model.parameters(), lr=0.03)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(X, M), y).backward()
-        opt.step()
-    model.eval()
+    fit_full_batch(model, X, torch.from_numpy(ds.mask), torch.from_numpy(ds.y), steps, lr=0.03)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "model.pt")
     scaler.save_json(out / "scaler.json", overwrite=True)
