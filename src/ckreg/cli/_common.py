@@ -39,9 +39,11 @@ def families_option(fn: Any) -> Any:
 
 def load_families(files: Any) -> None:
     """Register family files, and say on stderr which plug-ins could not be loaded (never a crash)."""
-    from ckreg.families import add_family_files, registry
+    from ckreg.families import registry
 
     if files:
+        from ckreg.families import add_family_files
+
         add_family_files(list(files))
     for problem in registry().problems:
         click.echo(f"warning: {problem}", err=True)

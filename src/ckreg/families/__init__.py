@@ -20,7 +20,18 @@ from ckreg.families.record import Family
 from ckreg.families.registry import (ENTRY_POINT_GROUP, Registry, find, get, listing, names, register_family,
                                      registry, reload)
 from ckreg.families.template import Template
-from ckreg.families.yamlfile import add_family_files, load_family_file, parse_families
+
+# Family files need PyYAML; most commands never read one, so the YAML loader is imported on
+# first use rather than on every start-up (the inspect path stays light).
+_YAML_API = ("add_family_files", "load_family_file", "parse_families")
+
+
+def __getattr__(name: str):
+    if name in _YAML_API:
+        from ckreg.families import yamlfile
+
+        return getattr(yamlfile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def builtin_names() -> tuple[str, ...]:
