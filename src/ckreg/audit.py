@@ -125,18 +125,39 @@ def _restrict(walked: "Walked", root: Path, only: set[str]) -> "Walked":
     return kept
 
 
-def walk(root: str | os.PathLike) -> Walked:
+def walk(root: str | os.PathLike, classify: "Callable[[list[tuple]], list[tuple[str | None, str]]] | None" = None
+         ) -> Walked:
     """Every checkpoint and scaler file under `root`, by content.
 
     Symlinked folders are never followed (no loops, nothing outside the tree);
     symlinked files are followed only when they resolve inside the tree; hard
     links and links to files already seen count once. Everything left out is
     recorded in `skipped` with the reason.
+
+    `classify(files)` (the audit's cached, parallel sniffing) gets the `("file", ...)`
+    entries of `_traverse` and returns `ckreg.readers.sniff.classify`'s answer for each.
     """
     root = Path(root)
-    out = Walked(root=root)
+    events = _traverse(root)
+    files = [e for e in events if e[0] == "file"]
+    if classify is None:
+        from ckreg.readers.sniff import classify as sniff_one
+
+        kinds = [sniff_one(e[3]) for e in files]
+    else:
+        kinds = classify(files)
+    return _replay(root, events, kinds)
+
+
+def _traverse(root: Path) -> list[tuple]:
+    """The walk without reading any file: what `walk` needs to decide, in its order.
+
+    Entries: `("folder", path)` (a model folder), `("file", folder, name, full, relpath, stat)`
+    (a regular file, or a link to one inside the tree: those come last, so that the real
+    files are the ones audited), `("skip", Skipped)` and `("error", ErrorEntry)`.
+    """
+    events: list[tuple] = []
     root_real = root.resolve()
-    seen: dict[tuple[int, int], str] = {}
 
     def rel(p: Path) -> str:
         return p.relative_to(root).as_posix()
@@ -144,29 +165,17 @@ def walk(root: str | os.PathLike) -> Walked:
     def onerror(exc: OSError) -> None:
         name = getattr(exc, "filename", None)
         where = Path(name).relative_to(root).as_posix() if name and Path(name).is_relative_to(root) else name
-        out.errors.append(ErrorEntry(path=where, message=f"cannot list folder: {exc.strerror or exc}"))
+        events.append(("error", ErrorEntry(path=where, message=f"cannot list folder: {exc.strerror or exc}")))
 
-    def consider(full: Path, relpath: str, st: os.stat_result) -> None:
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
-            return
-        from ckreg.readers.sniff import classify
-
-        kind, why = classify(full)
-        if kind is None:
-            out.skipped.append(Skipped(path=relpath, reason=why))
-            return
-        seen[key] = relpath
-        (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
-
-    links: list[tuple[Path, str, os.stat_result]] = []
+    links: list[tuple] = []
     for dirpath, dirnames, filenames in os.walk(root, topdown=True, onerror=onerror, followlinks=False):
         here = Path(dirpath)
+        here_rel = rel(here)
+        prefix = "" if here_rel == "." else here_rel + "/"
         model_files: set[str] = set()
         if is_model_folder(here) and not here.is_symlink():   # a Hugging Face folder: one model
             model_files = set(folder_members(os.fspath(here)))
-            out.checkpoints.append(here)
+            events.append(("folder", here))
         keep = []
         for d in sorted(dirnames):
             full = here / d
@@ -179,46 +188,73 @@ def walk(root: str | os.PathLike) -> Walked:
                     reason = f"symlinked folder not followed (points {where} the tree: {target})"
                 except (OSError, RuntimeError):
                     reason = "symlinked folder not followed (broken or a loop)"
-                out.skipped.append(Skipped(path=rel(full), reason=reason))
+                events.append(("skip", Skipped(path=rel(full), reason=reason)))
                 continue
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
             if name in model_files:
                 continue
-            full = here / name
-            relpath = rel(full)
+            full_s = os.path.join(dirpath, name)
+            relpath = prefix + name
             try:
-                lst = os.lstat(full)
+                lst = os.lstat(full_s)
             except OSError as exc:
-                out.errors.append(ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}"))
+                events.append(("error", ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}")))
                 continue
             if stat.S_ISLNK(lst.st_mode):
+                full = here / name
                 try:
                     target = full.resolve(strict=True)
                 except RuntimeError:
-                    out.skipped.append(Skipped(path=relpath, reason="symlink loop"))
+                    events.append(("skip", Skipped(path=relpath, reason="symlink loop")))
                     continue
                 except OSError:
-                    out.skipped.append(Skipped(path=relpath, reason="broken symlink"))
+                    events.append(("skip", Skipped(path=relpath, reason="broken symlink")))
                     continue
                 if not target.is_relative_to(root_real):  # not even sniffed: nothing outside the tree is read
-                    out.skipped.append(Skipped(path=relpath, reason=f"symlink points outside the audited tree: {target}"))
+                    events.append(("skip", Skipped(path=relpath,
+                                                   reason=f"symlink points outside the audited tree: {target}")))
                     continue
                 try:
                     st = os.stat(target)
                 except OSError as exc:
-                    out.errors.append(ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}"))
+                    events.append(("error", ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}")))
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                links.append((full, relpath, st))   # after the real files, so those are the ones audited
+                links.append(("file", here, name, full_s, relpath, st))   # after the real files
                 continue
             if not stat.S_ISREG(lst.st_mode):
                 continue
-            consider(full, relpath, lst)
-    for full, relpath, st in links:
-        consider(full, relpath, st)
+            events.append(("file", here, name, full_s, relpath, lst))
+    return events + links
+
+
+def _replay(root: Path, events: list[tuple], kinds: list[tuple[str | None, str]]) -> Walked:
+    """`Walked` from `_traverse`'s entries and the sniffed kind of each file entry (in their order)."""
+    out = Walked(root=root)
+    seen: dict[tuple[int, int], str] = {}
+    answers = iter(kinds)
+    for e in events:
+        tag = e[0]
+        if tag == "file":
+            _, here, name, _full, relpath, st = e
+            kind, why = next(answers)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
+            elif kind is None:
+                out.skipped.append(Skipped(path=relpath, reason=why))
+            else:
+                seen[key] = relpath
+                (out.checkpoints if kind == "checkpoint" else out.scalers).append(here / name)
+        elif tag == "folder":
+            out.checkpoints.append(e[1])
+        elif tag == "skip":
+            out.skipped.append(e[1])
+        else:
+            out.errors.append(e[1])
     return out
 
 
@@ -512,7 +548,7 @@ INLINE_HASH_BYTES = 16 * 1024 * 1024
 
 
 def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = (),
-                 tiers: tuple[str, ...] | None = None) -> Any:
+                 tiers: tuple[str, ...] | None = None, kind: str | None = None) -> Any:
     """Worker: inspect one file, hashing weights inline when the policy and size say so."""
     from ckreg.inspect import inspect_path
 
@@ -527,7 +563,7 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
             hash_weights = size <= inline_limit
         except OSError:
             hash_weights = False
-    return inspect_path(path, hash_weights=hash_weights, tiers=tiers)
+    return inspect_path(path, hash_weights=hash_weights, tiers=tiers, kind=kind)
 
 
 def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
@@ -550,18 +586,201 @@ def _open_cache(cache: Any):
     return cache if isinstance(cache, InspectionCache) else InspectionCache(cache)
 
 
-def _cached(store: Any, paths: list[Path], hash_policy: str, tiers: tuple[str, ...] | None):
-    """(keys, {key: Inspection}) for the files the cache already knows in their current state."""
-    if store is None:
-        return [None] * len(paths), {}
-    from ckreg.inspect.cache import file_key
-
+def _inspection_options(hash_policy: str, tiers: tuple[str, ...] | None) -> dict[str, Any]:
+    """Everything besides a file's bytes that changes its inspection (part of its cache key)."""
     declared = [[f.name, f.source, f.origin, repr(f.template), repr(sorted(f.hyperparameters.items(), key=str)),
                  list(f.names)] for f in registry().declared()]
-    options = {"hash_policy": hash_policy, "inline_hash_bytes": INLINE_HASH_BYTES,
-               "tiers": list(tiers) if tiers is not None else None, "declared": declared}
-    keys = [file_key(p, options) for p in paths]
-    return keys, store.get_many(k for k in keys if k)
+    return {"hash_policy": hash_policy, "inline_hash_bytes": INLINE_HASH_BYTES,
+            "tiers": list(tiers) if tiers is not None else None, "declared": declared}
+
+
+SNIFF_OPTIONS = {"entry": "sniff"}
+
+
+def _scaler_options(tiers: tuple[str, ...] | None) -> dict[str, Any]:
+    return {"entry": "scaler", "tiers": list(tiers) if tiers is not None else None}
+
+
+def _scaler_entry(path: Path, tiers: tuple[str, ...] | None) -> tuple[dict[str, Any], list[Finding], str | None]:
+    """What the audit needs of one scaler file: its summary, the findings reading it made, its sha256."""
+    summary, findings = _scaler_info(path, tiers)
+    try:
+        digest = file_sha256(path)
+    except OSError:
+        digest = None
+    return summary, findings, digest
+
+
+def _scan_one(item: tuple[str, bool], hash_policy: str, inline_limit: int, declared: tuple = (),
+              tiers: tuple[str, ...] | None = None) -> tuple:
+    """Worker: sniff one file, then inspect it (a checkpoint, when `item[1]` asks) or summarise it (a scaler).
+
+    One pass per file on the pool: the walk's sniffing and the inspection share the worker,
+    and the file is sniffed once.
+    """
+    from ckreg.readers.sniff import classify
+
+    path, want = item
+    kind, why = classify(path)
+    if not want or kind is None:
+        return kind, why, None
+    if kind == "scaler":
+        return kind, why, _scaler_entry(Path(path), tiers)
+    return kind, why, _inspect_one(path, hash_policy, inline_limit, declared, tiers, kind=kind)
+
+
+class _Scan:
+    """The per-file work of one audit of a folder: sniffing every file, inspecting each checkpoint,
+    summarising each scaler; answered from the cache where the file is unchanged, else run on the
+    pool in one pass (`_scan_one`). New answers are written back in one transaction (`save`)."""
+
+    def __init__(self, store: Any, runner: "_Runner", hash_policy: str, tiers: tuple[str, ...] | None,
+                 only: set[str] | None):
+        self.store, self.runner, self.hash_policy, self.tiers, self.only = store, runner, hash_policy, tiers, only
+        self.insp_options = _inspection_options(hash_policy, tiers)
+        self.inspections: dict[str, Any] = {}        # str(path) -> Inspection (cached or fresh)
+        self.insp_keys: dict[str, str | None] = {}   # str(path) -> its inspection cache key
+        self.cached: set[str] = set()                # keys whose inspection came from the cache
+        self.scalers: dict[str, tuple] = {}          # str(path) -> _scaler_entry(...)
+        self.new: dict[str, str] = {}                # cache entries to write
+
+    def classify(self, files: list[tuple]) -> list[tuple[str | None, str]]:
+        from ckreg.inspect.cache import stat_key
+
+        store = self.store
+        kinds: list[Any] = [None] * len(files)
+        sniff_keys = [stat_key(e[3], e[5], SNIFF_OPTIONS) for e in files] if store is not None else [None] * len(files)
+        known = store.get_values(sniff_keys) if store is not None else {}
+        for i, key in enumerate(sniff_keys):
+            kinds[i] = _sniffed(known.get(key)) if key in known else None
+        wanted = [self.only is None or e[4] in self.only for e in files]
+        # what the cache knows besides the sniff: inspections and scaler summaries of unchanged files
+        if store is not None:
+            ikeys = {e[3]: stat_key(e[3], e[5], self.insp_options) for e, k, w in zip(files, kinds, wanted)
+                     if w and (k is None or k[0] == "checkpoint")}
+            got = store.get_many(ikeys.values(), count=False)
+            for path, key in ikeys.items():
+                self.insp_keys[path] = key
+                if key in got:
+                    self.inspections[path] = got[key]
+                    self.cached.add(key)
+            skeys = {e[3]: stat_key(e[3], e[5], _scaler_options(self.tiers)) for e, k, w in zip(files, kinds, wanted)
+                     if w and (k is None or k[0] == "scaler")}
+            svals = store.get_values(skeys.values())
+            for path, key in skeys.items():
+                entry = _scaler_from_json(svals.get(key)) if key in svals else None
+                if entry is not None:
+                    self.scalers[path] = entry
+        todo = [i for i, e in enumerate(files)
+                if kinds[i] is None or (wanted[i] and kinds[i][0] == "checkpoint" and e[3] not in self.inspections)
+                or (wanted[i] and kinds[i][0] == "scaler" and e[3] not in self.scalers)]
+        items = [(files[i][3], wanted[i] and files[i][3] not in self.inspections and files[i][3] not in self.scalers)
+                 for i in todo]
+        declared = tuple(registry().declared())
+        import functools
+
+        worker = functools.partial(_scan_one, hash_policy=self.hash_policy, inline_limit=INLINE_HASH_BYTES,
+                                   declared=declared, tiers=self.tiers)
+        for i, (kind, why, value) in zip(todo, self.runner.map(worker, items, "inspecting")):
+            path = files[i][3]
+            if kinds[i] is None and sniff_keys[i]:
+                self.new[sniff_keys[i]] = _json_dumps([kind, why])
+            kinds[i] = (kind, why)
+            if value is None:
+                continue
+            if kind == "scaler":
+                self.scalers[path] = value
+                if store is not None and value[2] is not None:   # an unreadable file is not remembered
+                    key = stat_key(path, files[i][5], _scaler_options(self.tiers))
+                    if key:
+                        self.new[key] = _scaler_to_json(value)
+            else:
+                self.inspections[path] = value
+        return kinds
+
+    def inspect(self, paths: list[Path]) -> list[Any]:
+        """The inspection of each checkpoint (folders and files the scan did not inspect: cached or on the pool)."""
+        from ckreg.inspect.cache import file_key
+
+        for p in paths:
+            s_p = str(p)
+            if s_p not in self.insp_keys:
+                self.insp_keys[s_p] = file_key(p, self.insp_options) if self.store is not None else None
+        missing = {str(p): self.insp_keys[str(p)] for p in paths if str(p) not in self.inspections}
+        if self.store is not None and missing:
+            got = self.store.get_many((k for k in missing.values() if k), count=False)
+            for s_p, key in missing.items():
+                if key in got:
+                    self.inspections[s_p] = got[key]
+                    self.cached.add(key)
+        todo = [p for p in paths if str(p) not in self.inspections]
+        for p, insp in zip(todo, _inspect_all(self.runner, todo, hash_policy=self.hash_policy, tiers=self.tiers)):
+            self.inspections[str(p)] = insp
+        out = []
+        for p in paths:
+            insp = self.inspections[str(p)]
+            out.append(insp if insp.path == str(p) else insp.model_copy(update={"path": str(p)}))
+        return out
+
+    def stats(self, files: list["_File"]) -> dict[str, Any]:
+        """The cache's statistics, hits and misses counting the checkpoints' inspections."""
+        hits = sum(1 for f in files if self.insp_keys.get(str(f.abs)) in self.cached)
+        self.store.hits, self.store.misses = hits, len(files) - hits
+        return self.store.stats()
+
+    def write_back(self, files: list["_File"]) -> None:
+        """Write back what this audit learnt: new sniffs, scaler summaries and inspections (and
+        weights hashes the collision pass added to cached ones), in one transaction."""
+        if self.store is None:
+            return
+        for f in files:
+            key = self.insp_keys.get(str(f.abs))
+            if not key:
+                continue
+            if key not in self.cached or f.insp.weights_sha256 != self.inspections[str(f.abs)].weights_sha256:
+                self.new[key] = f.insp.model_dump_json()
+        self.store.put_values(self.new)
+        self.new = {}
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sniffed(value: str | None) -> tuple[str | None, str] | None:
+    """A cached sniff answer, checked for shape (anything else is a miss)."""
+    import json
+
+    try:
+        kind, why = json.loads(value or "")
+    except (ValueError, TypeError):
+        return None
+    if kind not in (None, "checkpoint", "scaler") or not isinstance(why, str):
+        return None
+    return kind, why
+
+
+def _scaler_to_json(entry: tuple) -> str:
+    summary, findings, digest = entry
+    return _json_dumps({"summary": summary, "findings": [f.model_dump(mode="json") for f in findings],
+                        "sha256": digest})
+
+
+def _scaler_from_json(value: str | None) -> tuple | None:
+    """A cached scaler entry, validated (findings through the model; anything odd is a miss)."""
+    import json
+
+    try:
+        doc = json.loads(value or "")
+        summary, digest = doc["summary"], doc["sha256"]
+        findings = [Finding.model_validate(x) for x in doc["findings"]]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(summary, dict) or not isinstance(digest, str):
+        return None
+    return summary, findings, digest
 
 
 def _hash_collisions(files: list[_File], runner: _Runner) -> None:
@@ -720,6 +939,23 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     if not given.exists() and not given.is_symlink():
         report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
         return report
+    store = _open_cache(cache)
+    try:
+        return _audit_tree(given, report, store, manifest=manifest, layouts=layouts, data=data, jobs=jobs,
+                           hash_policy=hash_policy, progress=progress, min_acc=min_acc, tiers=tiers,
+                           lineage=lineage, only=only)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _audit_tree(given: Path, report: Report, store: Any, *, manifest: Manifest | None, layouts: dict[str, Any],
+                data: Any, jobs: int | None, hash_policy: str, progress: Progress | None, min_acc: float | None,
+                tiers: tuple[str, ...] | None, lineage: bool, only: Iterable[str] | None) -> Report:
+    """`audit` once the arguments are checked: walk, inspect (cached), reconcile."""
+    memo = None
+    runner = _Runner(1, progress)
+    scan = _Scan(store, runner, hash_policy, tiers, set(only) if only is not None else None)
     if given.is_file():
         root = given.parent
         walked = Walked(root=root)
@@ -730,6 +966,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         for sib in sorted(root.iterdir()):
             if sib != given and sib.is_file() and not sib.is_symlink() and sniff(sib) == "scaler":
                 walked.scalers.append(sib)
+        n_files = len(walked.checkpoints)
     elif given.is_dir() and is_model_folder(given):   # one model folder: audited as one model
         root = given.parent
         walked = walk(given)
@@ -738,39 +975,45 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         walked.skipped = [x.model_copy(update={"path": f"{given.name}/{x.path}"}) for x in walked.skipped]
         walked.errors = [x.model_copy(update={"path": f"{given.name}/{x.path}" if x.path else x.path})
                          for x in walked.errors]
+        n_files = len(walked.checkpoints)
     elif given.is_dir():
         root = given
-        walked = walk(root)
+        events = _traverse(root)
+        n_files = sum(1 for e in events if e[0] in ("file", "folder"))
+        runner.jobs = jobs or (1 if n_files < 8 else min(os.cpu_count() or 1, 8))
+        if store is not None and data is None:
+            memo = _Memo(store, root, events, report, manifest=manifest, layouts=layouts, hash_policy=hash_policy,
+                         tiers=tiers, lineage=lineage, only=only)
+            again = memo.load(runner.jobs)
+            if again is not None:
+                return again
+        try:
+            walked = _replay(root, events, scan.classify([e for e in events if e[0] == "file"]))
+        except BaseException:
+            runner.close()
+            raise
         if only is not None:
             walked = _restrict(walked, root, set(only))
     else:
-        report.errors.append(ErrorEntry(path=str(path), message="not a regular file or folder"))
+        report.errors.append(ErrorEntry(path=str(given), message="not a regular file or folder"))
         return report
     report.root = os.path.abspath(root)
     report.skipped.extend(walked.skipped)
     report.errors.extend(walked.errors)
 
-    n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
+    n_jobs = jobs or (1 if n_files < 8 else min(os.cpu_count() or 1, 8))
     report.extra["jobs"] = n_jobs
-    runner = _Runner(n_jobs, progress)
-    store = _open_cache(cache)
+    runner.jobs = n_jobs
     try:
-        keys, cached = _cached(store, walked.checkpoints, hash_policy, tiers)
-        todo = [p for p, k in zip(walked.checkpoints, keys) if k not in cached]
-        fresh = iter(_inspect_all(runner, todo, hash_policy=hash_policy, tiers=tiers))
-        files = [_File(rel=_rel(root, p), abs=p,
-                       insp=cached[k].model_copy(update={"path": str(p)}) if k in cached else next(fresh))
-                 for p, k in zip(walked.checkpoints, keys)]
+        files = [_File(rel=_rel(root, p), abs=p, insp=insp)
+                 for p, insp in zip(walked.checkpoints, scan.inspect(walked.checkpoints))]
         if hash_policy == "collisions":
             _hash_collisions(files, runner)
         if store is not None:
-            store.put_many({k: f.insp for k, f in zip(keys, files)
-                            if k and (k not in cached or f.insp.weights_sha256 != cached[k].weights_sha256)})
-            report.extra["cache"] = store.stats()
+            scan.write_back(files)
+            report.extra["cache"] = scan.stats(files)
     finally:
         runner.close()
-        if store is not None:
-            store.close()
     files = _set_aside_unchecked(files, report)
 
     findings: list[Finding] = []
@@ -783,7 +1026,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         claimed = {f.rel for f in files
                    if any(manifest.model(n).family is None for n in (*f.by_path, *f.satisfies))}
         findings[:] = [x for x in findings if not (x.code == "family-unknown" and x.path in claimed)]
-    scaler_info = _pair_scalers(root, files, scalers, manifest, findings, tiers=tiers)
+    scaler_info = _pair_scalers(root, files, scalers, manifest, findings, tiers=tiers, known=scan.scalers)
     if hash_policy != "none":
         _duplicates(files, findings)
     if data is not None:
@@ -802,7 +1045,74 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     report.extra["scalers"] = scaler_info
     if manifest is not None:
         report.extra["declarations"] = decl_status
+    if memo is not None:
+        memo.keep(report)
     return report
+
+
+class _Memo:
+    """The whole report of an unchanged tree, reused: the cache's last report for this tree and these
+    options, kept with the key of everything it was computed from.
+
+    That key covers every input the audit reads: each file's identity as the inspection cache
+    sees it (path, size, mtime_ns, inode, device; a model folder's members), the walk's own
+    decisions (links, skipped folders, listing errors), the manifest (its declarations, lines,
+    expected layouts, and the files its scalers name), the options (hash policy, tiers,
+    declared families, lineage, --staged's list) and the ckreg version. Any change there is a
+    miss, and the audit runs as usual on its per-file entries. Never used with `--data`.
+    """
+
+    def __init__(self, store: Any, root: Path, events: list[tuple], report: Report, *, manifest: Manifest | None,
+                 layouts: dict[str, Any], hash_policy: str, tiers: tuple[str, ...] | None, lineage: bool,
+                 only: Iterable[str] | None):
+        import hashlib
+        import json
+
+        from ckreg.inspect.cache import file_key, stat_ident
+
+        self.store = store
+        base = {"entry": "report", "root": os.path.abspath(root), "version": __version__,
+                "options": _inspection_options(hash_policy, tiers), "lineage": lineage,
+                "manifest": manifest.source if manifest is not None else None}
+        self.slot = hashlib.sha256(_json_dumps(base).encode()).hexdigest()
+        tree: list[Any] = []
+        for e in events:
+            if e[0] == "file":
+                tree.append([e[4], *stat_ident(e[5])])
+            elif e[0] == "folder":
+                tree.append(["folder", e[1].relative_to(root).as_posix(), file_key(e[1], {})])
+            else:
+                tree.append([e[0], e[1].model_dump(mode="json")])
+        declared: Any = None
+        if manifest is not None:
+            scalers = sorted({m.scaler for m in manifest.models if m.scaler})
+            declared = {"models": manifest.model_dump(mode="json"),
+                        "lines": [manifest.line_of_model(m.name) for m in manifest.models],
+                        "layouts": layouts, "scalers": [[s, file_key(root / s, {})] for s in scalers]}
+        ident = [base, sorted(only) if only is not None else None, declared, dict(report.extra), tree]
+        self.key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+    def load(self, jobs: int) -> Report | None:
+        """The stored report when its key is this audit's (validated), with this run's jobs and cache figures."""
+        value = self.store.get_values([self.slot]).get(self.slot)
+        if value is None or not value.startswith(self.key + "\n"):
+            return None
+        try:
+            report = Report.model_validate_json(value[len(self.key) + 1:])
+        except ValueError:
+            self.store.damaged += 1
+            return None
+        stats = report.extra.get("cache")
+        if not isinstance(stats, dict) or "jobs" not in report.extra:
+            return None
+        n = int(stats.get("hits") or 0) + int(stats.get("misses") or 0)
+        self.store.hits, self.store.misses = n, 0
+        report.extra["jobs"] = jobs
+        report.extra["cache"] = {**self.store.stats(), "report_reused": True}
+        return report
+
+    def keep(self, report: Report) -> None:
+        self.store.put_values({self.slot: self.key + "\n" + report.model_dump_json()})
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -956,8 +1266,11 @@ def _needs_scaler(f: _File, decls: dict[str, ModelDecl]) -> bool:
 
 
 def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
-                  findings: list[Finding], tiers: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
+                  findings: list[Finding], tiers: tuple[str, ...] | None = None,
+                  known: dict[str, tuple] | None = None) -> dict[str, Any]:
+    """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder.
+
+    `known`: `_scaler_entry` results the scan already has (str(path) -> entry)."""
     by_folder: dict[str, list[str]] = {}
     for rel in scalers:
         by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
@@ -1001,14 +1314,13 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
     by_bytes: dict[str, list[str]] = {}
     by_content: dict[str, list[str]] = {}
     for rel, p in sorted(scalers.items()):
-        summary, extra = _scaler_info(p, tiers)
+        entry = (known or {}).get(str(p))
+        summary, extra, digest = entry if entry is not None else _scaler_entry(p, tiers)
         findings.extend(_carry(extra, rel))
         paired = users.get(rel, [])
         info[rel] = {**summary, "paired_with": [f.rel for f in paired]}
-        try:
-            by_bytes.setdefault(file_sha256(p), []).append(rel)
-        except OSError:
-            pass
+        if digest is not None:
+            by_bytes.setdefault(digest, []).append(rel)
         if summary.get("content_sha256"):
             by_content.setdefault(summary["content_sha256"], []).append(rel)
         if len(paired) > 1:

@@ -449,25 +449,26 @@ def _add_scales(insp: Inspection, result: ReadResult) -> None:
 
 
 def inspect_path(path: str | os.PathLike, hash_weights: bool = False,
-                 tiers: Sequence[str] | None = None) -> Inspection:
+                 tiers: Sequence[str] | None = None, *, kind: str | None = None) -> Inspection:
     """Inspect one file; never raises for a bad file (sets `.error` and an `unreadable` finding).
 
     When the reader gives up part-way but learned something (an unsafe global
     in a truncated file, a partial state_dict), those findings and tensors are
-    kept, so nothing it saw is lost.
+    kept, so nothing it saw is lost. `kind`: what `ckreg.readers.sniff.classify`
+    already said of the file ("checkpoint": it is not sniffed again for a scaler).
     """
     from ckreg.readers import DEFAULT_TIERS
 
     tiers = tuple(tiers) if tiers is not None else DEFAULT_TIERS
     p = os.fspath(path)
-    insp = _inspect_path(p, hash_weights, tiers)
+    insp = _inspect_path(p, hash_weights, tiers, kind)
     insp.allowed_tiers = list(tiers)
     return insp
 
 
-def _inspect_path(p: str, hash_weights: bool, tiers: tuple[str, ...]) -> Inspection:
+def _inspect_path(p: str, hash_weights: bool, tiers: tuple[str, ...], kind: str | None = None) -> Inspection:
     insp = Inspection(path=p)
-    scaler = _inspect_scaler(p, tiers)
+    scaler = _inspect_scaler(p, tiers) if kind != "checkpoint" else None
     if scaler is not None:
         return scaler
     try:
