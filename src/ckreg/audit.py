@@ -618,10 +618,10 @@ def _scaler_info(path: Path, tiers: tuple[str, ...] | None = None) -> tuple[dict
         from ckreg.readers import read_scaler_summary
     except ImportError:  # pragma: no cover - readers always ship with ckreg
         return {}, []
-    from ckreg.readers.allowlist import SCALER_TIERS
+    from ckreg.readers.allowlist import scaler_tiers
 
     try:
-        summary = read_scaler_summary(path, tiers=tuple(tiers) + ("scaler",) if tiers is not None else SCALER_TIERS)
+        summary = read_scaler_summary(path, tiers=scaler_tiers(tiers))
     except UnsafeFileError as exc:
         return {"error": str(exc)}, [Finding.make("unsafe-global", f"scaler refused: {exc}")]
     except CkregError as exc:
