@@ -749,15 +749,12 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     report.extra["allowlist_tiers"] = list(tiers if tiers is not None else DEFAULT_TIERS)
     if manifest is not None:
         report.extra["manifest"] = _manifest_record(manifest)
-    if shard is not None and not (given.is_dir() and not is_model_folder(given)):
-        if not given.exists() and not given.is_symlink():
-            report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
-            return report
-        raise UsageError(f"--shard {shard}: {path} is not a folder of checkpoints; a shard is a share of a folder's files",
-                         hint="audit a single file or model folder without --shard")
     if not given.exists() and not given.is_symlink():
         report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
         return report
+    if shard is not None and (not given.is_dir() or is_model_folder(given)):
+        raise UsageError(f"--shard {shard}: {path} is not a folder of checkpoints; a shard is a share of a folder's files",
+                         hint="audit a single file or model folder without --shard")
     if given.is_file():
         root = given.parent
         walked = Walked(root=root)
