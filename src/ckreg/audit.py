@@ -592,7 +592,19 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
             hash_weights = size <= inline_limit
         except OSError:
             hash_weights = False
-    return inspect_path(path, hash_weights=hash_weights, tiers=tiers, kind=kind)
+    return _audit_view(inspect_path(path, hash_weights=hash_weights, tiers=tiers, kind=kind))
+
+
+# What the audit reads of an inspection (reconciliation, summaries, duplicates, pairing). The
+# rest (candidates, description, structure, evidence, metadata...) is `ckreg inspect`'s to show:
+# left out, an inspection travels from a worker, and sits in the cache, at a third of the size.
+AUDIT_FIELDS = ("path", "format", "size", "family", "ambiguous_between", "hyperparameters", "params", "sha256",
+                "layout_sha256", "weights_sha256", "layout", "findings", "error")
+
+
+def _audit_view(insp: Any) -> Any:
+    """The inspection reduced to `AUDIT_FIELDS` (its values already validated: `model_construct`)."""
+    return type(insp).model_construct(**{k: getattr(insp, k) for k in AUDIT_FIELDS})
 
 
 def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,

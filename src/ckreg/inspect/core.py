@@ -76,7 +76,8 @@ def count_params(tensors: Mapping[str, TensorRecord]) -> ParamCounts:
     floating point (integer tensors cannot be trainable parameters).
     """
     seen: set = set()
-    counts = ParamCounts()
+    trainable = buffers = n_tensors = n_bytes = 0   # summed here, not on the model (pydantic setattr is slow)
+    dtypes: dict[str, int] = {}
     for rec in tensors.values():
         key = rec.tie_key
         if key is not None:
@@ -89,13 +90,13 @@ def count_params(tensors: Mapping[str, TensorRecord]) -> ParamCounts:
         else:
             buffer = is_buffer_name(rec.name) or not _is_float(rec.dtype)
         if buffer:
-            counts.buffers += n
+            buffers += n
         else:
-            counts.trainable += n
-        counts.tensors += 1
-        counts.bytes += rec.nbytes
-        counts.dtypes[rec.dtype] = counts.dtypes.get(rec.dtype, 0) + n
-    return counts
+            trainable += n
+        n_tensors += 1
+        n_bytes += rec.nbytes
+        dtypes[rec.dtype] = dtypes.get(rec.dtype, 0) + n
+    return ParamCounts(trainable=trainable, buffers=buffers, tensors=n_tensors, bytes=n_bytes, dtypes=dtypes)
 
 
 def layout_sha256(tensors: Mapping[str, TensorRecord]) -> str:
