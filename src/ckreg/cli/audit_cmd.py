@@ -129,13 +129,16 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Inspection cache file (default: inspections.sqlite in the user cache directory).")
 @click.option("--no-cache", is_flag=True, help="Inspect every file again; read and write no cache.")
+@click.option("--shard", "shard", metavar="I/N", default=None,
+              help="Audit shard I of N (a stable share of the files, by path); merge the JSON shard "
+                   "reports with `ckreg report merge`.")
 @families_option
 @click.pass_context
 def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | None, as_json: bool,
               output: Path | None, force: bool, fail_on: str, jobs: int | None, data: Path | None,
               min_acc: float | None, hash_policy: str, progress: bool, staged: bool = False,
               strict: bool = False, lineage: bool = False, cache_path: Path | None = None,
-              no_cache: bool = False, family_files: tuple[str, ...] = ()) -> None:
+              no_cache: bool = False, shard: str | None = None, family_files: tuple[str, ...] = ()) -> None:
     """Audit the checkpoints under PATH (against a manifest with -m).
 
     PATH is a folder, a file, or a URL such as s3://bucket/prefix (read by
@@ -147,10 +150,12 @@ def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | N
     from ckreg.inspect.cache import default_path
     from ckreg.manifest import load_manifest
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
-
-    from ckreg.readers.fileio import is_url
+    from ckreg.shards import Shard
 
     fmt = report_format(fmt, as_json)
+    shard_spec = Shard.parse(shard) if shard is not None else None
+    from ckreg.readers.fileio import is_url
+
     target = path if is_url(path) else Path(path)
     only = staged_files(target) if staged and not is_url(path) and target.is_dir() else None
     if staged and is_url(path):
@@ -163,7 +168,7 @@ def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | N
     try:
         report = audit(target, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
                        only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage,
-                       cache=None if no_cache else (cache_path or default_path()))
+                       cache=None if no_cache else (cache_path or default_path()), shard=shard_spec)
     finally:
         bar.close()
     click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)

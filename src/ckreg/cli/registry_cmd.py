@@ -420,13 +420,15 @@ def events_cmd(ctx, name, kind, as_json, registry_path):
 @_registry_option
 @click.pass_context
 def export_cmd(ctx, ref, to_dir, fmt, pkl, ckpt, force, data, split, seed, tolerance, threads, latency_samples,
-               as_json, registry_path):
+               quant, calibration, as_json, registry_path):
     """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card,
     or as ONNX / INT8 ONNX / TorchScript verified on --data (--format)."""
+    if fmt == "safetensors" and quant:
+        raise UsageError("--quant applies to --format onnx-int8", hint="add --format onnx-int8")
     if fmt != "safetensors":
         deploy_export(_open(ctx, registry_path), ref, to_dir, fmt, pkl=pkl, ckpt=ckpt, force=force, data=data,
                       split=split, seed=seed, tolerance=tolerance, threads=threads,
-                      latency_samples=latency_samples, as_json=as_json)
+                      latency_samples=latency_samples, quant=quant, calibration=calibration, as_json=as_json)
     paths = _open(ctx, registry_path).export(ref, to_dir, pkl=pkl, ckpt=ckpt, force=force)
     if as_json:
         echo_json([str(p) for p in paths])

@@ -524,9 +524,10 @@ def _inspect_scaler(p: str, tiers: tuple[str, ...]) -> Inspection | None:
     if kind != "scaler":
         return None
     from ckreg.readers import read_scaler_summary
+    from ckreg.readers.allowlist import scaler_tiers
 
     try:
-        summary = read_scaler_summary(p, tiers=tiers + ("scaler",))
+        summary = read_scaler_summary(p, tiers=scaler_tiers(tiers))
     except CkregError:
         return None
     insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=size_of(p))

@@ -165,8 +165,18 @@ def render(report: Report, *, fail_on: str = "error", color: bool = False, width
     manifest = (_extra(report, "manifest") or {}).get("path")
     if manifest:
         title += f" -m {manifest}"
+    shard, merged = _extra(report, "shard"), _extra(report, "shards")
+    if shard:
+        title += f" --shard {shard.get('index')}/{shard.get('count')}"
     for line in wrap(title, width):
         console.print(Text(line, style="bold"))
+    if shard:   # a shard's report holds what each file says; the whole-archive checks come with the merge
+        for line in wrap("one shard: missing models, duplicates and scaler pairing are checked by "
+                         "`ckreg report merge` over all shards", width):
+            console.print(Text(line, style="dim"))
+    elif merged:
+        for line in wrap(f"merged from {merged.get('count')} shard reports", width):
+            console.print(Text(line, style="dim"))
 
     groups = by_path(report)
     for table in (_checkpoint_table(report, groups, width), _declared_table(report, width)):
