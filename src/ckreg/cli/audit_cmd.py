@@ -150,12 +150,11 @@ def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | N
     from ckreg.inspect.cache import default_path
     from ckreg.manifest import load_manifest
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
+    from ckreg.readers.fileio import is_url
     from ckreg.shards import Shard
 
     fmt = report_format(fmt, as_json)
     shard_spec = Shard.parse(shard) if shard is not None else None
-    from ckreg.readers.fileio import is_url
-
     target = path if is_url(path) else Path(path)
     only = staged_files(target) if staged and not is_url(path) and target.is_dir() else None
     if staged and is_url(path):
