@@ -78,9 +78,12 @@ def test_export_onnx_cli_folder_card_and_registry(registered, npz, tmp_path):
         assert needle in card, needle
     with Registry(reg_root) as reg:
         arts = reg.artifacts(ref)
-    assert arts[-1]["format"] == "onnx" and arts[-1]["status"] == "verified"
-    assert arts[-1]["files"]["model.onnx"] == rec["files"]["model.onnx"]
-    assert arts[-1]["accuracy"] == rec["accuracy"] and arts[-1]["agreement"] == rec["agreement"]
+    assert arts[-1].format == "onnx" and arts[-1].status == "verified" and arts[-1].quantization is None
+    assert arts[-1].model_sha256 == rec["files"]["model.onnx"]
+    assert {k: v for k, v in arts[-1].record.items() if k != "files"} == {k: v for k, v in rec.items() if k != "files"}
+    assert arts[-1].accuracy == rec["accuracy"] and arts[-1].agreement == rec["agreement"]
+    assert arts[-1].latency_median_ms == rec["latency"]["median_ms"] and arts[-1].model_bytes == rec["model_bytes"]
+    assert arts[-1].location == str(out)
 
 
 @pytest.mark.parametrize("family,quant", [("MSCGRU_ScaleAware", "static"), ("MSCGRU_ScaleAware", "dynamic"),
@@ -157,7 +160,7 @@ def test_static_int8_is_the_default_and_calibrates_on_scaled_training_episodes(r
     assert "statically (QDQ)" in card and "12 episodes of the" in card and "episode_ids" not in card
     with Registry(reg_root) as reg:
         art = reg.artifacts(ref)[-1]
-    assert art["quantization"]["mode"] == "static" and art["quantization"]["calibration"]["episodes"] == 12
+    assert art.kind == "int8-static" and art.record["quantization"]["calibration"]["episodes"] == 12
 
 
 def test_static_int8_keeps_conv3d_float_and_calibrates_on_at_most_the_training_split(registered, npz, tmp_path):
@@ -195,7 +198,7 @@ def test_outside_the_tolerance_is_recorded_failed(registered, npz, tmp_path, mon
     assert rec["status"] == "failed" and rec["reasons"]
     assert "FAILED verification" in (out / "README.md").read_text()
     with Registry(reg_root) as reg:
-        assert reg.artifacts(ref)[-1]["status"] == "failed"
+        assert reg.artifacts(ref)[-1].status == "failed"
 
 
 def test_an_existing_folder_is_refused_untouched(registered, npz, tmp_path):

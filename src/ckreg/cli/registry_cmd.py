@@ -222,6 +222,33 @@ def show_lines(detail) -> list[tuple[str, str]]:
     return rows
 
 
+ARTIFACTS_SHOWN = 8
+
+
+def artifact_lines(artifacts) -> list[str]:
+    """The deployment artifacts as a small table under the label column (at most 76 columns), newest last.
+
+    A failed artifact shows its accuracy points against the float model.
+    """
+    if not artifacts:
+        return []
+    shown = artifacts[-ARTIFACTS_SHOWN:]
+    out = [f"{'artifacts':<10} {'kind':<12} {'acc':>7} {'agree':>7} {'ms mean/med':>11} {'KiB':>5} status"]
+    for a in shown:
+        ms = ("-" if a.latency_mean_ms is None else
+              f"{a.latency_mean_ms:.2f}/{a.latency_median_ms:.2f}" if a.latency_median_ms is not None
+              else f"{a.latency_mean_ms:.2f}")
+        kib = "-" if a.model_bytes is None else f"{a.model_bytes / 1024:.0f}"
+        status = "verified" if a.verified else "FAILED"
+        if not a.verified and a.accuracy is not None and a.float_accuracy is not None:
+            status += f" {100 * (a.accuracy - a.float_accuracy):+.2f}pt"
+        out.append(f"{'':<10} {a.kind:<12} {_pct(a.accuracy):>7} {_pct(a.agreement):>7} "
+                   f"{ms:>11} {kib:>5} {status}")
+    if len(artifacts) > len(shown):
+        out.append(f"{'':<10} ({len(artifacts) - len(shown)} older: --json)")
+    return out
+
+
 @registry_group.command("show")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="everything recorded, as JSON")
@@ -244,6 +271,8 @@ def show_cmd(ctx, ref, as_json, registry_path):
     for label, text in show_lines(detail):
         for i, line in enumerate(wrap(text, max(20, width - 13))):
             click.echo(f"  {label if i == 0 else '':<10} {line}")
+    for line in artifact_lines(detail.artifacts):
+        click.echo(f"  {line}")
     for line in wrap("everything recorded (per-class accuracy, confusion matrix, events, blob paths): --json", width):
         click.echo(line)
     sys.exit(EXIT_OK)
