@@ -55,6 +55,9 @@ class DeployResult(BaseModel):
     model_bytes: int
     inputs: list[str]
     T: int
+    pad_value: float | None = None                               # raw value padding rows hold (before scaling)
+    channels: list[str] = Field(default_factory=list)            # input channel order
+    classes: list[str] = Field(default_factory=list)             # logit index -> class name
     tolerance: float
     split: str
     split_source: str
@@ -234,6 +237,8 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
             result = DeployResult(
                 ref=version.ref, family=spec.family, format=fmt, status=status, out=str(to_dir), files=files,
                 model_file=name, model_bytes=(tmp / name).stat().st_size, inputs=inputs, T=T,
+                pad_value=pre["pad_value"], channels=list(scaler.channel_names or pre.get("channels") or []),
+                classes=list(ds.class_names or version.class_names or []),
                 tolerance=tolerance, split=split, split_source=source, n_episodes=int(len(idx)),
                 data_hash=ds.data_hash, float_accuracy=float_acc, accuracy=acc, accuracy_drop=drop,
                 agreement=float((pred == ref_pred).mean()),
