@@ -217,6 +217,13 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
                                            "requested": int(calibration), "episodes": int(len(calib)),
                                            "episode_ids": [str(ds.ids[i]) for i in calib]}
                 if quant is not None:
+                    float_bytes, int8_bytes = float_onnx.stat().st_size, (tmp / name).stat().st_size
+                    qrec["float_onnx_bytes"] = float_bytes
+                    if int8_bytes > float_bytes:
+                        notes.append(f"the INT8 model ({int8_bytes:,} bytes) is larger than the float ONNX model "
+                                     f"({float_bytes:,} bytes): its quantize/dequantize nodes outweigh the smaller "
+                                     "weights (a graph with many small int8 ops, e.g. recurrent steps unrolled); "
+                                     "compare the latencies before deploying it")
                     float_onnx.unlink()
             run, inputs = formats.runner(fmt, tmp / name, threads=threads)
             logits = formats.predict_all(run, X, mask)
