@@ -34,11 +34,11 @@ from ckreg import __version__
 from ckreg.arch import WEIGHT_FIELDS
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import ErrorEntry, Finding, Report, Skipped
-from ckreg.fsutil import file_sha256
 from ckreg.families import add_family_files, family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.families.names import collapse_names
 from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
+from ckreg.readers.fileio import is_url, sha256_of
 from ckreg.readers.folder import folder_members, is_model_folder
 from ckreg.readers.unwrap import strip_prefixes
 from ckreg.shards import Shard
@@ -478,9 +478,10 @@ class _Runner:
     serves the inspection and the collision-hashing pass (one start-up cost).
     """
 
-    def __init__(self, jobs: int, progress: Progress | None):
+    def __init__(self, jobs: int, progress: Progress | None, threads: bool = False):
         self.jobs = jobs
         self.progress = progress
+        self.threads = threads
         self._ex: Any = None
 
     def _executor(self, n: int) -> Any:
@@ -489,6 +490,9 @@ class _Runner:
             import multiprocessing as mp
 
             workers = min(self.jobs, max(n, 1))
+            if self.threads:
+                self._ex = cf.ThreadPoolExecutor(max_workers=workers)
+                return self._ex
             try:
                 ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
                 self._ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
@@ -543,7 +547,7 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
         registry().add_all(declared)   # declared families reach worker processes (spawn/forkserver)
 
     hash_weights = hash_policy == "all"
-    if hash_policy == "collisions":
+    if hash_policy == "collisions" and inline_limit > 0:
         try:
             size = (sum(os.path.getsize(os.path.join(path, n)) for n in folder_members(path))
                     if os.path.isdir(path) else os.path.getsize(path))
@@ -554,11 +558,12 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
 
 
 def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
-                 tiers: tuple[str, ...] | None = None) -> list[Any]:
-    """`inspect_path` on every file (never raises for bad files), results in input order."""
+                 tiers: tuple[str, ...] | None = None, inline_limit: int = INLINE_HASH_BYTES) -> list[Any]:
+    """`inspect_path` on every file (never raises for bad files), results in input order.
+    `inline_limit` 0: no inline hashing (remote files: tensor bytes only where layouts collide)."""
     import functools
 
-    worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=INLINE_HASH_BYTES,
+    worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=inline_limit,
                                declared=tuple(registry().declared()), tiers=tiers)
     return runner.map(worker, [str(p) for p in paths],
                       "inspecting")
@@ -602,11 +607,11 @@ def _hash_collisions(files: list[_File], runner: _Runner) -> None:
         if len(members) < 2:
             continue
         for f in members:
-            todo.setdefault(f.insp.sha256 or f.rel, []).append(f)
+            todo.setdefault(_bytes_identity(f), []).append(f)
     reps = [fs[0] for fs in todo.values()]
     digests = runner.map(_weights_digest, [str(f.abs) for f in reps], "hashing")
     for rep, digest in zip(reps, digests):
-        for f in todo[rep.insp.sha256 or rep.rel]:
+        for f in todo[_bytes_identity(rep)]:
             f.insp = f.insp.model_copy(update={"weights_sha256": digest})
 
 
@@ -741,21 +746,39 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     layouts = manifest.expected_layouts() if manifest is not None else {}   # module: lock, reference: files
     _check_data_hook(data)
 
-    given = Path(path)
-    report = Report(command="audit", version=__version__, root=os.path.abspath(given))
+    remote = is_url(path)   # a bucket prefix or object (`ckreg.bucket`): read by range requests
+    if remote and (data is not None or lineage or only is not None or shard is not None):
+        what = "--data" if data is not None else "--lineage" if lineage else "--staged" if only is not None \
+            else "--shard"
+        why = {"--shard": "a shard hashes every file of its share", "--staged": "it reads git's index"}.get(
+            what, "it reads every tensor")
+        raise UsageError(f"{what} needs a local copy of {path}: {why}",
+                         hint=f"download the archive and audit the copy with {what}, or drop {what}")
+    given = Path(path) if not remote else None
+    report = Report(command="audit", version=__version__, root=str(path) if remote else os.path.abspath(given))
     report.extra["hash_policy"] = hash_policy
     from ckreg.readers import DEFAULT_TIERS
 
     report.extra["allowlist_tiers"] = list(tiers if tiers is not None else DEFAULT_TIERS)
     if manifest is not None:
         report.extra["manifest"] = _manifest_record(manifest)
-    if not given.exists() and not given.is_symlink():
+    if remote:
+        from ckreg.bucket import walk_url
+        from ckreg.readers.remote import transfers
+
+        before = transfers()
+        found = walk_url(str(path), progress=progress)
+        if found is None:
+            report.errors.append(ErrorEntry(path=str(path), message="no such object or prefix"))
+            return report
+        root, walked, listing = found
+    elif not given.exists() and not given.is_symlink():
         report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
         return report
-    if shard is not None and (not given.is_dir() or is_model_folder(given)):
+    elif shard is not None and (not given.is_dir() or is_model_folder(given)):
         raise UsageError(f"--shard {shard}: {path} is not a folder of checkpoints; a shard is a share of a folder's files",
                          hint="audit a single file or model folder without --shard")
-    if given.is_file():
+    elif given.is_file():
         root = given.parent
         walked = Walked(root=root)
         if sniff(given) == "scaler":
@@ -784,20 +807,23 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     else:
         report.errors.append(ErrorEntry(path=str(path), message="not a regular file or folder"))
         return report
-    report.root = os.path.abspath(root)
+    report.root = str(root) if remote else os.path.abspath(root)
     report.skipped.extend(walked.skipped)
     report.errors.extend(walked.errors)
 
     # a shard cannot see which layouts collide in the other shards: it hashes every file of its share
     inspect_policy = "all" if shard is not None and hash_policy == "collisions" else hash_policy
     n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
+    if remote:   # threads: waiting on the network, and sharing the blocks the walk fetched
+        n_jobs = jobs or min(8, max(1, len(walked.checkpoints)))
     report.extra["jobs"] = n_jobs
-    runner = _Runner(n_jobs, progress)
+    runner = _Runner(n_jobs, progress, threads=remote)
     store = _open_cache(cache)
     try:
         keys, cached = _cached(store, walked.checkpoints, inspect_policy, tiers)
         todo = [p for p, k in zip(walked.checkpoints, keys) if k not in cached]
-        fresh = iter(_inspect_all(runner, todo, hash_policy=inspect_policy, tiers=tiers))
+        fresh = iter(_inspect_all(runner, todo, hash_policy=inspect_policy, tiers=tiers,
+                                  inline_limit=0 if remote else INLINE_HASH_BYTES))
         files = [_File(rel=_rel(root, p), abs=p,
                        insp=cached[k].model_copy(update={"path": str(p)}) if k in cached else next(fresh))
                  for p, k in zip(walked.checkpoints, keys)]
@@ -842,6 +868,11 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         findings.extend(notes)
         report.extra["lineage"] = edges
     _fill(report, files, used, findings, scaler_info, decl_status, manifest)
+    if remote:
+        from ckreg.bucket import transfer_summary
+
+        report.extra["transfer"] = transfer_summary(
+            root, {f.rel: f.abs for f in files} | {rel: root / rel for rel in used}, listing, before)
     return report
 
 
@@ -1175,7 +1206,7 @@ def _read_scalers(paths: dict[str, Path], tiers: tuple[str, ...] | None = None) 
     for rel, p in paths.items():
         summary, extra = _scaler_info(p, tiers)
         try:
-            digest = file_sha256(p)
+            digest = sha256_of(p)
         except OSError:
             digest = None
         out[rel] = {"summary": summary, "findings": _carry(extra, rel), "sha256": digest}
@@ -1298,6 +1329,30 @@ def _identical_scalers(by_bytes: dict[str, list[str]], by_content: dict[str, lis
                     "checkpoint's training run", path=rel, expected=keep, actual=how))
 
 
+def _bytes_identity(f: _File) -> str:
+    """What tells byte-identical files apart without reading them: the sha256 when known; a remote
+    object's size and ETag (`ckreg.bucket.etag_identity`); else the file itself."""
+    if f.insp.sha256:
+        return f.insp.sha256
+    if is_url(str(f.abs)):
+        from ckreg.bucket import etag_identity
+
+        return etag_identity(f.abs) or f.rel
+    return f.rel
+
+
+def _same_bytes(a: _File, b: _File) -> bool:
+    """Byte-identical: by sha256 where both are known; two remote objects by size and ETag, else by
+    hashing both now (`ckreg.bucket.same_bytes`: only files already found to hold the same weights)."""
+    if a.insp.sha256 and b.insp.sha256:
+        return a.insp.sha256 == b.insp.sha256
+    if is_url(str(a.abs)) and is_url(str(b.abs)):
+        from ckreg.bucket import same_bytes
+
+        return same_bytes(a.abs, b.abs)
+    return False
+
+
 def _duplicates(files: list[_File], findings: list[Finding]) -> None:
     groups: dict[str, list[_File]] = {}
     for f in files:
@@ -1309,7 +1364,7 @@ def _duplicates(files: list[_File], findings: list[Finding]) -> None:
         members.sort(key=lambda f: (f.rel.count("/"), len(f.rel), f.rel))
         keep = members[0]
         for f in members[1:]:
-            same_bytes = f.insp.sha256 and f.insp.sha256 == keep.insp.sha256
+            same_bytes = _same_bytes(f, keep)
             how = "a byte-identical copy" if same_bytes else "different bytes, the metadata differs"
             findings.append(Finding.make(
                 "duplicate-weights",
