@@ -66,6 +66,34 @@ def test_student_distils_and_records_the_teacher(teacher_run, glove_tree, tmp_pa
     assert plain.weights_sha256 != s.weights_sha256
 
 
+def test_teacher_logits_are_computed_once_and_runs_stay_deterministic(teacher_run, glove_tree, tmp_path):
+    """The frozen teacher's logits are remembered per data; the cached images and logits change no result."""
+    from ckreg.data import load_dataset
+    from ckreg.data.imaging import clear_cache
+
+    r, out = teacher_run
+    ds = load_dataset(glove_tree)
+    t = Teacher(path=str(out / "weights.safetensors"))
+    module = t.load()[0]
+    calls = []
+    hook = module.register_forward_hook(lambda *a: calls.append(1))
+    first = t.logits(ds.X, ds.mask)
+    n = len(calls)
+    assert n > 0 and t.logits(ds.X.copy(), ds.mask) is first and len(calls) == n
+    assert len(t.logits(ds.X[:3], ds.mask[:3])) == 3 and len(calls) > n    # other episodes: computed
+    hook.remove()
+    clear_cache()
+    fresh = Teacher(path=str(out / "weights.safetensors")).logits(ds.X, ds.mask)
+    assert np.array_equal(fresh, first)
+    # the same seed gives the same weights whether the images come from the cache or not
+    kw = dict(overrides=TINY_WRN, epochs=2, batch_size=8, lr=0.05, imaging=ImagingConfig(("gasf", "mtf"), size=8, bins=4),
+              optim=OptimConfig(optimizer="sgd", schedule="cosine", lr_min=1e-3))
+    again = train("WRN", glove_tree, tmp_path / "again", **kw)
+    clear_cache()
+    cold = train("WRN", glove_tree, tmp_path / "cold", **kw)
+    assert again.weights_sha256 == cold.weights_sha256 == r.weights_sha256
+
+
 def test_kd_loss_by_hand(torch_mod):
     torch = torch_mod
     s = torch.tensor([[1.0, 2.0, 0.5]])

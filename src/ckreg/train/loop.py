@@ -311,7 +311,9 @@ def train(
                             path=str(teacher.path))
         lineage.append({"relation": "distilled-from", "parent": {k: t_info[k] for k in ("ref", "path", "weights_sha256")}})
     if imaging is not None:
-        Xs = imaging.images(Xs, mask)             # [N, methods x C, S, S]; invariant to the scaler
+        # [N, methods x C, S, S] from the raw values (the fields are invariant to the scaler), once per
+        # process and data: the seeds of a configuration and a student's teacher share them
+        Xs = imaging.images(np.asarray(ds.X, dtype=np.float32), mask)
     t_data = time.perf_counter() - t_start
 
     warnings: list[str] = []

@@ -110,9 +110,10 @@ class ImagingConfig:
         return cls(methods=tuple(d["methods"]), size=int(d.get("size", 64)), bins=int(d.get("bins", 8)))
 
     def images(self, X, mask):
-        from ckreg.data.imaging import to_images
+        """Images of raw episodes (the fields ignore the scaler), computed once per process and data."""
+        from ckreg.data.imaging import cached_images
 
-        return to_images(X, mask, self.methods, self.size, self.bins)
+        return cached_images(X, mask, self.methods, self.size, self.bins)
 
 
 def resolve_image_spec(family: str, overrides: dict[str, Any] | None, dataset: Any,
@@ -167,7 +168,7 @@ class Teacher:
 
     def load(self):
         """(module, spec, imaging or None, scaler or None, weights_sha256); raises CkregError for bad teachers."""
-        if self._loaded:
+        if "v" in self._loaded:
             return self._loaded["v"]
         from ckreg import zoo
         from ckreg.inspect import inspect_path
@@ -199,28 +200,40 @@ class Teacher:
                 "imaging": imaging.describe() if imaging else None}
 
     def logits(self, X_raw, mask, batch_size: int = 256):
-        """Teacher logits [N, K] (float32 numpy) for raw episodes, through the teacher's scaler and imaging."""
+        """Teacher logits [N, K] (float32 numpy, read-only) for raw episodes, through the teacher's
+        scaler and imaging.
+
+        The teacher is frozen and the trainer does not augment, so the logits of
+        the episodes are computed once and remembered on this object: the seeds
+        of a distilled configuration share one computation.
+        """
         import numpy as np
 
+        from ckreg.data.imaging import images_key
         from ckreg.train import common
 
         module, spec, imaging, scaler, _w = self.load()
         X = np.asarray(X_raw, dtype=np.float32)
-        if scaler is not None:
-            if imaging is None:     # an image teacher's width is methods x channels; its images ignore scaling
-                common.check_scaler(spec, scaler, str(self.path))
-            X = common.scale(scaler, X)
-        elif imaging is None:
+        key = ("logits", images_key(X, mask, (), 0, 0))
+        if key in self._loaded:
+            return self._loaded[key]
+        mask = np.asarray(mask, dtype=np.uint8)
+        if imaging is not None:     # the images are invariant to the scaler: made from the raw values
+            inputs = imaging.images(X, mask)
+        elif scaler is not None:
+            common.check_scaler(spec, scaler, str(self.path))
+            inputs = common.scale(scaler, X)
+        else:
             raise UsageError("the teacher takes signals but has no scaler", path=str(self.path),
                              hint="put its scaler.json beside it, or use a registered teacher")
-        out = []
-        for start in range(0, len(X), batch_size):
-            xb = X[start:start + batch_size]
-            mb = np.asarray(mask[start:start + batch_size], dtype=np.uint8)
-            if imaging is not None:
-                xb = imaging.images(xb, mb)
-            out.append(common.predict_logits(module, np.ascontiguousarray(xb, dtype=np.float32), mb, batch_size).numpy())
-        return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)
+        if len(inputs):
+            out = common.predict_logits(module, np.ascontiguousarray(inputs, dtype=np.float32), mask,
+                                        batch_size).numpy()
+        else:
+            out = np.zeros((0, spec.num_classes), np.float32)
+        out.setflags(write=False)
+        self._loaded[key] = out
+        return out
 
 
 def check_kd(temperature: float, lam: float) -> None:
