@@ -29,18 +29,28 @@ def teacher_run(glove_tree, tmp_path_factory):
     return r, out
 
 
-def test_image_teacher_records_its_recipe(teacher_run):
+def test_image_teacher_records_its_recipe(teacher_run, glove_tree):
     r, out = teacher_run
     assert r.spec["conv_dim"] == 2 and r.spec["input_size"] == 2 * 8     # two methods x 8 channels
     rec = r.metrics["recipe"]
     assert rec["optimizer"] == "SGD" and rec["momentum"] == 0.9 and rec["lr_schedule"] == "CosineAnnealingLR"
-    assert rec["imaging"] == {"methods": ["gasf", "mtf"], "size": 8, "bins": 4}
+    img = rec["imaging"]
+    assert {k: img[k] for k in ("methods", "size", "bins", "rescale")} == {
+        "methods": ["gasf", "mtf"], "size": 8, "bins": 4, "rescale": "train-split"}
+    # the range and MTF edges are the TRAINING split's, per channel (a scaler's statistics, for images)
+    from ckreg.data import load_dataset, split as make_split
+    from ckreg.data.imaging import fit_stats
+
+    ds = load_dataset(glove_tree)
+    assert img["stats"] == fit_stats(ds.X, ds.mask, make_split(ds, seed=0).train, 4).to_dict()
+    assert img["stats"] != fit_stats(ds.X, ds.mask, None, 4).to_dict()      # not all episodes
     # the cosine schedule ran: the second epoch's learning rate is below the first's
     lrs = [h["lr"] for h in r.metrics["history"]]
     assert lrs[0] == pytest.approx(0.05) and lrs[1] < lrs[0]
     t = Teacher(path=str(out / "weights.safetensors"))
     _m, spec, imaging, scaler, wsha = t.load()
-    assert imaging == ImagingConfig(("gasf", "mtf"), 8, 4) and wsha == r.weights_sha256
+    assert imaging.methods == ("gasf", "mtf") and (imaging.size, imaging.bins) == (8, 4)
+    assert imaging.stats is not None and imaging.stats.to_dict() == img["stats"] and wsha == r.weights_sha256
 
 
 def test_student_distils_and_records_the_teacher(teacher_run, glove_tree, tmp_path):
@@ -204,7 +214,7 @@ models:
     inputs, _h, _ = compute_inputs(man, teacher_decl, "x")
     kw = _train_kwargs(teacher_decl, inputs)
     assert kw["optim"] == {"optimizer": "sgd", "schedule": "step", "step_size": 5, "gamma": 0.5}
-    assert kw["imaging"] == {"methods": ["gasf", "gadf"], "size": 8, "bins": 8}
+    assert kw["imaging"] == {"methods": ["gasf", "gadf"], "size": 8, "bins": 8, "rescale": "train-split"}
     family = kw.pop("family")
     r = train(family, glove_tree, tmp_path / "t", **kw)
     assert r.spec["input_size"] == 16 and r.metrics["recipe"]["lr_schedule"] == "StepLR"
