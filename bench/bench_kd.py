@@ -87,6 +87,9 @@ def profile(ds, image_size: int, threads: int) -> int:
     step(x_cl)()                                  # warm-up
     s_nchw = _median_time(step(x_nchw), 5)
     s_cl = _median_time(step(x_cl), 5)
+    torch.set_num_threads(2 if threads == 1 else 1)
+    s_other = _median_time(step(x_cl), 5)
+    torch.set_num_threads(threads)
     n_eval = 128
     sub = np.ascontiguousarray(images[:n_eval])
     e_256 = _median_time(lambda: zoo.predict(model, sub, None, batch_size=256), 3) / n_eval
@@ -96,6 +99,8 @@ def profile(ds, image_size: int, threads: int) -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"  training step (batch 32): NCHW {1000 * s_nchw:.0f} ms, channels-last {1000 * s_cl:.0f} ms "
           f"({s_nchw / s_cl:.2f}x); an epoch of {steps} steps ~{steps * s_cl:.0f} s")
+    print(f"  the same step with {2 if threads == 1 else 1} thread(s): {1000 * s_other:.0f} ms "
+          f"({s_other / s_cl:.2f}x the time with {threads})")
     print(f"  inference per image: NCHW batch 256 {1000 * e_256:.1f} ms, channels-last batch 32 "
           f"{1000 * e_cl:.1f} ms ({e_256 / e_cl:.2f}x)")
     print(f"  imaging all {len(ds)} episodes once: {t_img:.1f} s ({100 * t_img / (steps * s_cl):.0f}% of an "
