@@ -1,22 +1,34 @@
-"""Deployment formats per family: float torch vs ONNX vs INT8 ONNX (accuracy, agreement, latency, size).
+"""Deployment formats per family: float torch vs ONNX vs INT8 ONNX, dynamic and static (accuracy, agreement, latency, size).
 
     python bench/bench_deploy.py --registry REG --data DATA [--split test|all] [--threads 2] REF [REF ...]
 
-Exports every REF with `ckreg export --format onnx` and `onnx-int8` into a temporary
-folder (recorded in REG as artifacts, like any export), then prints one table: accuracy
-of the float model and of each artifact on the same episodes, agreement with the float
-model's top-1, mean latency per episode at batch 1 with --threads intra-op threads, the
-artifact's size, and the latency the scale-aware design notes report for the float
-models (their machine, not this one: a ratio to read, not a claim).
+Exports every REF with `ckreg export --format onnx`, `onnx-int8 --quant dynamic` and
+`onnx-int8 --quant static` (calibrated on --calibration training episodes) into a
+temporary folder (recorded in REG as artifacts, like any export), then prints one
+table: accuracy of the float model and of each artifact on the same episodes,
+agreement with the float model's top-1, mean latency per episode at batch 1 with
+--threads intra-op threads (artifact, float torch, and their ratio), the artifact's
+size, the latency the scale-aware design notes report for the float models (their
+machine, not this one: a ratio to read, not a claim) and the status. The machine's
+load average is printed before and after: latencies on a shared machine are only
+comparable with each other, within one run. `--markdown` prints the rows as a
+markdown table too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
 NOTES_MS = {"MSCSGRU": 3.99, "MSCSGRU_ScaleAware": 8.45, "MSCSGRU_ScaleHard": 8.46}
+KINDS = {"onnx": ("onnx", None), "int8-dynamic": ("onnx-int8", "dynamic"), "int8-static": ("onnx-int8", "static")}
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def main() -> None:
@@ -27,7 +39,14 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["test", "all"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--latency-samples", type=int, default=100)
+    ap.add_argument("--calibration", type=int, default=200)
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        ap.error(f"unknown kinds {unknown}; use {', '.join(KINDS)}")
 
     from ckreg.data import load_dataset
     from ckreg.deploy import export_deployment
@@ -35,21 +54,38 @@ def main() -> None:
 
     data = load_dataset(args.data)
     rows = []
+    before = _load()
     with Registry(args.registry) as reg, tempfile.TemporaryDirectory() as tmp:
         for ref in args.refs:
-            for fmt in ("onnx", "onnx-int8"):
-                r = export_deployment(reg, ref, Path(tmp) / f"{ref.replace('@', '-')}-{fmt}", fmt, data,
-                                      split=args.split, threads=args.threads, latency_samples=args.latency_samples)
-                rows.append(r)
+            for kind in kinds:
+                fmt, quant = KINDS[kind]
+                r = export_deployment(reg, ref, Path(tmp) / f"{ref.replace('@', '-')}-{kind}", fmt, data,
+                                      split=args.split, threads=args.threads, latency_samples=args.latency_samples,
+                                      quant=quant, calibration=args.calibration)
+                rows.append((kind, r))
+    after = _load()
     print(f"split {args.split}; batch 1, {args.threads} intra-op threads; latency = mean ms per episode")
-    head = (f"{'family':<20} {'format':<10} {'acc':>7} {'float':>7} {'agree':>7} {'ms':>6} "
-            f"{'float ms':>8} {'ratio':>6} {'KiB':>6} {'notes ms':>8} status")
+    print(f"before: {before}; after: {after}")
+    head = (f"{'family':<19} {'kind':<12} {'acc':>7} {'float':>7} {'agree':>7} {'ms':>6} "
+            f"{'float ms':>8} {'ratio':>6} {'KiB':>5} {'notes':>5} status")
     print(head)
-    for r in rows:
+    for kind, r in rows:
         ms, fms = r.latency.get("mean_ms"), r.float_latency.get("mean_ms")
-        print(f"{r.family:<20} {r.format:<10} {r.accuracy:>7.2%} {r.float_accuracy:>7.2%} {r.agreement:>7.2%} "
-              f"{ms or 0:>6.2f} {fms or 0:>8.2f} {(fms / ms if ms and fms else 0):>5.2f}x {r.model_bytes / 1024:>6.0f} "
-              f"{NOTES_MS.get(r.family, '-')!s:>8} {r.status}")
+        print(f"{r.family:<19} {kind:<12} {r.accuracy:>7.2%} {r.float_accuracy:>7.2%} {r.agreement:>7.2%} "
+              f"{ms or 0:>6.2f} {fms or 0:>8.2f} {(fms / ms if ms and fms else 0):>5.2f}x {r.model_bytes / 1024:>5.0f} "
+              f"{NOTES_MS.get(r.family, '-')!s:>5} {r.status}")
+    if args.markdown:
+        print()
+        print("| model | kind | accuracy | float | agreement | ms/episode | median ms | float ms | size KiB "
+              "| notes' float ms | status |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for kind, r in rows:
+            lat, flat = r.latency, r.float_latency
+            drop = "" if r.verified else f" ({-100 * r.accuracy_drop:+.2f} pt)"
+            status = r.status if r.verified else f"**{r.status}**{drop}"
+            print(f"| {r.ref} ({r.family}) | {kind} | {r.accuracy:.2%} | {r.float_accuracy:.2%} | {r.agreement:.2%} "
+                  f"| {lat.get('mean_ms') or 0:.2f} | {lat.get('median_ms') or 0:.2f} | {flat.get('mean_ms') or 0:.2f} "
+                  f"| {r.model_bytes / 1024:.0f} | {NOTES_MS.get(r.family, '-')} | {status} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ LAYERS = {
     "inspect": 2,
     "manifest": 3, "scaler": 3, "data": 3,
     "zoo": 3, "train": 4, "verify": 5,
-    "audit": 6, "lineage": 6, "rename": 6, "registry": 6, "deploy": 6, "retrain": 6, "demo": 6,
+    "audit": 6, "bucket": 6, "lineage": 6, "rename": 6, "registry": 6, "deploy": 6, "retrain": 6, "demo": 6,
+    "shards": 6,
     "report": 7,
     "cli": 8, "__main__": 8,
 }

@@ -34,13 +34,14 @@ from ckreg import __version__
 from ckreg.arch import WEIGHT_FIELDS
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import ErrorEntry, Finding, Report, Skipped
-from ckreg.fsutil import file_sha256
 from ckreg.families import add_family_files, family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.families.names import collapse_names
 from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
+from ckreg.readers.fileio import is_url, sha256_of
 from ckreg.readers.folder import folder_members, is_model_folder
 from ckreg.readers.unwrap import strip_prefixes
+from ckreg.shards import Shard
 
 HASH_POLICIES = ("collisions", "all", "none")
 
@@ -125,18 +126,24 @@ def _restrict(walked: "Walked", root: Path, only: set[str]) -> "Walked":
     return kept
 
 
-def walk(root: str | os.PathLike) -> Walked:
+def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = None) -> Walked:
     """Every checkpoint and scaler file under `root`, by content.
 
     Symlinked folders are never followed (no loops, nothing outside the tree);
     symlinked files are followed only when they resolve inside the tree; hard
     links and links to files already seen count once. Everything left out is
     recorded in `skipped` with the reason.
+
+    `owns(relpath)` (a shard's `Shard.owns`) limits what is classified and
+    reported to the paths it keeps; another path's bytes are read only when a
+    kept path is a link to the same file, so that "counted once" picks the same
+    copy as the whole walk would.
     """
     root = Path(root)
     out = Walked(root=root)
     root_real = root.resolve()
     seen: dict[tuple[int, int], str] = {}
+    others: dict[tuple[int, int], list[tuple[Path, str]]] = {}   # no bigger than `seen` in a whole walk
 
     def rel(p: Path) -> str:
         return p.relative_to(root).as_posix()
@@ -148,17 +155,29 @@ def walk(root: str | os.PathLike) -> Walked:
 
     def consider(full: Path, relpath: str, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
+        if owns is not None:
+            if not owns(relpath):   # another shard's: looked at only if a kept path shares its file
+                others.setdefault(key, []).append((full, relpath))
+                return
+            for other, other_rel in others.pop(key, ()):
+                classify_one(other, other_rel, key, mine=False)
+        classify_one(full, relpath, key)
+
+    def classify_one(full: Path, relpath: str, key: tuple[int, int], mine: bool = True) -> None:
         if key in seen:
-            out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
+            if mine:
+                out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
             return
         from ckreg.readers.sniff import classify
 
         kind, why = classify(full)
         if kind is None:
-            out.skipped.append(Skipped(path=relpath, reason=why))
+            if mine:
+                out.skipped.append(Skipped(path=relpath, reason=why))
             return
         seen[key] = relpath
-        (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
+        if mine:
+            (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
 
     links: list[tuple[Path, str, os.stat_result]] = []
     for dirpath, dirnames, filenames in os.walk(root, topdown=True, onerror=onerror, followlinks=False):
@@ -219,6 +238,10 @@ def walk(root: str | os.PathLike) -> Walked:
             consider(full, relpath, lst)
     for full, relpath, st in links:
         consider(full, relpath, st)
+    if owns is not None:   # folders, links and errors: the shard of their own path
+        out.checkpoints = [p for p in out.checkpoints if owns(rel(p))]
+        out.skipped = [x for x in out.skipped if owns(x.path)]
+        out.errors = [x for x in out.errors if owns(x.path)]
     return out
 
 
@@ -455,9 +478,10 @@ class _Runner:
     serves the inspection and the collision-hashing pass (one start-up cost).
     """
 
-    def __init__(self, jobs: int, progress: Progress | None):
+    def __init__(self, jobs: int, progress: Progress | None, threads: bool = False):
         self.jobs = jobs
         self.progress = progress
+        self.threads = threads
         self._ex: Any = None
 
     def _executor(self, n: int) -> Any:
@@ -466,6 +490,9 @@ class _Runner:
             import multiprocessing as mp
 
             workers = min(self.jobs, max(n, 1))
+            if self.threads:
+                self._ex = cf.ThreadPoolExecutor(max_workers=workers)
+                return self._ex
             try:
                 ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
                 self._ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
@@ -520,7 +547,7 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
         registry().add_all(declared)   # declared families reach worker processes (spawn/forkserver)
 
     hash_weights = hash_policy == "all"
-    if hash_policy == "collisions":
+    if hash_policy == "collisions" and inline_limit > 0:
         try:
             size = (sum(os.path.getsize(os.path.join(path, n)) for n in folder_members(path))
                     if os.path.isdir(path) else os.path.getsize(path))
@@ -531,11 +558,12 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
 
 
 def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
-                 tiers: tuple[str, ...] | None = None) -> list[Any]:
-    """`inspect_path` on every file (never raises for bad files), results in input order."""
+                 tiers: tuple[str, ...] | None = None, inline_limit: int = INLINE_HASH_BYTES) -> list[Any]:
+    """`inspect_path` on every file (never raises for bad files), results in input order.
+    `inline_limit` 0: no inline hashing (remote files: tensor bytes only where layouts collide)."""
     import functools
 
-    worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=INLINE_HASH_BYTES,
+    worker = functools.partial(_inspect_one, hash_policy=hash_policy, inline_limit=inline_limit,
                                declared=tuple(registry().declared()), tiers=tiers)
     return runner.map(worker, [str(p) for p in paths],
                       "inspecting")
@@ -579,11 +607,11 @@ def _hash_collisions(files: list[_File], runner: _Runner) -> None:
         if len(members) < 2:
             continue
         for f in members:
-            todo.setdefault(f.insp.sha256 or f.rel, []).append(f)
+            todo.setdefault(_bytes_identity(f), []).append(f)
     reps = [fs[0] for fs in todo.values()]
     digests = runner.map(_weights_digest, [str(f.abs) for f in reps], "hashing")
     for rep, digest in zip(reps, digests):
-        for f in todo[rep.insp.sha256 or rep.rel]:
+        for f in todo[_bytes_identity(rep)]:
             f.insp = f.insp.model_copy(update={"weights_sha256": digest})
 
 
@@ -595,10 +623,10 @@ def _scaler_info(path: Path, tiers: tuple[str, ...] | None = None) -> tuple[dict
         from ckreg.readers import read_scaler_summary
     except ImportError:  # pragma: no cover - readers always ship with ckreg
         return {}, []
-    from ckreg.readers.allowlist import SCALER_TIERS
+    from ckreg.readers.allowlist import scaler_tiers
 
     try:
-        summary = read_scaler_summary(path, tiers=tuple(tiers) + ("scaler",) if tiers is not None else SCALER_TIERS)
+        summary = read_scaler_summary(path, tiers=scaler_tiers(tiers))
     except UnsafeFileError as exc:
         return {"error": str(exc)}, [Finding.make("unsafe-global", f"scaler refused: {exc}")]
     except CkregError as exc:
@@ -681,7 +709,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
           data: str | os.PathLike | None = None, jobs: int | None = None, hash_policy: str = "collisions",
           progress: Progress | None = None, min_acc: float | None = None,
           families: Iterable[str | os.PathLike] = (), tiers: tuple[str, ...] | None = None,
-          lineage: bool = False, cache: Any = None, only: Iterable[str] | None = None) -> Report:
+          lineage: bool = False, cache: Any = None, only: Iterable[str] | None = None,
+          shard: Shard | str | None = None) -> Report:
     """Audit a folder (or one file) of checkpoints; returns a `Report` (never raises for bad files).
 
     `manifest` is a `Manifest` or a path (validated first: ManifestError before any heavy work).
@@ -696,11 +725,20 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     (`ckreg lineage`). A missing path is an error in the report (exit 2); a tree without any
     checkpoint leaves `checked` empty (exit 3). `cache` (an `InspectionCache` or a path; None: off)
     reuses inspections of files unchanged since an earlier audit (`ckreg.inspect.cache`).
+    `shard` ("I/N" or a `Shard`) audits the files of one shard of a folder (`ckreg.shards`): the
+    report holds what each file says on its own and carries what `ckreg.shards.merge_reports`
+    needs for the whole-archive checks.
     """
     if hash_policy not in HASH_POLICIES:
         raise UsageError(f"hash_policy must be one of {', '.join(HASH_POLICIES)}, got {hash_policy!r}")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if shard is not None:
+        shard = Shard.parse(shard)
+        for given_opt, name in ((data, "--data"), (lineage, "--lineage")):
+            if given_opt:
+                raise UsageError(f"--shard cannot be combined with {name}: it needs every checkpoint of the "
+                                 "archive at once", hint=f"run {name} on the whole archive, or drop it")
     if families:
         add_family_files(list(families))   # before the manifest, which may declare models of these families
     if manifest is not None and not isinstance(manifest, Manifest):
@@ -708,19 +746,39 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     layouts = manifest.expected_layouts() if manifest is not None else {}   # module: lock, reference: files
     _check_data_hook(data)
 
-    given = Path(path)
-    report = Report(command="audit", version=__version__, root=os.path.abspath(given))
+    remote = is_url(path)   # a bucket prefix or object (`ckreg.bucket`): read by range requests
+    if remote and (data is not None or lineage or only is not None or shard is not None):
+        what = "--data" if data is not None else "--lineage" if lineage else "--staged" if only is not None \
+            else "--shard"
+        why = {"--shard": "a shard hashes every file of its share", "--staged": "it reads git's index"}.get(
+            what, "it reads every tensor")
+        raise UsageError(f"{what} needs a local copy of {path}: {why}",
+                         hint=f"download the archive and audit the copy with {what}, or drop {what}")
+    given = Path(path) if not remote else None
+    report = Report(command="audit", version=__version__, root=str(path) if remote else os.path.abspath(given))
     report.extra["hash_policy"] = hash_policy
     from ckreg.readers import DEFAULT_TIERS
 
     report.extra["allowlist_tiers"] = list(tiers if tiers is not None else DEFAULT_TIERS)
     if manifest is not None:
-        report.extra["manifest"] = {"path": manifest.source, "name": manifest.name,
-                                    "models": [m.name for m in manifest.models]}
-    if not given.exists() and not given.is_symlink():
+        report.extra["manifest"] = _manifest_record(manifest)
+    if remote:
+        from ckreg.bucket import walk_url
+        from ckreg.readers.remote import transfers
+
+        before = transfers()
+        found = walk_url(str(path), progress=progress)
+        if found is None:
+            report.errors.append(ErrorEntry(path=str(path), message="no such object or prefix"))
+            return report
+        root, walked, listing = found
+    elif not given.exists() and not given.is_symlink():
         report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
         return report
-    if given.is_file():
+    elif shard is not None and (not given.is_dir() or is_model_folder(given)):
+        raise UsageError(f"--shard {shard}: {path} is not a folder of checkpoints; a shard is a share of a folder's files",
+                         hint="audit a single file or model folder without --shard")
+    elif given.is_file():
         root = given.parent
         walked = Walked(root=root)
         if sniff(given) == "scaler":
@@ -740,28 +798,36 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
                          for x in walked.errors]
     elif given.is_dir():
         root = given
-        walked = walk(root)
+        walked = walk(root, owns=shard.owns if shard is not None else None)
         if only is not None:
             walked = _restrict(walked, root, set(only))
+        # walk order, whatever the walk or a shard's share: what a merge of shards reproduces
+        walked.checkpoints.sort(key=lambda p: _walk_key(_rel(root, p)))
+        walked.scalers.sort(key=lambda p: _walk_key(_rel(root, p)))
     else:
         report.errors.append(ErrorEntry(path=str(path), message="not a regular file or folder"))
         return report
-    report.root = os.path.abspath(root)
+    report.root = str(root) if remote else os.path.abspath(root)
     report.skipped.extend(walked.skipped)
     report.errors.extend(walked.errors)
 
+    # a shard cannot see which layouts collide in the other shards: it hashes every file of its share
+    inspect_policy = "all" if shard is not None and hash_policy == "collisions" else hash_policy
     n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
+    if remote:   # threads: waiting on the network, and sharing the blocks the walk fetched
+        n_jobs = jobs or min(8, max(1, len(walked.checkpoints)))
     report.extra["jobs"] = n_jobs
-    runner = _Runner(n_jobs, progress)
+    runner = _Runner(n_jobs, progress, threads=remote)
     store = _open_cache(cache)
     try:
-        keys, cached = _cached(store, walked.checkpoints, hash_policy, tiers)
+        keys, cached = _cached(store, walked.checkpoints, inspect_policy, tiers)
         todo = [p for p, k in zip(walked.checkpoints, keys) if k not in cached]
-        fresh = iter(_inspect_all(runner, todo, hash_policy=hash_policy, tiers=tiers))
+        fresh = iter(_inspect_all(runner, todo, hash_policy=inspect_policy, tiers=tiers,
+                                  inline_limit=0 if remote else INLINE_HASH_BYTES))
         files = [_File(rel=_rel(root, p), abs=p,
                        insp=cached[k].model_copy(update={"path": str(p)}) if k in cached else next(fresh))
                  for p, k in zip(walked.checkpoints, keys)]
-        if hash_policy == "collisions":
+        if inspect_policy == "collisions":
             _hash_collisions(files, runner)
         if store is not None:
             store.put_many({k: f.insp for k, f in zip(keys, files)
@@ -776,16 +842,23 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     findings: list[Finding] = []
     for f in files:
         findings.extend(_carry(f.insp.findings, f.rel))
+    scalers = _read_scalers({_rel(root, p): p for p in walked.scalers}, tiers)
+    declared = _read_scalers(_declared_scaler_paths(root, manifest, scalers, shard.owns if shard else None), tiers)
+    for rec in scalers.values():
+        findings.extend(rec["findings"])
+    reasons = _reconcile_local(root.absolute().name, files, manifest, findings, layouts)
 
-    scalers = {_rel(root, p): p for p in walked.scalers}
-    decl_status = _reconcile(root, files, scalers, manifest, findings, report, layouts)
-    if manifest is not None:   # a file a module:/reference: declaration claims is not of "unknown" family
-        claimed = {f.rel for f in files
-                   if any(manifest.model(n).family is None for n in (*f.by_path, *f.satisfies))}
-        findings[:] = [x for x in findings if not (x.code == "family-unknown" and x.path in claimed)]
-    scaler_info = _pair_scalers(root, files, scalers, manifest, findings, tiers=tiers)
-    if hash_policy != "none":
-        _duplicates(files, findings)
+    if shard is not None:   # the whole-archive checks are the merge's: carry what they read
+        report.checked = [f.rel for f in files] + sorted(scalers)
+        report.findings = _ordered(findings)
+        report.extra["files"] = {f.rel: _summary(f) for f in files}
+        report.extra["scalers"] = {rel: rec["summary"] for rel, rec in sorted(scalers.items())}
+        report.extra["shard"] = _shard_record(shard, root, files, reasons, scalers, declared, manifest,
+                                              hash_policy, report, only is not None)
+        return report
+
+    decl_status, scaler_info, used = _reconcile_archive(files, reasons, scalers, declared, manifest,
+                                                       findings, hash_policy)
     if data is not None:
         _verify(files, manifest, data, findings, report, min_acc, progress=progress)
     if lineage and files:   # `lineage` notes (ckreg.lineage): copies, transplants, fine-tunes, students
@@ -794,14 +867,156 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         notes, edges = audit_findings([f.abs for f in files], root)
         findings.extend(notes)
         report.extra["lineage"] = edges
+    _fill(report, files, used, findings, scaler_info, decl_status, manifest)
+    if remote:
+        from ckreg.bucket import transfer_summary
 
+        report.extra["transfer"] = transfer_summary(
+            root, {f.rel: f.abs for f in files} | {rel: root / rel for rel in used}, listing, before)
+    return report
+
+
+def _reconcile_archive(files: list[_File], reasons: dict[tuple[str, str], list[str]],
+                       scalers: dict[str, dict[str, Any]], declared: dict[str, dict[str, Any]],
+                       manifest: Manifest | None, findings: list[Finding], hash_policy: str
+                       ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """The checks that need the whole archive, on the audit's files or on the shards' records:
+    declarations (`model-missing`), scaler pairing, identical scalers, duplicate weights."""
+    decl_status = _declarations(files, manifest, reasons, findings)
+    scaler_info, used = _pair_scalers(files, scalers, manifest, findings, declared)
+    if hash_policy != "none":
+        _duplicates(files, findings)
+    return decl_status, scaler_info, used
+
+
+def _fill(report: Report, files: list[_File], scalers: dict[str, Any], findings: list[Finding],
+          scaler_info: dict[str, Any], decl_status: dict[str, Any], manifest: Manifest | None) -> None:
     if files:
         report.checked = [f.rel for f in files] + sorted(scalers)
-    report.findings = sorted(_dedupe(findings), key=lambda x: (x.path or "", -x.severity.rank, x.code, x.message))
+    report.findings = _ordered(findings)
     report.extra["files"] = {f.rel: _summary(f) for f in files}
     report.extra["scalers"] = scaler_info
     if manifest is not None:
         report.extra["declarations"] = decl_status
+
+
+def _ordered(findings: list[Finding]) -> list[Finding]:
+    return sorted(_dedupe(findings), key=lambda x: (x.path or "", -x.severity.rank, x.code, x.message))
+
+
+def _walk_key(rel: str) -> tuple:
+    """`walk`'s order as a sort key of a relative path (a model folder's ends with `/`): topdown,
+    names sorted, a folder's files before its subfolders."""
+    parts = rel.rstrip("/").split("/")
+    if rel.endswith("/"):
+        return tuple((1, p) for p in parts)
+    return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
+
+
+def _manifest_record(manifest: Manifest) -> dict[str, Any]:
+    import hashlib
+
+    text = manifest.text
+    return {"path": manifest.source, "name": manifest.name, "models": [m.name for m in manifest.models],
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest() if text is not None else None}
+
+
+# -- shards (`ckreg.shards`) ----------------------------------------------------------------------
+
+def _shard_record(shard: Shard, root: Path, files: list[_File], reasons: dict[tuple[str, str], list[str]],
+                  scalers: dict[str, dict[str, Any]], declared: dict[str, dict[str, Any]],
+                  manifest: Manifest | None, hash_policy: str, report: Report, staged: bool) -> dict[str, Any]:
+    """What the merge needs besides the shard report's files and findings (`extra.shard`)."""
+    from ckreg.shards import SHARD_FORMAT, families_fingerprint
+
+    needed: dict[str, dict[str, list[str]]] = {}
+    for decl in (manifest.models if manifest is not None else []):
+        at_path, same_family = _looked_at(decl, files)
+        for f in (*at_path, *same_family):
+            needed.setdefault(f.rel, {})[decl.name] = reasons.get((decl.name, f.rel), [])
+    text = manifest.text if manifest is not None else None
+    if manifest is not None and text is None:
+        raise UsageError("--shard needs the manifest's text to record it; load it from its file")
+
+    def scaler_rows(recs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {rel: {"summary": rec["summary"], "sha256": rec["sha256"],
+                      "findings": [x.model_dump(mode="json") for x in rec["findings"]]}
+                for rel, rec in sorted(recs.items())}
+
+    return {
+        "format": SHARD_FORMAT, "index": shard.index, "count": shard.count,
+        "root_name": root.absolute().name,
+        "options": {"hash_policy": hash_policy, "allowlist_tiers": report.extra.get("allowlist_tiers"),
+                    "staged": staged},
+        "families": families_fingerprint(),
+        "manifest": ({**report.extra["manifest"], "text": text} if manifest is not None else None),
+        "left_to_merge": ["model-missing", "scaler-missing", "scaler-ambiguous", "scaler-feature-mismatch",
+                          "scaler-duplicate", "duplicate-weights"],
+        "reasons": needed,
+        "scalers": scaler_rows(scalers),
+        "declared_scalers": scaler_rows(declared),
+    }
+
+
+def _file_from_summary(rel: str, s: dict[str, Any], root: Path) -> _File:
+    """A checked file as a shard recorded it (`_summary`): what the whole-archive checks read."""
+    from ckreg.inspect.model import Inspection, ParamCounts
+
+    insp = Inspection(path=str(root / rel), format=s.get("format"), size=s.get("size"), family=s.get("family") or "unknown",
+                      ambiguous_between=list(s.get("ambiguous_between") or []),
+                      hyperparameters=dict(s.get("hyperparameters") or {}),
+                      params=ParamCounts(trainable=s.get("params") or 0, buffers=s.get("buffers") or 0),
+                      sha256=s.get("sha256"), layout_sha256=s.get("layout_sha256"),
+                      weights_sha256=s.get("weights_sha256"), error=s.get("error"))
+    return _File(rel=rel, abs=root / rel, insp=insp, by_path=list(s.get("declared_by_path") or []),
+                 satisfies=list(s.get("satisfies") or []))
+
+
+def merge_shards(reports: list[Report]) -> Report:
+    """The whole-archive report from shard reports that `ckreg.shards.check_shards` accepted.
+
+    Runs the same whole-archive checks as `audit` (`_reconcile_archive`) on what the shards
+    recorded; each shard's own findings are final and kept as they are.
+    """
+    from ckreg.manifest import parse_manifest
+
+    first = reports[0]
+    meta = first.extra["shard"]
+    root = Path(first.root or ".")
+    recorded = meta.get("manifest")
+    manifest = parse_manifest(recorded["text"], source=recorded["path"]) if recorded else None
+    report = Report(command="audit", version=first.version, root=first.root)
+    report.extra["hash_policy"] = meta["options"]["hash_policy"]
+    report.extra["allowlist_tiers"] = meta["options"]["allowlist_tiers"]
+    if manifest is not None:
+        report.extra["manifest"] = {k: v for k, v in recorded.items() if k != "text"}
+    findings: list[Finding] = []
+    files: list[_File] = []
+    reasons: dict[tuple[str, str], list[str]] = {}
+    scalers: dict[str, dict[str, Any]] = {}
+    declared: dict[str, dict[str, Any]] = {}
+
+    def scaler_recs(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {rel: {"summary": row["summary"], "sha256": row.get("sha256"),
+                      "findings": [Finding.model_validate(x) for x in row.get("findings", [])]}
+                for rel, row in rows.items()}
+
+    for r in reports:
+        s = r.extra["shard"]
+        report.skipped.extend(r.skipped)
+        report.errors.extend(r.errors)
+        findings.extend(r.findings)
+        files.extend(_file_from_summary(rel, summary, root) for rel, summary in r.extra.get("files", {}).items())
+        for rel, per_decl in s.get("reasons", {}).items():
+            for name, why in per_decl.items():
+                reasons[(name, rel)] = list(why)
+        scalers.update(scaler_recs(s.get("scalers", {})))
+        declared.update(scaler_recs(s.get("declared_scalers", {})))
+    files.sort(key=lambda f: _walk_key(f.rel))
+    scalers = dict(sorted(scalers.items(), key=lambda kv: _walk_key(kv[0])))
+    decl_status, scaler_info, used = _reconcile_archive(files, reasons, scalers, declared, manifest,
+                                                       findings, report.extra["hash_policy"])
+    _fill(report, files, used, findings, scaler_info, decl_status, manifest)
     return report
 
 
@@ -845,24 +1060,34 @@ def _spec_text(decl: ModelDecl) -> str:
     return f"{decl.family}" + (f" ({hp})" if hp else "")
 
 
-def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
-               findings: list[Finding], report: Report, layouts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Declarations against files (by path and by content); name labels where no declaration speaks."""
-    status: dict[str, Any] = {}
-    root_name = root.absolute().name
+# What a declaration that nothing satisfies names as looked at: the files at its path, and the
+# first few others of its family (in walk order).
+LOOKED_AT_SAME_FAMILY = 5
+
+
+def _reconcile_local(root_name: str, files: list[_File], manifest: Manifest | None, findings: list[Finding],
+                     layouts: dict[str, Any] | None = None) -> dict[tuple[str, str], list[str]]:
+    """What each file says on its own: declarations against the file (by path and by content),
+    undeclared files, names as labels where no declaration speaks.
+
+    Fills `by_path` and `satisfies`; returns why each (declaration, file) pair does not match
+    (messages; empty when it does), which `_declarations` reads for the whole archive.
+    """
+    reasons: dict[tuple[str, str], list[str]] = {}
     if manifest is not None:
-        reasons_for: dict[tuple[str, str], list[Finding]] = {}
         decls = {d.name: d for d in manifest.models}
         for f in files:
+            mismatches: dict[str, list[Finding]] = {}
             for decl in manifest.models:
                 mism = compare(f.insp, decl, f.rel, (layouts or {}).get(decl.name))
-                reasons_for[(decl.name, f.rel)] = mism
+                mismatches[decl.name] = mism
+                reasons[(decl.name, f.rel)] = [x.message for x in mism]
                 if not mism and f.insp.ok:
                     f.satisfies.append(decl.name)
                 if decl.matches_path(f.rel):
                     f.by_path.append(decl.name)
             for name in f.by_path:
-                decl, mism = decls[name], reasons_for[(name, f.rel)]
+                decl, mism = decls[name], mismatches[name]
                 # a file that is exactly another declared model (of another family or layout): mislabeled
                 other = [o for o in f.satisfies if o != name and decls[o].label != decl.label]
                 if mism and other and (decl.family is None or decls[other[0]].family is None):
@@ -875,44 +1100,6 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
                 # a file where a declaration says it lives: every way it differs
                 findings.extend(x.model_copy(update={"message": f"declared as {name!r}: {x.message}"})
                                 for x in mism if x.code != "unreadable")
-        for decl in manifest.models:
-            at_path = [f for f in files if decl.name in f.by_path]
-            good_at_path = [f.rel for f in at_path if decl.name in f.satisfies]
-            good_elsewhere = [f.rel for f in files if decl.name in f.satisfies and f not in at_path]
-            entry: dict[str, Any] = {"family": decl.family, "declared": _jsonable(decl.declared()),
-                                     "path": decl.path, "line": manifest.line_of_model(decl.name)}
-            if good_at_path or good_elsewhere:
-                entry.update(status="satisfied", by="path" if good_at_path else "content",
-                             files=good_at_path or good_elsewhere)
-                status[decl.name] = entry
-                continue
-            looked: dict[str, list[str]] = {}
-            for f in at_path:
-                looked[f.rel] = [x.message for x in reasons_for[(decl.name, f.rel)]] or ["cannot be inspected"]
-            same_family = [f for f in files if f not in at_path and f.insp.ok and decl.family is not None
-                           and _family_fits(f.insp, decl.family)]
-            for f in same_family[:5]:
-                looked[f.rel] = [x.message for x in reasons_for[(decl.name, f.rel)]]
-            parts = []
-            if decl.path is None:
-                parts.append("no path is declared")
-            elif not at_path:
-                parts.append(f"nothing at the declared path {decl.path}" + (" (glob)" if is_glob(decl.path) else ""))
-            for rel, why in looked.items():
-                how = "declared path" if rel in {f.rel for f in at_path} else "same family"
-                parts.append(f"{rel} ({how}): " + "; ".join(why))
-            if not same_family:
-                parts.append(f"no other file in the tree holds {decl.family} weights" if decl.family
-                             else "no file in the tree has its layout")
-            entry.update(status="missing", files=[], looked_at=looked)
-            status[decl.name] = entry
-            findings.append(Finding.make(
-                "model-missing",
-                f"no checkpoint satisfies {decl.name!r} [{_spec_text(decl)}]: " + "; ".join(parts),
-                path=manifest.source,
-                expected={"model": decl.name, "family": decl.family, "hyperparameters": _jsonable(decl.declared()),
-                          "path": decl.path, "line": manifest.line_of_model(decl.name)},
-                actual={"looked_at": looked}))
         for f in files:
             if f.insp.ok and not f.by_path and not f.satisfies:
                 fam = f.insp.family
@@ -920,6 +1107,9 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
                     "checkpoint-undeclared",
                     f"not declared in {manifest.source or 'the manifest'}: no declaration's path matches it and "
                     f"its weights ({fam}) satisfy none", path=f.rel, actual=fam))
+        # a file a module:/reference: declaration claims is not of "unknown" family
+        claimed = {f.rel for f in files if any(decls[n].family is None for n in (*f.by_path, *f.satisfies))}
+        findings[:] = [x for x in findings if not (x.code == "family-unknown" and x.path in claimed)]
     # names as labels: for every file no declaration places (all files without a manifest)
     for f in files:
         if f.by_path or not f.insp.ok:
@@ -936,6 +1126,60 @@ def _reconcile(root: Path, files: list[_File], scalers: dict[str, Path], manifes
         findings.append(Finding.make(
             "family-mislabeled", f"the {where} says {fam} but the weights are {actual}",
             path=f.rel, expected=fam, actual=f.insp.family))
+    return reasons
+
+
+def _looked_at(decl: ModelDecl, files: list[_File]) -> tuple[list[_File], list[_File]]:
+    """(files at the declared path, the first other files of its family): what a `model-missing` names."""
+    at_path = [f for f in files if decl.name in f.by_path]
+    same_family = [f for f in files if f not in at_path and f.insp.ok and decl.family is not None
+                   and _family_fits(f.insp, decl.family)]
+    return at_path, same_family[:LOOKED_AT_SAME_FAMILY]
+
+
+def _declarations(files: list[_File], manifest: Manifest | None, reasons: dict[tuple[str, str], list[str]],
+                  findings: list[Finding]) -> dict[str, Any]:
+    """Each declaration over the whole archive: satisfied (by path or content, with the files) or
+    `model-missing`, naming every file looked at and why it fails."""
+    status: dict[str, Any] = {}
+    if manifest is None:
+        return status
+    for decl in manifest.models:
+        at_path, same_family = _looked_at(decl, files)
+        good_at_path = [f.rel for f in at_path if decl.name in f.satisfies]
+        good_elsewhere = [f.rel for f in files if decl.name in f.satisfies and f not in at_path]
+        entry: dict[str, Any] = {"family": decl.family, "declared": _jsonable(decl.declared()),
+                                 "path": decl.path, "line": manifest.line_of_model(decl.name)}
+        if good_at_path or good_elsewhere:
+            entry.update(status="satisfied", by="path" if good_at_path else "content",
+                         files=good_at_path or good_elsewhere)
+            status[decl.name] = entry
+            continue
+        looked: dict[str, list[str]] = {}
+        for f in at_path:
+            looked[f.rel] = list(reasons.get((decl.name, f.rel)) or ["cannot be inspected"])
+        for f in same_family:
+            looked[f.rel] = list(reasons.get((decl.name, f.rel), []))
+        parts = []
+        if decl.path is None:
+            parts.append("no path is declared")
+        elif not at_path:
+            parts.append(f"nothing at the declared path {decl.path}" + (" (glob)" if is_glob(decl.path) else ""))
+        for rel, why in looked.items():
+            how = "declared path" if rel in {f.rel for f in at_path} else "same family"
+            parts.append(f"{rel} ({how}): " + "; ".join(why))
+        if not same_family:
+            parts.append(f"no other file in the tree holds {decl.family} weights" if decl.family
+                         else "no file in the tree has its layout")
+        entry.update(status="missing", files=[], looked_at=looked)
+        status[decl.name] = entry
+        findings.append(Finding.make(
+            "model-missing",
+            f"no checkpoint satisfies {decl.name!r} [{_spec_text(decl)}]: " + "; ".join(parts),
+            path=manifest.source,
+            expected={"model": decl.name, "family": decl.family, "hyperparameters": _jsonable(decl.declared()),
+                      "path": decl.path, "line": manifest.line_of_model(decl.name)},
+            actual={"looked_at": looked}))
     return status
 
 
@@ -955,9 +1199,46 @@ def _needs_scaler(f: _File, decls: dict[str, ModelDecl]) -> bool:
     return any(r is None or r.needs_scaler for r in recs)
 
 
-def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], manifest: Manifest | None,
-                  findings: list[Finding], tiers: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder."""
+def _read_scalers(paths: dict[str, Path], tiers: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """rel -> {"summary", "findings", "sha256"} of each scaler file: what pairing reads (symbolically, never
+    unpickled), so that it runs on what a shard recorded as well as on the files."""
+    out: dict[str, dict[str, Any]] = {}
+    for rel, p in paths.items():
+        summary, extra = _scaler_info(p, tiers)
+        try:
+            digest = sha256_of(p)
+        except OSError:
+            digest = None
+        out[rel] = {"summary": summary, "findings": _carry(extra, rel), "sha256": digest}
+    return out
+
+
+def _declared_scaler_paths(root: Path, manifest: Manifest | None, walked: Iterable[str],
+                           keep: Callable[[str], bool] | None = None) -> dict[str, Path]:
+    """Scalers the manifest declares that the walk did not find as scalers but that exist: read
+    beforehand, used only if a checkpoint is paired with them."""
+    out: dict[str, Path] = {}
+    walked = set(walked)
+    for decl in (manifest.models if manifest is not None else []):
+        want = decl.scaler
+        if want and want not in walked and want not in out and (keep is None or keep(want)) \
+                and (root / want).is_file():
+            out[want] = root / want
+    return out
+
+
+def _pair_scalers(files: list[_File], scalers: dict[str, dict[str, Any]], manifest: Manifest | None,
+                  findings: list[Finding], declared: dict[str, dict[str, Any]] | None = None
+                  ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Pair each checkpoint with its scaler: the manifest's, else a sidecar in the same folder.
+
+    `scalers` and `declared` are `_read_scalers` records (the walk's scalers, and the declared ones
+    it did not find). Returns (report.extra["scalers"], the scalers checked: the walk's and the
+    declared ones some checkpoint uses). The findings of reading the walk's scalers are the
+    caller's (`_scaler_findings`); those of a declared one are added here, when it is used.
+    """
+    declared = declared or {}
+    used = dict(scalers)
     by_folder: dict[str, list[str]] = {}
     for rel in scalers:
         by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
@@ -965,12 +1246,13 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
     for f in files:
         if not f.insp.ok:
             continue
-        declared = [decls[n].scaler for n in (f.by_path or f.satisfies) if decls[n].scaler]
-        if declared:
-            want = declared[0]
-            if want in scalers or (root / want).is_file():
-                if want not in scalers:
-                    scalers[want] = root / want
+        names = [decls[n].scaler for n in (f.by_path or f.satisfies) if decls[n].scaler]
+        if names:
+            want = names[0]
+            if want in used or want in declared:
+                if want not in used:
+                    used[want] = declared[want]
+                    findings.extend(declared[want]["findings"])
                 f.scaler, f.scaler_source = want, "manifest"
             else:
                 findings.append(Finding.make("scaler-missing", f"the declared scaler {want} does not exist",
@@ -1000,15 +1282,12 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
             users.setdefault(f.scaler, []).append(f)
     by_bytes: dict[str, list[str]] = {}
     by_content: dict[str, list[str]] = {}
-    for rel, p in sorted(scalers.items()):
-        summary, extra = _scaler_info(p, tiers)
-        findings.extend(_carry(extra, rel))
+    for rel, rec in sorted(used.items()):
+        summary = rec["summary"]
         paired = users.get(rel, [])
         info[rel] = {**summary, "paired_with": [f.rel for f in paired]}
-        try:
-            by_bytes.setdefault(file_sha256(p), []).append(rel)
-        except OSError:
-            pass
+        if rec.get("sha256"):
+            by_bytes.setdefault(rec["sha256"], []).append(rel)
         if summary.get("content_sha256"):
             by_content.setdefault(summary["content_sha256"], []).append(rel)
         if len(paired) > 1:
@@ -1028,7 +1307,7 @@ def _pair_scalers(root: Path, files: list[_File], scalers: dict[str, Path], mani
                         f"its scaler {rel} has {n} features but the model takes {want} inputs",
                         path=f.rel, expected=want, actual=n))
     _identical_scalers(by_bytes, by_content, findings)
-    return info
+    return info, used
 
 
 def _identical_scalers(by_bytes: dict[str, list[str]], by_content: dict[str, list[str]],
@@ -1050,6 +1329,30 @@ def _identical_scalers(by_bytes: dict[str, list[str]], by_content: dict[str, lis
                     "checkpoint's training run", path=rel, expected=keep, actual=how))
 
 
+def _bytes_identity(f: _File) -> str:
+    """What tells byte-identical files apart without reading them: the sha256 when known; a remote
+    object's size and ETag (`ckreg.bucket.etag_identity`); else the file itself."""
+    if f.insp.sha256:
+        return f.insp.sha256
+    if is_url(str(f.abs)):
+        from ckreg.bucket import etag_identity
+
+        return etag_identity(f.abs) or f.rel
+    return f.rel
+
+
+def _same_bytes(a: _File, b: _File) -> bool:
+    """Byte-identical: by sha256 where both are known; two remote objects by size and ETag, else by
+    hashing both now (`ckreg.bucket.same_bytes`: only files already found to hold the same weights)."""
+    if a.insp.sha256 and b.insp.sha256:
+        return a.insp.sha256 == b.insp.sha256
+    if is_url(str(a.abs)) and is_url(str(b.abs)):
+        from ckreg.bucket import same_bytes
+
+        return same_bytes(a.abs, b.abs)
+    return False
+
+
 def _duplicates(files: list[_File], findings: list[Finding]) -> None:
     groups: dict[str, list[_File]] = {}
     for f in files:
@@ -1061,7 +1364,7 @@ def _duplicates(files: list[_File], findings: list[Finding]) -> None:
         members.sort(key=lambda f: (f.rel.count("/"), len(f.rel), f.rel))
         keep = members[0]
         for f in members[1:]:
-            same_bytes = f.insp.sha256 and f.insp.sha256 == keep.insp.sha256
+            same_bytes = _same_bytes(f, keep)
             how = "a byte-identical copy" if same_bytes else "different bytes, the metadata differs"
             findings.append(Finding.make(
                 "duplicate-weights",

@@ -184,8 +184,8 @@ class Report(BaseModel):
             raise ValueError(f"fail_on must be one of {FAIL_ON}")
         if self.errors:
             return EXIT_USAGE
-        if not self.checked:
-            return EXIT_NOTHING
+        if not self.checked:   # a shard's share may hold nothing: the merge tells whether the archive does
+            return EXIT_OK if isinstance(self.extra.get("shard"), dict) else EXIT_NOTHING
         if fail_on == "never":
             return EXIT_OK
         threshold = Severity(fail_on).rank

@@ -269,11 +269,17 @@ class Manifest(_Strict):
 
     _source: Optional[str] = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    _text: Optional[str] = PrivateAttr(default=None)
 
     @property
     def source(self) -> Optional[str]:
         """The file this manifest was loaded from (as given), if any."""
         return self._source
+
+    @property
+    def text(self) -> Optional[str]:
+        """The YAML it was parsed from (a sharded audit records it for the merge), if any."""
+        return self._text
 
     def line_of_model(self, name: str) -> Optional[int]:
         """The line where a model's declaration starts, for locating findings (SARIF regions)."""
@@ -697,6 +703,7 @@ def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
     if problems:
         _raise(source, data, problems)
     manifest._source = source
+    manifest._text = text
     models = data.get("models") if isinstance(data, dict) else None
     if isinstance(models, list):
         for m, raw in zip(manifest.models, models):

@@ -78,16 +78,23 @@ def test_export_onnx_cli_folder_card_and_registry(registered, npz, tmp_path):
         assert needle in card, needle
     with Registry(reg_root) as reg:
         arts = reg.artifacts(ref)
-    assert arts[-1]["format"] == "onnx" and arts[-1]["status"] == "verified"
-    assert arts[-1]["files"]["model.onnx"] == rec["files"]["model.onnx"]
-    assert arts[-1]["accuracy"] == rec["accuracy"] and arts[-1]["agreement"] == rec["agreement"]
+    assert arts[-1].format == "onnx" and arts[-1].status == "verified" and arts[-1].quantization is None
+    assert arts[-1].model_sha256 == rec["files"]["model.onnx"]
+    assert {k: v for k, v in arts[-1].record.items() if k != "files"} == {k: v for k, v in rec.items() if k != "files"}
+    assert arts[-1].accuracy == rec["accuracy"] and arts[-1].agreement == rec["agreement"]
+    assert arts[-1].latency_median_ms == rec["latency"]["median_ms"] and arts[-1].model_bytes == rec["model_bytes"]
+    assert arts[-1].location == str(out)
 
 
-def test_a_fresh_process_with_onnxruntime_and_numpy_only_reproduces_the_accuracy(registered, npz, tmp_path):
-    reg_root, ref = registered("MSCGRU_ScaleAware")
+@pytest.mark.parametrize("family,quant", [("MSCGRU_ScaleAware", "static"), ("MSCGRU_ScaleAware", "dynamic"),
+                                          ("GRU", "static")])
+def test_a_fresh_process_with_onnxruntime_and_numpy_only_reproduces_the_accuracy(registered, npz, tmp_path, family,
+                                                                                   quant):
+    reg_root, ref = registered(family)
     out = tmp_path / "exp"
-    assert _export(reg_root, ref, out, "onnx-int8", npz).exit_code == 0
+    assert _export(reg_root, ref, out, "onnx-int8", npz, "--quant", quant).exit_code == 0
     rec = json.loads((out / "deploy.json").read_text())
+    assert rec["quantization"]["mode"] == quant
     block = tmp_path / "block"
     for mod in ("torch", "ckreg"):
         (block / mod).mkdir(parents=True)
@@ -112,18 +119,59 @@ print(float((logits.argmax(1) == d["y"][idx]).mean()))
     assert float(proc.stdout) == pytest.approx(rec["accuracy"])
 
 
-def test_int8_and_torchscript_are_verified(registered, npz, tmp_path):
+def _training_ids(npz, rec):
+    from ckreg.data import load_dataset, split
+
+    ds = load_dataset(npz)
+    sp = split(ds, seed=0, val=0.15, test=0.15)
+    return ds, {ds.ids[i] for i in sp.train}
+
+
+def test_static_int8_is_the_default_and_calibrates_on_scaled_training_episodes(registered, npz, tmp_path):
+    """The input's calibrated range is the range of exactly the recorded training episodes, scaled."""
+    import onnx
+    from onnx import numpy_helper
+
     reg_root, ref = registered("GRU")
-    r = _export(reg_root, ref, tmp_path / "i8", "onnx-int8", npz, "--json")
+    out = tmp_path / "st"
+    r = _export(reg_root, ref, out, "onnx-int8", npz, "--calibration", "12")
     assert r.exit_code == 0, r.output
-    rec = json.loads(r.stdout)
-    assert rec["status"] == "verified" and "MatMulInteger" in rec["quantized_ops"]
-    assert (tmp_path / "i8" / "model.int8.onnx").is_file() and not (tmp_path / "i8" / "model.onnx").exists()
-    r = _export(reg_root, ref, tmp_path / "ts", "torchscript", npz, "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["max_abs_logit_diff"] < 1e-5
+    assert "static QDQ" in r.output and "calibrated on 12 training" in r.output
+    rec = json.loads((out / "deploy.json").read_text())
+    q = rec["quantization"]
+    assert rec["status"] == "verified" and q["mode"] == "static" and q["format"] == "QDQ"
+    assert q["weights"] == "int8 per channel" and {"MatMul", "Gemm"} <= set(q["ops"])
+    cal = q["calibration"]
+    assert cal["split"] == "train" and cal["episodes"] == cal["requested"] == 12 == len(set(cal["episode_ids"]))
+    ds, train = _training_ids(npz, rec)
+    assert set(cal["episode_ids"]) <= train and not set(cal["episode_ids"]) & set(rec["episode_ids"])
+    sc = json.loads((out / "scaler.json").read_text())
+    where = {e: i for i, e in enumerate(ds.ids)}
+    xc = (ds.X[[where[e] for e in cal["episode_ids"]]] - np.array(sc["mean"])) / np.array(sc["scale"])
+    lo, hi = min(0.0, float(xc.min())), max(0.0, float(xc.max()))
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    qx = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")
+    assert float(inits[qx.input[1]]) == pytest.approx((hi - lo) / 255, rel=1e-4)
+    # the recurrent op and the tensors between the int8 ops stay float
+    gru_inputs = {i for m in graph.node if m.op_type == "GRU" for i in m.input}
+    assert gru_inputs and not any(n.op_type == "DequantizeLinear" and n.output[0] in gru_inputs for n in graph.node)
+    card = (out / "README.md").read_text()
+    assert "statically (QDQ)" in card and "12 episodes of the" in card and "episode_ids" not in card
     with Registry(reg_root) as reg:
-        assert [a["format"] for a in reg.artifacts(ref)][-2:] == ["onnx-int8", "torchscript"]
+        art = reg.artifacts(ref)[-1]
+    assert art.kind == "int8-static" and art.record["quantization"]["calibration"]["episodes"] == 12
+
+
+def test_static_int8_keeps_conv3d_float_and_calibrates_on_at_most_the_training_split(registered, npz, tmp_path):
+    reg_root, ref = registered("MS3DGRU")
+    out = tmp_path / "st3d"
+    r = _export(reg_root, ref, out, "onnx-int8", npz, "--json")
+    assert r.exit_code in (0, 1), r.output
+    q = json.loads(r.stdout)["quantization"]
+    assert "Conv" not in q["ops"] and q["kept_float"] and "Conv3d" in q["kept_float"][0]
+    _ds, train = _training_ids(npz, None)
+    assert q["calibration"]["requested"] == 200 and q["calibration"]["episodes"] == len(train)
 
 
 def test_outside_the_tolerance_is_recorded_failed(registered, npz, tmp_path, monkeypatch):
@@ -150,7 +198,7 @@ def test_outside_the_tolerance_is_recorded_failed(registered, npz, tmp_path, mon
     assert rec["status"] == "failed" and rec["reasons"]
     assert "FAILED verification" in (out / "README.md").read_text()
     with Registry(reg_root) as reg:
-        assert reg.artifacts(ref)[-1]["status"] == "failed"
+        assert reg.artifacts(ref)[-1].status == "failed"
 
 
 def test_an_existing_folder_is_refused_untouched(registered, npz, tmp_path):
@@ -198,6 +246,12 @@ def test_deployment_formats_need_data_and_refuse_safetensors_flags(registered, n
     assert r.exit_code == 2 and "--data" in r.output
     r = _export(reg_root, ref, tmp_path / "o", "onnx", npz, "--force")
     assert r.exit_code == 2 and "--force" in r.output
+    r = _export(reg_root, ref, tmp_path / "o", "onnx", npz, "--quant", "static")
+    assert r.exit_code == 2 and "--quant applies to --format onnx-int8" in r.output
+    r = _export(reg_root, ref, tmp_path / "o", "safetensors", None, "--quant", "dynamic")
+    assert r.exit_code == 2 and "--quant applies to --format onnx-int8" in r.output
+    r = _export(reg_root, ref, tmp_path / "o", "onnx-int8", npz, "--calibration", "0")
+    assert r.exit_code == 2 and "--calibration" in r.output
     assert not (tmp_path / "o").exists()
 
 

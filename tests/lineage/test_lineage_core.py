@@ -181,3 +181,30 @@ def test_bad_threshold_is_a_usage_error(runs):
     with pytest.raises(UsageError):
         lineage([runs["base"]], threshold=0)
     assert DEFAULT_THRESHOLD < 1.0
+
+
+def _sinusoidal(length: int, width: int) -> np.ndarray:
+    pos = np.arange(length)[:, None]
+    div = np.exp(np.arange(0, width, 2) * (-np.log(10000.0) / width))
+    pe = np.zeros((length, width), np.float32)
+    pe[:, 0::2], pe[:, 1::2] = np.sin(pos * div), np.cos(pos * div)
+    return pe
+
+
+def test_buffers_computed_from_the_shape_are_no_evidence(tmp_path):
+    """Fresh runs of one architecture share their positional encodings and causal masks, not an origin."""
+    def fresh(seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        return {**init_encoder(rng), **init_head(rng), "encoder.pos.pe": _sinusoidal(32, 16),
+                "encoder.layers.0.attn.mask": np.tril(np.ones((32, 32), np.float32))}
+
+    pa = write_safetensors(tmp_path / "a.safetensors", fresh(1))
+    pb = write_safetensors(tmp_path / "b.safetensors", fresh(2))
+    assert lineage([pa, pb], cache_dir=False).edges == []
+    # a real transplant is still found, and the deterministic buffers ride along in its group
+    sd = fresh(3)
+    sd.update({k: v for k, v in fresh(1).items() if k.startswith("encoder.")})
+    pc = write_safetensors(tmp_path / "c.safetensors", sd)
+    edges = lineage([pa, pc], cache_dir=False).edges
+    assert [e.relation for e in edges] == ["transplanted"]
+    assert [(g.name, g.shared) for g in edges[0].groups] == [("encoder.*", 27)]

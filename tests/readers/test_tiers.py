@@ -120,3 +120,36 @@ def test_zip_bomb_whose_local_header_lies_about_its_size(tmp_path, monkeypatch):
         read_checkpoint(path)
     text = str(err.value) + " ".join(f.message for f in err.value.findings)
     assert "cap" in text and "zip bomb" in text
+
+
+def test_strict_judges_scaler_pickles_by_what_a_scaler_needs(tmp_path):
+    """torch.load never reads a scaler, so --strict keeps numpy + scaler tiers for scalers (not for checkpoints);
+    a scaler pickle that calls anything else is still refused."""
+    import json
+    import pickle
+
+    np = pytest.importorskip("numpy")
+    sklearn_pre = pytest.importorskip("sklearn.preprocessing")
+    sk = sklearn_pre.StandardScaler().fit(np.random.default_rng(0).normal(size=(20, 3)))
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "scaler.pkl").write_bytes(pickle.dumps(sk, protocol=4))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["audit", str(tmp_path / "ok"), "--json", "--strict", "--no-cache"])
+    rep = json.loads(r.stdout)
+    assert not [f for f in rep["findings"] if f["code"] == "unsafe-global"], rep["findings"]
+    r = runner.invoke(cli, ["inspect", str(tmp_path / "ok" / "scaler.pkl"), "--json", "--strict"])
+    assert r.exit_code == 0 and not json.loads(r.stdout)[0]["findings"]
+    # a "scaler" whose pickle runs os.system is flagged with or without --strict
+    (tmp_path / "bad").mkdir()
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("id",))      # written as a global + call; never run here
+
+    sk.payload_ = Payload()
+    (tmp_path / "bad" / "scaler.pkl").write_bytes(pickle.dumps(sk, protocol=4))
+    for extra in ([], ["--strict"]):
+        r = runner.invoke(cli, ["audit", str(tmp_path / "bad"), "--json", "--no-cache", *extra])
+        assert any(f["code"] == "unsafe-global" and "system" in f["message"]
+                   for f in json.loads(r.stdout)["findings"]), (extra, r.stdout)

@@ -90,3 +90,28 @@ def reg_env(reg: Registry, monkeypatch) -> None:
 def same_registry(reg: Registry) -> Registry:
     """A second handle on the registry `reg` is (same index, same store)."""
     return Registry(reg.root, db=reg.db, store=reg.store)
+
+
+def as_revision_0001(index) -> None:
+    """Turn a current index back into what revision 0001 wrote (no `artifacts` table), stamped 0001.
+
+    `index`: a SQLite file, or a `Registry` (either engine). Revision 0002 only added
+    `artifacts` (its index and guard triggers go with the table), so this is exactly
+    an index an earlier ckreg left behind, including its `artifact` events.
+    """
+    import sqlalchemy as sa
+
+    if isinstance(index, Registry):
+        index.close()
+        with index.index.write() as conn:
+            conn.sa.execute(sa.text("DROP TABLE artifacts"))
+            conn.sa.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+        index.close()
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(index)
+    conn.execute("DROP TABLE artifacts")
+    conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    conn.commit()
+    conn.close()

@@ -134,11 +134,11 @@ def test_upgrade_cli(tmp_path, blob_file, monkeypatch):
     rp = tmp_path / "reg"
     with Registry(rp) as reg:
         stub_add(reg, blob_file(1))
-    add_revision(monkeypatch, tmp_path)
+    new = add_revision(monkeypatch, tmp_path)
     res = run("registry", "ls", "--registry", rp)
     assert res.exit_code == 2 and "ckreg registry upgrade" in _one_error_line(res)
     res = run("registry", "upgrade", "--registry", rp)
-    assert res.exit_code == 0 and "from schema 1 to 2" in res.stdout
+    assert res.exit_code == 0 and f"from schema {new - 1} to {new}" in res.stdout
     assert run("registry", "ls", "--registry", rp).exit_code == 0
     res = run("registry", "upgrade", "--registry", rp)
     assert res.exit_code == 0 and "nothing to do" in res.stdout

@@ -8,7 +8,7 @@ import pytest
 
 from ckreg.errors import RegistryError
 from ckreg.registry import Registry, schema
-from reghelpers import add_revision, stub_add
+from reghelpers import add_revision, as_revision_0001, stub_add
 
 
 def _sql(reg: Registry, query: str, *args):
@@ -51,7 +51,8 @@ def test_older_schema_refuses_until_explicit_upgrade(tmp_path, blob_file, monkey
     add_revision(monkeypatch, tmp_path, 'op.add_column("models", sa.Column("notes", sa.Text))')
 
     reg = Registry(path)
-    with pytest.raises(RegistryError, match=r"schema version 1.*needs 2.*ckreg registry upgrade"):
+    with pytest.raises(RegistryError, match=rf"schema version {old_version}.*needs {old_version + 1}"
+                                            r".*ckreg registry upgrade"):
         reg.ls()
     assert "notes" not in [r[1] for r in _sql(reg, "PRAGMA table_info(models)")], "no implicit migration"
 
@@ -60,13 +61,13 @@ def test_older_schema_refuses_until_explicit_upgrade(tmp_path, blob_file, monkey
     assert "notes" in [r[1] for r in _sql(reg, "PRAGMA table_info(models)")]
     assert [v.ref for v in reg.ls()] == ["GRU@1"] and reg.resolve("GRU@best").version == 1
     up = reg.events(kind="schema-upgraded")
-    assert len(up) == 1 and up[0].data["from"] == 1 and up[0].data["to"] == 2
-    backup = path / "index.sqlite.v1.bak"
+    assert len(up) == 1 and up[0].data["from"] == old_version and up[0].data["to"] == old_version + 1
+    backup = path / f"index.sqlite.v{old_version}.bak"
     assert backup.is_file()
     conn = sqlite3.connect(backup)
-    assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == f"{old_version:04d}"
     conn.close()
-    assert reg.upgrade() == (2, 2), "upgrading a current registry is a no-op"
+    assert reg.upgrade() == (old_version + 1,) * 2, "upgrading a current registry is a no-op"
 
 
 def test_a_hand_written_v1_index_is_read_and_upgraded_through_alembic(tmp_path, blob_file, monkeypatch):
@@ -74,6 +75,7 @@ def test_a_hand_written_v1_index_is_read_and_upgraded_through_alembic(tmp_path, 
     path = tmp_path / "reg"
     with Registry(path) as r:
         stub_add(r, blob_file(1), aliases=["best"])
+    as_revision_0001(path / "index.sqlite")
     conn = sqlite3.connect(path / "index.sqlite")
     conn.execute("DROP TABLE alembic_version")
     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
@@ -81,14 +83,14 @@ def test_a_hand_written_v1_index_is_read_and_upgraded_through_alembic(tmp_path, 
     conn.commit()
     conn.close()
     reg = Registry(path)
-    assert reg.schema_version() == 1 and reg.resolve("GRU@best").version == 1
-    add_revision(monkeypatch, tmp_path)
+    assert reg.schema_version() == 1
+    new = add_revision(monkeypatch, tmp_path)
     reg = Registry(path)
     with pytest.raises(RegistryError, match="ckreg registry upgrade"):
         reg.ls()
-    assert reg.upgrade() == (1, 2)
-    assert _sql(reg, "SELECT version_num FROM alembic_version") == [("0002",)]
-    assert reg.resolve("GRU@best").version == 1
+    assert reg.upgrade() == (1, new)
+    assert _sql(reg, "SELECT version_num FROM alembic_version") == [(f"{new:04d}",)]
+    assert reg.resolve("GRU@best").version == 1 and reg.artifacts("GRU@1") == []
 
 
 def test_newer_schema_refuses_and_upgrade_does_not_downgrade(tmp_path, blob_file):

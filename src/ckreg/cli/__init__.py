@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "export": "ckreg.cli.registry_cmd:export_cmd",
     "families": "ckreg.cli.families_cmd:families_cmd",
     "lineage": "ckreg.cli.lineage_cmd:lineage_cmd",
+    "report": "ckreg.cli.report_cmd:report_group",
 }
 
 

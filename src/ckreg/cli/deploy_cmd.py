@@ -32,13 +32,18 @@ def deploy_options(f):
                      help="deployment formats: intra-op threads for the latency measurement"),
         click.option("--latency-samples", type=click.IntRange(min=0), default=100, show_default=True,
                      help="deployment formats: episodes timed at batch 1"),
+        click.option("--quant", type=click.Choice(["static", "dynamic"]), default=None,
+                     help="onnx-int8: static (default; activation ranges calibrated on training episodes) "
+                          "or dynamic (ranges per batch at run time)"),
+        click.option("--calibration", type=click.IntRange(min=1), default=200, show_default=True, metavar="N",
+                     help="onnx-int8 --quant static: training-split episodes to calibrate on"),
     ]):
         f = opt(f)
     return f
 
 
 def deploy_export(reg, ref, to_dir, fmt, *, pkl, ckpt, force, data, split, seed, tolerance, threads,
-                  latency_samples, as_json) -> None:
+                  latency_samples, quant, calibration, as_json) -> None:
     from ckreg.deploy import export_deployment
 
     for flag, on in (("--pkl", pkl), ("--ckpt", ckpt), ("--force", force)):
@@ -46,7 +51,8 @@ def deploy_export(reg, ref, to_dir, fmt, *, pkl, ckpt, force, data, split, seed,
             raise UsageError(f"{flag} belongs to the safetensors export, not --format {fmt}",
                              hint="a deployment export always goes to a new folder")
     result = export_deployment(reg, ref, to_dir, fmt, data, split=split, seed=seed, tolerance=tolerance / 100.0,
-                               threads=threads, latency_samples=latency_samples)
+                               threads=threads, latency_samples=latency_samples, quant=quant,
+                               calibration=calibration)
     if as_json:
         echo_json(result.model_dump(mode="json"))
     else:
@@ -60,6 +66,21 @@ def _ms(lat: dict) -> str:
     return f"{lat['mean_ms']:.2f} ms (median {lat['median_ms']:.2f})"
 
 
+def quant_text(q: dict) -> str:
+    """One line on how an INT8 artifact was quantized."""
+    if q.get("mode") == "static":
+        cal = q.get("calibration") or {}
+        text = (f"static {q.get('format', 'QDQ')}, weights {q.get('weights', 'int8')}, calibrated on "
+                f"{cal.get('episodes', '?')} training episodes ({q.get('method', 'MinMax')})")
+    else:
+        text = "dynamic (activation ranges per batch at run time)"
+    if q.get("ops"):
+        text += "; int8: " + ", ".join(q["ops"])
+    if q.get("kept_float"):
+        text += "; float: " + ", ".join(q["kept_float"])
+    return text
+
+
 def render(r) -> None:
     from rich.table import Table
 
@@ -71,12 +92,12 @@ def render(r) -> None:
     t.add_row("export", f"{r.ref} ({r.family}) as {r.format}: {status}")
     t.add_row("episodes", f"{r.n_episodes} ({r.split}: {r.split_source})")
     t.add_row("accuracy", f"{r.accuracy:.2%} vs float {r.float_accuracy:.2%} "
-                          f"({-100 * r.accuracy_drop:+.2f} pt; tolerance -{100 * r.tolerance:.2f} pt)")
+                          f"({0.0 - 100 * r.accuracy_drop:+.2f} pt; tolerance -{100 * r.tolerance:.2f} pt)")
     t.add_row("agreement", f"{r.agreement:.2%} same top-1 as float (max logit diff {r.max_abs_logit_diff:.2g})")
     t.add_row("latency", f"{_ms(r.latency)} vs float {_ms(r.float_latency)}; batch 1, {r.threads} thread(s)")
     t.add_row("model", f"{r.model_file}, {r.model_bytes:,} bytes; inputs {', '.join(r.inputs)}")
-    if r.quantized_ops:
-        t.add_row("int8 ops", ", ".join(r.quantized_ops))
+    if r.quantization:
+        t.add_row("int8", quant_text(r.quantization))
     t.add_row("folder", r.out)
     con.print(t, highlight=False)
     for reason in r.reasons:

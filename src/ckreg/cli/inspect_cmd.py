@@ -105,8 +105,11 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
     dtypes = ", ".join(f"{k} {_fmt(v)}" for k, v in p.dtypes.items()) or "-"
     grid.add_row("parameters", Text(f"{_fmt(p.trainable)} trainable + {_fmt(p.buffers)} buffer elements; "
                                     f"{_fmt(p.tensors)} tensors, {_fmt(p.bytes)} bytes ({dtypes})"))
-    grid.add_row("format", Text(f"{insp.format or '-'}, {_fmt(insp.size or 0)} bytes on disk, "
-                                f"{_fmt(insp.bytes_read)} read"))
+    from ckreg.readers.fileio import is_url
+
+    where, how = ("stored", "transferred") if is_url(insp.path) else ("on disk", "read")
+    grid.add_row("format", Text(f"{insp.format or '-'}, {_fmt(insp.size or 0)} bytes {where}, "
+                                f"{_fmt(insp.bytes_read)} {how}"))
     if insp.allowed_tiers:
         grid.add_row("allowlist", Text(tiers_line(insp.allowed_tiers).split(": ", 1)[1]))
     for label, value in (("sha256", insp.sha256), ("layout_sha256", insp.layout_sha256),

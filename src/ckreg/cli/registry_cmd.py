@@ -222,6 +222,33 @@ def show_lines(detail) -> list[tuple[str, str]]:
     return rows
 
 
+ARTIFACTS_SHOWN = 8
+
+
+def artifact_lines(artifacts) -> list[str]:
+    """The deployment artifacts as a small table under the label column (at most 76 columns), newest last.
+
+    A failed artifact shows its accuracy points against the float model.
+    """
+    if not artifacts:
+        return []
+    shown = artifacts[-ARTIFACTS_SHOWN:]
+    out = [f"{'artifacts':<10} {'kind':<12} {'acc':>7} {'agree':>7} {'ms mean/med':>11} {'KiB':>5} status"]
+    for a in shown:
+        ms = ("-" if a.latency_mean_ms is None else
+              f"{a.latency_mean_ms:.2f}/{a.latency_median_ms:.2f}" if a.latency_median_ms is not None
+              else f"{a.latency_mean_ms:.2f}")
+        kib = "-" if a.model_bytes is None else f"{a.model_bytes / 1024:.0f}"
+        status = "verified" if a.verified else "FAILED"
+        if not a.verified and a.accuracy is not None and a.float_accuracy is not None:
+            status += f" {100 * (a.accuracy - a.float_accuracy):+.2f}pt"
+        out.append(f"{'':<10} {a.kind:<12} {_pct(a.accuracy):>7} {_pct(a.agreement):>7} "
+                   f"{ms:>11} {kib:>5} {status}")
+    if len(artifacts) > len(shown):
+        out.append(f"{'':<10} ({len(artifacts) - len(shown)} older: --json)")
+    return out
+
+
 @registry_group.command("show")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="everything recorded, as JSON")
@@ -244,6 +271,8 @@ def show_cmd(ctx, ref, as_json, registry_path):
     for label, text in show_lines(detail):
         for i, line in enumerate(wrap(text, max(20, width - 13))):
             click.echo(f"  {label if i == 0 else '':<10} {line}")
+    for line in artifact_lines(detail.artifacts):
+        click.echo(f"  {line}")
     for line in wrap("everything recorded (per-class accuracy, confusion matrix, events, blob paths): --json", width):
         click.echo(line)
     sys.exit(EXIT_OK)
@@ -420,13 +449,15 @@ def events_cmd(ctx, name, kind, as_json, registry_path):
 @_registry_option
 @click.pass_context
 def export_cmd(ctx, ref, to_dir, fmt, pkl, ckpt, force, data, split, seed, tolerance, threads, latency_samples,
-               as_json, registry_path):
+               quant, calibration, as_json, registry_path):
     """Export REF (NAME, NAME@alias, NAME@version) as safetensors + scaler.json + model card,
     or as ONNX / INT8 ONNX / TorchScript verified on --data (--format)."""
+    if fmt == "safetensors" and quant:
+        raise UsageError("--quant applies to --format onnx-int8", hint="add --format onnx-int8")
     if fmt != "safetensors":
         deploy_export(_open(ctx, registry_path), ref, to_dir, fmt, pkl=pkl, ckpt=ckpt, force=force, data=data,
                       split=split, seed=seed, tolerance=tolerance, threads=threads,
-                      latency_samples=latency_samples, as_json=as_json)
+                      latency_samples=latency_samples, quant=quant, calibration=calibration, as_json=as_json)
     paths = _open(ctx, registry_path).export(ref, to_dir, pkl=pkl, ckpt=ckpt, force=force)
     if as_json:
         echo_json([str(p) for p in paths])

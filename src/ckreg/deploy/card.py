@@ -35,6 +35,7 @@ def deploy_card(version, result, scaler, class_names: list[str]) -> str:
             "latency_ms_mean": result.latency.get("mean_ms"), "latency_ms_median": result.latency.get("median_ms"),
             "latency_threads": result.threads, "latency_batch": 1,
         },
+        "quantization": _quant_summary(result.quantization),
         "reasons": result.reasons,
         "source": {"ref": version.ref, "checkpoint_sha256": version.sha256, "weights_sha256": version.weights_sha256,
                    "scaler_sha256": version.scaler.sha256 if version.scaler else None,
@@ -58,6 +59,7 @@ def deploy_card(version, result, scaler, class_names: list[str]) -> str:
         f"scores {result.accuracy:.2%} where the float model scores {result.float_accuracy:.2%}; "
         f"{result.agreement:.2%} of the episodes get the float model's top-1 class.",
         "",
+        *_quant_lines(result.quantization),
         "## Input contract",
         "",
         f"1. Take the episode's rows of {C} channels"
@@ -80,3 +82,28 @@ def deploy_card(version, result, scaler, class_names: list[str]) -> str:
         "",
     ]
     return "---\n" + yaml_dump(front) + "---\n\n" + "\n".join(body)
+
+
+def _quant_summary(q: dict | None) -> dict | None:
+    """The quantization record without the calibration episode ids (those are in deploy.json)."""
+    if not q:
+        return None
+    out = {k: v for k, v in q.items() if k != "calibration"}
+    if q.get("calibration"):
+        out["calibration"] = {k: v for k, v in q["calibration"].items() if k != "episode_ids"}
+    return out
+
+
+def _quant_lines(q: dict | None) -> list[str]:
+    if not q:
+        return []
+    if q.get("mode") == "static":
+        cal = q.get("calibration") or {}
+        text = (f"Quantized to INT8 statically ({q.get('format', 'QDQ')}): weights {q.get('weights')}, the "
+                f"activation ranges calibrated ({q.get('method')}) on {cal.get('episodes')} episodes of the "
+                "training split (listed in `deploy.json`).")
+    else:
+        text = "Quantized to INT8 dynamically: int8 weights, activation ranges computed per batch at run time."
+    if q.get("ops"):
+        text += f" INT8: {', '.join(q['ops'])}; everything else runs in float."
+    return [text, ""]

@@ -7,7 +7,9 @@
    would use: seed and fractions recorded with the checkpoint, else seed 0);
 3. builds the artifact (ONNX, INT8 ONNX or TorchScript) in a temporary folder
    beside `to_dir`, with `scaler.json`, `README.md` (model card with the input
-   contract) and `deploy.json` (the metrics);
+   contract) and `deploy.json` (the metrics); static INT8 calibrates its
+   activation ranges on up to `calibration` episodes of the training split of
+   the same split (never the scored episodes when verifying on the test split);
 4. runs the artifact itself on the same episodes: accuracy, agreement with the
    float model (same top-1), mean/median latency per episode at batch 1;
 5. renames the folder into place (`to_dir` must not exist) and records the
@@ -66,6 +68,7 @@ class DeployResult(BaseModel):
     latency: dict[str, Any] = Field(default_factory=dict)        # artifact: mean_ms, median_ms, p95_ms, samples
     float_latency: dict[str, Any] = Field(default_factory=dict)  # the float torch model, same episodes
     threads: int = 1
+    quantization: dict[str, Any] | None = None                   # onnx-int8: mode static|dynamic, calibration
     quantized_ops: list[str] = Field(default_factory=list)
     runtime: dict[str, str] = Field(default_factory=dict)
     episode_ids: list[str] = Field(default_factory=list)         # the scored episodes (dataset ids)
@@ -89,24 +92,59 @@ def _runtime(fmt: str) -> dict[str, str]:
     return out
 
 
-def _held_out(model_blob: Path, ds, split: str, seed: int | None, warnings_out: list[str]):
+def _episodes(model_blob: Path, ds, split: str, seed: int | None, warnings_out: list[str]):
+    """(scored indices, how they were chosen, training-split indices, how that split was chosen).
+
+    The split is the one `ckreg eval` uses (test ids or seed and fractions
+    recorded with the checkpoint, else seed 0 and 0.15/0.15); its training part
+    is what static quantization calibrates on.
+    """
     import numpy as np
 
     from ckreg import zoo
+    from ckreg.data import split as make_split
     from ckreg.train.evaluate import _test_indices, _training_record
 
-    if split == "all":
-        return np.arange(len(ds), dtype=np.int64), "every episode"
     _sd, meta = zoo.load_state_dict(model_blob)
-    idx, _used, source = _test_indices(ds, _training_record(model_blob, meta), seed, warnings_out)
-    return idx, source
+    rec = _training_record(model_blob, meta)
+    test_idx, used, source = _test_indices(ds, rec, seed, warnings_out)
+    m = rec.get("metrics") or {}
+    val = rec.get("val_fraction", m.get("val_fraction")) or 0.15
+    test = rec.get("test_fraction", m.get("test_fraction")) or 0.15
+    train = np.asarray(make_split(ds, seed=int(used or 0), val=float(val), test=float(test)).train, dtype=np.int64)
+    train = np.setdiff1d(train, test_idx)
+    if split == "all":
+        return np.arange(len(ds), dtype=np.int64), "every episode", train, source
+    return test_idx, source, train, source
+
+
+def _calibration_pick(train, n: int):
+    """Up to `n` training episodes, a fixed seeded sample (sorted), so a re-export calibrates the same way."""
+    import numpy as np
+
+    if len(train) <= n:
+        return np.asarray(train, dtype=np.int64)
+    return np.sort(np.random.default_rng(0).choice(train, size=n, replace=False)).astype(np.int64)
 
 
 def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *, split: str = "test",
                       seed: int | None = None, tolerance: float = DEFAULT_TOLERANCE, threads: int = 1,
-                      latency_samples: int = 100) -> DeployResult:
-    """Export, verify on `data` and record REF in `fmt`; see the module docstring."""
+                      latency_samples: int = 100, quant: str | None = None,
+                      calibration: int = formats.CALIBRATION_EPISODES) -> DeployResult:
+    """Export, verify on `data` and record REF in `fmt`; see the module docstring.
+
+    `quant` (onnx-int8 only): `static` (default; calibrated on `calibration`
+    training episodes) or `dynamic`.
+    """
     formats.require(fmt)
+    if quant is not None and fmt != "onnx-int8":
+        raise UsageError(f"--quant applies to --format onnx-int8, not {fmt}")
+    if fmt == "onnx-int8":
+        quant = quant or formats.DEFAULT_QUANT
+        if quant not in formats.QUANT_MODES:
+            raise UsageError(f"unknown quantization {quant!r}", hint=f"one of {', '.join(formats.QUANT_MODES)}")
+    if int(calibration) < 1:
+        raise UsageError(f"--calibration must be at least 1 episode, got {calibration}")
     to_dir = Path(to_dir)
     if to_dir.exists() or to_dir.is_symlink():
         raise UsageError("the export folder exists", path=str(to_dir),
@@ -143,12 +181,15 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
     notes: list[str] = []
     if T != pre["T"]:
         notes.append(f"data T = {T}, model trained with T = {pre['T']}: exported for T = {T}")
-    idx, source = _held_out(blob, ds, split, seed, notes)
+    idx, source, train, train_source = _episodes(blob, ds, split, seed, notes)
+    if len(idx) == 0:
+        raise UsageError("no episodes to verify the export on", path=str(data))
     X = common.scale(scaler, np.asarray(ds.X, dtype=np.float32)[idx])
     mask = np.asarray(ds.mask, dtype=np.uint8)[idx]
     y = np.asarray(ds.y, dtype=np.int64)[idx]
-    if len(idx) == 0:
-        raise UsageError("no episodes to verify the export on", path=str(data))
+    calib = _calibration_pick(train, int(calibration)) if quant == "static" else None
+    if calib is not None and split == "all":
+        notes.append("--split all scores every episode, so the calibration episodes are among the scored ones")
 
     ref_logits = common.predict_logits(model, X, mask).numpy()
     ref_pred = ref_logits.argmax(axis=1)
@@ -156,14 +197,24 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
     name = formats.MODEL_FILE[fmt]
     try:
         with atomic_dir(to_dir) as tmp:
-            quantized: list[str] = []
+            qrec: dict[str, Any] | None = None
             if fmt == "torchscript":
                 formats.export_torchscript(model, spec, T, tmp / name)
             else:
-                formats.export_onnx(model, spec, T, tmp / formats.MODEL_FILE["onnx"])
-                if fmt == "onnx-int8":
-                    quantized = formats.quantize_int8(tmp / formats.MODEL_FILE["onnx"], tmp / name)
-                    (tmp / formats.MODEL_FILE["onnx"]).unlink()
+                float_onnx = tmp / formats.MODEL_FILE["onnx"]
+                formats.export_onnx(model, spec, T, float_onnx)
+                if quant == "dynamic":
+                    qrec = formats.quantize_int8(float_onnx, tmp / name)
+                elif quant == "static":
+                    _r, float_inputs = formats.runner("onnx", float_onnx)
+                    qrec = formats.quantize_static_int8(
+                        float_onnx, tmp / name, common.scale(scaler, np.asarray(ds.X, dtype=np.float32)[calib]),
+                        np.asarray(ds.mask, dtype=np.uint8)[calib], float_inputs)
+                    qrec["calibration"] = {"split": "train", "split_source": train_source,
+                                           "requested": int(calibration), "episodes": int(len(calib)),
+                                           "episode_ids": [str(ds.ids[i]) for i in calib]}
+                if quant is not None:
+                    float_onnx.unlink()
             run, inputs = formats.runner(fmt, tmp / name, threads=threads)
             logits = formats.predict_all(run, X, mask)
             pred = logits.argmax(axis=1)
@@ -188,7 +239,8 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
                 agreement=float((pred == ref_pred).mean()),
                 max_abs_logit_diff=float(np.abs(logits - ref_logits).max()),
                 latency=lat, float_latency={k: flat.get(k) for k in ("mean_ms", "median_ms", "p95_ms", "samples")},
-                threads=threads, quantized_ops=quantized, runtime=_runtime(fmt),
+                threads=threads, quantization=qrec, quantized_ops=list((qrec or {}).get("ops", [])),
+                runtime=_runtime(fmt),
                 episode_ids=[str(ds.ids[i]) for i in idx], reasons=reasons, warnings=notes)
             write_text(tmp / METRICS_FILE, json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False)
                        + "\n")

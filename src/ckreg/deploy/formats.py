@@ -1,9 +1,12 @@
 """The deployment formats: build each artifact from the float zoo module, and run it.
 
 - `onnx`:        `torch.onnx.export` (TorchScript-based exporter, opset 17), run by onnxruntime.
-- `onnx-int8`:   the ONNX model with onnxruntime's dynamic INT8 quantization
-                 (weights of MatMul/Gemm and the recurrent ops int8, activations
-                 quantized per batch at run time), run by onnxruntime.
+- `onnx-int8`:   the ONNX model quantized to INT8 by onnxruntime, run by onnxruntime:
+                 `static` (the default): QDQ format, int8 weights (per output
+                 channel) and activations whose ranges were calibrated on
+                 training episodes (`CalibrationDataReader`, MinMax);
+                 `dynamic`: int8 weights of MatMul/Gemm/Conv, activations
+                 quantized per batch at run time.
 - `torchscript`: `torch.jit.trace`, run by `torch.jit.load`.
 
 Every artifact takes `x` float32 [B, T, C] (already scaled) and, for families
@@ -25,6 +28,11 @@ from typing import Any, Callable
 from ckreg.errors import CkregError, UsageError
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
+QUANT_MODES = ("static", "dynamic")
+DEFAULT_QUANT = "static"
+CALIBRATION_EPISODES = 200
+CALIBRATION_BATCH = 16
+STATIC_OPS = ("MatMul", "Gemm", "Conv")
 MODEL_FILE = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "torchscript": "model.pt"}
 OPSET = 17
 DEPLOY_EXTRA = "pip install 'ckreg[deploy]'"
@@ -91,27 +99,112 @@ def export_onnx(model, spec, T: int, path: Path) -> None:
         model.eval()
 
 
-def quantize_int8(src: Path, dst: Path) -> list[str]:
-    """Dynamic INT8 quantization; returns the op types that were quantized."""
+class _QuietRoot:
+    """Silence the root logger while onnxruntime quantizes (its "consider pre-processing" advice is for image models)."""
+
+    def __enter__(self):
+        import logging
+
+        self.root = logging.getLogger()
+        self.level = self.root.level
+        self.root.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.root.setLevel(self.level)
+
+
+def _int8_ops(path: Path) -> list[str]:
     import onnx
+
+    return sorted({n.op_type for n in onnx.load(str(path)).graph.node
+                   if n.op_type.startswith(("DynamicQuantize", "MatMulInteger", "ConvInteger", "QLinear",
+                                            "QuantizeLinear", "DequantizeLinear"))})
+
+
+def _int8_weight_ops(path: Path) -> list[str]:
+    """The op types of a QDQ model whose weights are stored int8 (a DequantizeLinear of an initializer feeds them)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name for i in graph.initializer}
+    dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    return sorted({n.op_type for n in graph.node if n.op_type != "QuantizeLinear" and any(i in dq for i in n.input)})
+
+
+def _conv3d_nodes(path: Path) -> list[str]:
+    """Conv nodes with a 5-D weight (Conv3d). onnxruntime's CPU provider runs them no faster in int8 and, on the
+    multi-scale 3D towers, measurably slower and less accurate than in float (docs/deploy.md), so static
+    quantization keeps them float."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    rank = {i.name: len(i.dims) for i in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "Conv" and len(n.input) > 1 and rank.get(n.input[1]) == 5]
+
+
+def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
+    """Dynamic INT8 quantization; returns the quantization record (mode, the int8 op types)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    import logging
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)   # its "consider pre-processing" advice is for image models, not ours
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        with _QuietRoot():
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"onnxruntime could not quantize the model: {type(exc).__name__}: {str(exc)[:300]}",
                           hint="use --format onnx") from exc
-    finally:
-        root.setLevel(level)
-    ops = sorted({n.op_type for n in onnx.load(str(dst)).graph.node
-                  if n.op_type.startswith(("DynamicQuantize", "MatMulInteger", "ConvInteger", "QLinear", "Dequantize"))
-                  or n.op_type in ("DynamicQuantizeLSTM",)})
-    return ops
+    return {"mode": "dynamic", "weights": "int8 per tensor", "activations": "uint8, range per batch at run time",
+            "ops": _int8_ops(dst)}
+
+
+def quantize_static_int8(src: Path, dst: Path, X, mask, inputs: list[str], *, per_channel: bool = True,
+                         batch_size: int = CALIBRATION_BATCH) -> dict[str, Any]:
+    """Static INT8 (QDQ) quantization calibrated on `X`/`mask` (scaled training episodes).
+
+    Only the compute ops are quantized (MatMul, Gemm, Conv but not Conv3d):
+    weights int8 symmetric (per output channel with `per_channel`), their
+    input activations uint8 with the MinMax ranges seen on the calibration
+    episodes, fed in batches of `batch_size` by a `CalibrationDataReader`.
+    Everything between them (the recurrent ops and their state, the
+    additions, the readout's indexing) stays float: quantizing those tensors
+    too cost the retrained GRU 0.9 points on its test split, and per-tensor
+    weights 0.5 (docs/deploy.md). Returns the quantization record.
+    """
+    import numpy as np
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    if len(X) == 0:
+        raise UsageError("static INT8 quantization needs calibration episodes, and the training split has none",
+                         hint="use --quant dynamic, or data with a training split")
+
+    class Episodes(CalibrationDataReader):
+        """Scaled training episodes, `batch_size` at a time, as the model's own inputs."""
+
+        def __init__(self):
+            self.starts = iter(range(0, len(X), batch_size))
+
+        def get_next(self):
+            i = next(self.starts, None)
+            if i is None:
+                return None
+            feed = {"x": np.ascontiguousarray(X[i:i + batch_size], dtype=np.float32),
+                    "mask": np.asarray(mask[i:i + batch_size], dtype=np.int64)}
+            return {k: feed[k] for k in inputs}
+
+    kept = _conv3d_nodes(src)
+    try:
+        with _QuietRoot():
+            quantize_static(str(src), str(dst), Episodes(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(STATIC_OPS),
+                            nodes_to_exclude=kept or None)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"onnxruntime could not quantize the model: {type(exc).__name__}: {str(exc)[:300]}",
+                          hint="use --quant dynamic or --format onnx") from exc
+    return {"mode": "static", "format": "QDQ", "method": "MinMax",
+            "weights": "int8 " + ("per channel" if per_channel else "per tensor"),
+            "activations": "uint8, calibrated ranges (inputs of the int8 ops only)", "ops": _int8_weight_ops(dst),
+            "kept_float": ([f"{len(kept)} Conv3d node(s)"] if kept else [])}
 
 
 def export_torchscript(model, spec, T: int, path: Path) -> None:

@@ -4,7 +4,8 @@ An entry is keyed by what identifies a file's bytes without reading them, plus
 everything that changes the result: the absolute path, size, `st_mtime_ns`,
 inode and device, the ckreg version and the caller's options (hash policy,
 allowlist tiers, declared families). A file rewritten in place (same size, new
-mtime) gets a new key, so it is inspected again.
+mtime) gets a new key, so it is inspected again. A remote object (`s3://...`) is keyed
+by its URL, size and ETag from the listing (`remote_identity`).
 
 The cache is a SQLite file (default: `inspections.sqlite` in the user cache
 directory, `$CKREG_CACHE_DIR` or platformdirs). It is never trusted: every
@@ -41,6 +42,14 @@ def default_path() -> Path:
 
 def file_key(path: str | os.PathLike, options: dict[str, Any]) -> str | None:
     """The cache key of a file as it is now (None when it cannot be stat'ed)."""
+    from ckreg.readers.fileio import is_url
+
+    if is_url(path):
+        ident = remote_identity(os.fspath(path))
+        if ident is None:
+            return None
+        return hashlib.sha256(json.dumps([ident, __version__, options], sort_keys=True, default=str)
+                              .encode()).hexdigest()
     try:
         st = os.stat(path)
     except OSError:
@@ -55,6 +64,25 @@ def file_key(path: str | os.PathLike, options: dict[str, Any]) -> str | None:
         except OSError:
             return None
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def remote_identity(url: str) -> list | None:
+    """A remote object as the listing shows it: URL, size and ETag (a remote store has no inode, and its
+    modification time changes on an identical upload); a model folder: those of its member objects.
+    None without an ETag (nothing then tells a rewritten object from the cached one)."""
+    from ckreg.readers.folder import folder_members
+    from ckreg.readers.remote import canonical, stat
+
+    try:
+        info = stat(url)
+        if not info.is_dir:
+            return [canonical(url), info.size, info.etag] if info.etag else None
+        members = [[n, m.size, m.etag] for n in folder_members(url) for m in [stat(f"{url.rstrip('/')}/{n}")]]
+    except OSError:
+        return None
+    if any(m[2] is None for m in members):
+        return None
+    return [canonical(url), "folder", members]
 
 
 class InspectionCache:

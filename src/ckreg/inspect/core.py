@@ -30,6 +30,7 @@ from ckreg.inspect.layouts import is_buffer_name
 from ckreg.inspect.model import Inspection, ParamCounts
 from ckreg.inspect.structure import apply_config, config_findings
 from ckreg.inspect.names import collapse_names
+from ckreg.readers.fileio import is_url, sha256_of, size_of
 from ckreg.readers.model import ReadResult, TensorRecord
 
 NOT_RECORDED = "not recorded in the weights"
@@ -398,6 +399,9 @@ def _unreadable(insp: Inspection, message: str) -> Inspection:
 # Formats whose keys are not in module order (safetensors sorts its header).
 UNORDERED_FORMATS = frozenset({"safetensors"})
 
+# A remote file read whole (a plain pickle, an ONNX model) says so in its evidence above this size.
+WHOLE_NOTE_BYTES = 64 * 1024
+
 # Small files get their file sha256 for free-ish (one sequential read); above this,
 # only `--hash` reads the whole file.
 FILE_HASH_BYTES = 64 * 1024 * 1024
@@ -418,7 +422,8 @@ def inspect_result(result: ReadResult, hash_weights: bool = False) -> Inspection
     insp.format = result.format
     insp.size = result.size
     insp.findings = list(result.findings) + insp.findings
-    if not hash_weights and result.size is not None and result.size <= FILE_HASH_BYTES:
+    remote = is_url(result.path)   # a remote file's bytes are hashed only on request (they are transferred)
+    if not hash_weights and not remote and result.size is not None and result.size <= FILE_HASH_BYTES:
         try:
             insp.sha256 = result.sha256
         except OSError:
@@ -460,7 +465,18 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False,
 
     tiers = tuple(tiers) if tiers is not None else DEFAULT_TIERS
     p = os.fspath(path)
-    insp = _inspect_path(p, hash_weights, tiers)
+    if not is_url(p):
+        insp = _inspect_path(p, hash_weights, tiers)
+    else:   # bytes_read: everything transferred for it (sniffing included), from the remote ledger
+        from ckreg.readers import remote
+
+        before = remote.transfers()
+        insp = _inspect_path(p, hash_weights, tiers)
+        folder = insp.format is not None and "model_folder" in (insp.metadata or {})
+        insp.bytes_read = remote.transferred(p, folder=folder, since=before)[0]
+        if not hash_weights and insp.size and insp.size > WHOLE_NOTE_BYTES and insp.bytes_read >= insp.size:
+            insp.evidence.append(f"the whole remote file was transferred ({insp.bytes_read:,} bytes): a "
+                                 f"{insp.format or 'file of this'} format has no index to read by range")
     insp.allowed_tiers = list(tiers)
     return insp
 
@@ -508,12 +524,13 @@ def _inspect_scaler(p: str, tiers: tuple[str, ...]) -> Inspection | None:
     if kind != "scaler":
         return None
     from ckreg.readers import read_scaler_summary
+    from ckreg.readers.allowlist import scaler_tiers
 
     try:
-        summary = read_scaler_summary(p, tiers=tiers + ("scaler",))
+        summary = read_scaler_summary(p, tiers=scaler_tiers(tiers))
     except CkregError:
         return None
-    insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=os.path.getsize(p))
+    insp = Inspection(path=p, family="scaler", format=f"scaler ({summary.format})", size=size_of(p))
     insp.metadata = {"scaler": {k: v for k, v in summary.to_dict().items() if k not in ("findings", "path")}}
     cls = summary.class_name or "a scaler"
     insp.evidence = [f"{cls} with {summary.n_features} features, read symbolically (never unpickled)"]
@@ -521,8 +538,7 @@ def _inspect_scaler(p: str, tiers: tuple[str, ...]) -> Inspection | None:
     insp.findings = list(summary.findings)
     insp.bytes_read = summary.bytes_read
     insp.confidence = 1.0
-    with open(p, "rb") as fh:   # scalers are capped small (read_scaler_summary refuses large files)
-        insp.sha256 = hashlib.sha256(fh.read()).hexdigest()
+    insp.sha256 = sha256_of(p)   # scalers are capped small (read_scaler_summary refuses large files)
     return insp
 
 

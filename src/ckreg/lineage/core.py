@@ -6,7 +6,9 @@ Relations between the given checkpoints (folders are walked):
 - `transplanted`: named groups of tensors are byte-identical (`encoder.*` 48/48):
   a frozen backbone or an encoder loaded from another run. Only float tensors
   with at least two distinct values count as evidence: zero biases, unit norm
-  weights and step counters are equal in any two fresh models.
+  weights, step counters, 0/1 masks and buffers computed from the shape alone
+  (positional encodings, rotary frequencies: `DETERMINISTIC_BUFFERS`) are equal
+  in any two fresh models.
 - `fine-tuned-from`: the same layout and a small relative L2 distance over the
   tensors that changed (`d = ||a - b|| / max(||a||, ||b||)`, default threshold
   `DEFAULT_THRESHOLD`). Two independent initialisations are about sqrt(2) apart
@@ -37,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ckreg import __version__
 from ckreg.errors import CkregError, ReadError, UsageError
 from ckreg.findings import ErrorEntry, Skipped
-from ckreg.lineage.digests import DigestCache, FileDigests, aligned, default_cache_dir
+from ckreg.lineage.digests import DigestCache, FileDigests, aligned, default_cache_dir, is_evidence
 
 DEFAULT_THRESHOLD = 0.6
 RELATIONS = ("identical", "transplanted", "fine-tuned-from", "distilled-from")
@@ -167,13 +169,13 @@ def name_groups(names: Iterable[str], shared: set[str], evidence: set[str]) -> l
 
 def shared_tensors(child: FileDigests, parent: FileDigests) -> set[str]:
     """The child's tensors byte-identical to a parent tensor: by name, or (evidence only) under another name."""
-    by_content = {d.key for d in parent.tensors.values() if d.evidence}
+    by_content = {d.key for n, d in parent.tensors.items() if is_evidence(n, d)}
     out = set()
     for name, d in child.tensors.items():
         p = parent.tensors.get(name)
         if p is not None and p.key == d.key:
             out.add(name)
-        elif d.evidence and d.key in by_content:
+        elif is_evidence(name, d) and d.key in by_content:
             out.add(name)
     return out
 
@@ -283,7 +285,7 @@ def analyse(digests: list[FileDigests], *, threshold: float = DEFAULT_THRESHOLD,
             emit("compare", i, len(pairs))
             child, parent, directed, basis = orient(a, b)
             shared = shared_tensors(child, parent)
-            evidence = {n for n in shared if child.tensors[n].evidence}
+            evidence = {n for n in shared if is_evidence(n, child.tensors[n])}
             groups = name_groups(child.tensors, shared, evidence)
             distance = None
             if a.layout == b.layout:

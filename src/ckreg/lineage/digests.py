@@ -27,8 +27,24 @@ from ckreg.readers import DTYPE_SIZES, ReadResult, read_checkpoint
 from ckreg.readers.meta import to_json
 
 # Bump when the cached record's meaning changes: old entries are then ignored, never misread.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2   # 2: the `binary` flag (0/1-valued float tensors)
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
+
+# Buffers that modules compute from their shape alone, never learn: sinusoidal
+# positional encodings (`pe`, "Attention Is All You Need" section 3.5), rotary
+# frequencies (`inv_freq`, `freqs_cis`, cached `cos`/`sin` tables) and position
+# index tables. Any two fresh models of one architecture hold them byte for
+# byte, so their equality is no evidence of a shared origin. Matched on the last
+# component of the state_dict key.
+DETERMINISTIC_BUFFERS = frozenset({
+    "pe", "pos_enc", "pos_encoding", "positional_encoding", "position_encoding",
+    "inv_freq", "freqs_cis", "cos_cached", "sin_cached", "position_ids", "token_type_ids",
+})
+
+
+def is_evidence(name: str, digest: "TensorDigest") -> bool:
+    """Can byte equality of tensor `name` show that two checkpoints share an origin?"""
+    return digest.evidence and name.rsplit(".", 1)[-1] not in DETERMINISTIC_BUFFERS
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class TensorDigest:
     sha256: str
     constant: bool               # every element has the same bytes (or the tensor has < 2 elements)
     sumsq: float | None = None   # sum of squares of the values (float dtypes, with numpy), else None
+    binary: bool = False         # a float tensor of only 0s and 1s (an attention mask, a tril table)
 
     @property
     def numel(self) -> int:
@@ -56,8 +73,11 @@ class TensorDigest:
 
     @property
     def evidence(self) -> bool:
-        """Can byte equality of this tensor show a shared origin? Float, several distinct values."""
-        return self.is_float and not self.constant and self.numel >= 2
+        """Can byte equality of this tensor show a shared origin? Float, not constant, not a 0/1 mask.
+
+        The name matters too (deterministic buffers): use `is_evidence(name, digest)`.
+        """
+        return self.is_float and not self.constant and not self.binary and self.numel >= 2
 
 
 @dataclass
@@ -78,13 +98,14 @@ class FileDigests:
         return {
             "format": self.format, "weights_sha256": self.weights_sha256, "order": self.order,
             "recorded": self.recorded,
-            "tensors": {n: [d.dtype, list(d.shape), d.sha256, d.constant, d.sumsq] for n, d in self.tensors.items()},
+            "tensors": {n: [d.dtype, list(d.shape), d.sha256, d.constant, d.sumsq, d.binary]
+                        for n, d in self.tensors.items()},
         }
 
     @classmethod
     def from_json(cls, path: str, obj: dict[str, Any]) -> "FileDigests":
         tensors = {n: TensorDigest(dtype=v[0], shape=tuple(int(s) for s in v[1]), sha256=v[2], constant=bool(v[3]),
-                                   sumsq=None if v[4] is None else float(v[4]))
+                                   sumsq=None if v[4] is None else float(v[4]), binary=bool(v[5]))
                    for n, v in obj["tensors"].items()}
         return cls(path=path, format=obj["format"], weights_sha256=obj["weights_sha256"], tensors=tensors,
                    order=dict(obj.get("order") or {}), recorded=list(obj.get("recorded") or []), from_cache=True)
@@ -114,7 +135,7 @@ def _numpy():
 
 
 def _digest_tensor(result: ReadResult, name: str, wsha: "hashlib._Hash", np: Any) -> TensorDigest:
-    from ckreg.lineage.numeric import sum_squares
+    from ckreg.lineage.numeric import decode
 
     rec = result.tensors[name]
     itemsize = DTYPE_SIZES.get(rec.dtype, 4)
@@ -122,7 +143,9 @@ def _digest_tensor(result: ReadResult, name: str, wsha: "hashlib._Hash", np: Any
     h = hashlib.sha256()
     first: bytes | None = None
     constant = True
-    sumsq = 0.0 if (np is not None and rec.dtype in FLOAT_DTYPES) else None
+    numeric = np is not None and rec.dtype in FLOAT_DTYPES
+    sumsq = 0.0 if numeric else None
+    binary = numeric
     n = 0
     for block in aligned(result.iter_tensor_bytes(rec), itemsize):
         h.update(block)
@@ -132,12 +155,14 @@ def _digest_tensor(result: ReadResult, name: str, wsha: "hashlib._Hash", np: Any
             if first is None:
                 first = block[:itemsize]
             constant = block == first * (len(block) // itemsize)
-        if sumsq is not None:
-            sumsq += sum_squares(np, block, rec.dtype)
+        if numeric:
+            values = decode(np, block, rec.dtype)
+            sumsq += float(np.dot(values, values))
+            binary = binary and bool(np.all((values == 0) | (values == 1)))
     if n != rec.nbytes:
         raise ReadError(f"tensor {name}: read {n} bytes, expected {rec.nbytes}", path=result.path)
     return TensorDigest(dtype=rec.dtype, shape=tuple(rec.shape), sha256=h.hexdigest(),
-                        constant=constant or rec.numel < 2, sumsq=sumsq)
+                        constant=constant or rec.numel < 2, sumsq=sumsq, binary=binary)
 
 
 def _int(value: Any) -> int | None:

@@ -154,6 +154,21 @@ SCALER_TIERS: tuple[str, ...] = DEFAULT_TIERS + ("scaler",)
 WEIGHTS_ONLY: tuple[str, ...] = ("torch",)
 
 
+def scaler_tiers(tiers: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The tiers a scaler pickle is judged by when checkpoints are judged by `tiers`.
+
+    A scaler is never loaded by `torch.load`, so the weights_only contract
+    (`--strict`) does not describe it: any scaler pickle builds its arrays with
+    numpy's constructors, which ckreg's scaler loader (`ckreg.scaler.load_scaler`,
+    a restricted unpickler) needs too. Judging scalers by the torch tier alone
+    would flag every `scaler.pkl` ever written, so strict mode keeps the numpy
+    and scaler tiers for scalers and nothing more.
+    """
+    if tiers is None:
+        return SCALER_TIERS
+    return tuple(dict.fromkeys(tuple(tiers) + ("numpy", "scaler")))
+
+
 def tier_of(module: str, name: str, tiers: tuple[str, ...] = DEFAULT_TIERS) -> str | None:
     """The tier that allows `module.name` exactly (after Python-2 module renames), or None: unsafe."""
     pair = canonical(module, name)

@@ -23,7 +23,7 @@ from ckreg.errors import FormatError, ReadError
 from ckreg.findings import Finding
 from ckreg.readers import folder, onnx_reader, torchscript, zipread
 from ckreg.readers.allowlist import DEFAULT_TIERS, tier_of
-from ckreg.readers.fileio import Counter, RandomAccessFile
+from ckreg.readers.fileio import Counter, Source, SourceReader, is_url, isdir, open_source
 from ckreg.readers.meta import decode_scalar, extract_metadata
 from ckreg.readers.model import DTYPE_SIZES, ReadResult, StorageRef, TensorRecord
 from ckreg.readers import containers, npy
@@ -39,6 +39,7 @@ PLAIN_PICKLE_CAP = 256 << 20   # plain pickle files are read whole; bigger ones 
 SCALAR_READ_MAX = 64           # bytes: 0-d tensors in metadata are decoded only when this small
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+LEGACY_PROBE = 64 << 10       # bytes read first from a pickle file: enough for a legacy file's first pickles
 # members torch writes besides data.pkl and storages
 TORCH_SIDE_MEMBERS = ("byteorder", "version", ".data/version", ".data/serialization_id", ".format_version",
                       ".storage_alignment")
@@ -112,6 +113,9 @@ class _Ctx:
 
 
 def _check_path(path: str) -> None:
+    if is_url(path):
+        _check_url(path)
+        return
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -131,19 +135,36 @@ def _check_path(path: str) -> None:
         raise ReadError("empty file (0 bytes)", path=path, hint="restore it from a backup or remove it")
 
 
+def _check_url(url: str) -> None:
+    """A remote object (`ckreg.readers.remote`): it exists, is an object (not a prefix), is not empty."""
+    from ckreg.readers.remote import stat
+
+    try:
+        info = stat(url)
+    except OSError as exc:
+        raise ReadError(getattr(exc, "strerror", None) or str(exc), path=url, hint=getattr(exc, "hint", None)) \
+            from None
+    if info.is_dir:
+        raise ReadError("is a folder (a prefix), not a checkpoint file", path=url,
+                        hint="pass the objects inside it, or use `ckreg audit` on the prefix")
+    if info.size == 0:
+        raise ReadError("empty file (0 bytes)", path=url, hint="restore it from a backup or remove it")
+
+
 def read_checkpoint(path: str | os.PathLike, *, tiers: tuple[str, ...] = DEFAULT_TIERS) -> ReadResult:
-    """Read one checkpoint symbolically. Raises `ReadError` only when the file cannot be read at all."""
+    """Read one checkpoint symbolically (a local path or a URL: `ckreg.readers.remote`).
+    Raises `ReadError` only when the file cannot be read at all."""
     p = os.fspath(path)
-    if os.path.isdir(p) and folder.is_model_folder(p):   # a Hugging Face model folder is one checkpoint
+    if isdir(p) and folder.is_model_folder(p):   # a Hugging Face model folder is one checkpoint
         return folder.read_model_folder(p)
     _check_path(p)
     counter = Counter()
     try:
-        f = RandomAccessFile(p, counter)
+        f = open_source(p, counter)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ReadError("symlink loop: the path never resolves to a file", path=p) from None
-        raise ReadError(f"cannot open: {exc.strerror}", path=p) from None
+        raise ReadError(f"cannot open: {exc.strerror}", path=p, hint=getattr(exc, "hint", None)) from None
     ctx = _Ctx(p, tiers)
     try:
         with f:
@@ -152,7 +173,7 @@ def read_checkpoint(path: str | os.PathLike, *, tiers: tuple[str, ...] = DEFAULT
         raise ctx.error(f"I/O error while reading: {exc.strerror or exc}", cls=ReadError) from None
 
 
-def _dispatch(f: RandomAccessFile, ctx: _Ctx, counter: Counter) -> ReadResult:
+def _dispatch(f: Source, ctx: _Ctx, counter: Counter) -> ReadResult:
     """Pick the reader from the bytes (never the extension), trying every format whose magic fits.
 
     safetensors is validated first: its 8-byte header length can begin with any byte (0x80
@@ -179,7 +200,7 @@ def _dispatch(f: RandomAccessFile, ctx: _Ctx, counter: Counter) -> ReadResult:
         elif kind is not None:
             res = _read_compressed(f, ctx, kind)
         elif onnx_reader.looks_like_onnx(head):
-            res = onnx_reader.read_onnx(ctx.path, f.size, ctx.findings)
+            res = onnx_reader.read_onnx(ctx.path, f.size, ctx.findings, source=f)
         elif could_be_pickle(head):
             res = _read_pickle_file(f, ctx)
         else:
@@ -249,7 +270,7 @@ def _walk_tensors(obj: Any, limit: int = 1_000_000) -> Iterator[TensorRef]:
                 stack.extend(o)
 
 
-def _finish(ctx: _Ctx, f: RandomAccessFile, fmt: str, root: Any, storage_ref: Callable[[StorageRec], StorageRef],
+def _finish(ctx: _Ctx, f: Source, fmt: str, root: Any, storage_ref: Callable[[StorageRec], StorageRef],
             scalar_reader, byte_source_factory) -> ReadResult:
     sd, evidence = find_state_dict(root)
     originals = list(sd)
@@ -279,7 +300,7 @@ def _finish(ctx: _Ctx, f: RandomAccessFile, fmt: str, root: Any, storage_ref: Ca
     return res
 
 
-def _make_byte_source(path: str, range_for: Callable[[RandomAccessFile, TensorRecord], Callable]):
+def _make_byte_source(path: str, range_for: Callable[[Source, TensorRecord], Callable]):
     """A byte source that opens the file per call and adds what it reads to `res.bytes_read`."""
 
     def factory(res: ReadResult):
@@ -288,7 +309,7 @@ def _make_byte_source(path: str, range_for: Callable[[RandomAccessFile, TensorRe
             if rec.storage is None or isz is None:
                 raise ReadError(f"tensor {rec.name!r} has no readable storage (dtype {rec.dtype})", path=path)
             counter = Counter()
-            with RandomAccessFile(path, counter) as g:
+            with open_source(path, counter) as g:
                 reader = range_for(g, rec)
                 try:
                     for chunk in iter_tensor(reader, isz, rec.shape, rec.stride, rec.storage_offset,
@@ -323,7 +344,7 @@ def _check_tensor_sizes(ctx: _Ctx, root: Any, capacity: Callable[[StorageRec], i
 # --------------------------------------------------------------------------- torch zip
 
 
-def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
+def _read_zip(f: Source, ctx: _Ctx) -> ReadResult:
     try:
         idx = zipread.read_index(f)
     except zipread.ZipProblem as exc:
@@ -467,12 +488,12 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
             return None
         return decode_scalar(f.pread(off + t.storage_offset * isz, isz), st.dtype)
 
-    def range_for(g: RandomAccessFile, rec: TensorRecord):
+    def range_for(g: Source, rec: TensorRecord):
         m = idx.get(rec.storage.member) if rec.storage and rec.storage.member else None
         if m is None:
             raise ReadError(f"tensor {rec.name!r}: storage member missing", path=ctx.path)
         m2 = zipread.Member(m.name, m.method, m.flags, m.crc, m.csize, m.usize, m.header_offset, m.data_offset)
-        return lambda start, length: zipread.iter_member_range(g, m2, start, length)
+        return lambda start, length: zipread.iter_member_range(g, m2, start, length, chunk=g.chunk)
 
     if main is None:
         npys = [m for m in members if m.name.lower().endswith(".npy")]
@@ -492,7 +513,7 @@ def _read_zip(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
     return res
 
 
-def _finish_torchscript(f: RandomAccessFile, ctx: _Ctx, idx, members: list, base: str, root: Any,
+def _finish_torchscript(f: Source, ctx: _Ctx, idx, members: list, base: str, root: Any,
                         missing: list[str], storage_ref, scalar_reader, range_for) -> ReadResult:
     """A TorchScript archive: the module tree's tensors as a state_dict, one `torchscript-code` warning."""
     classes: dict[str, tuple[list[str], list[str]]] = {}
@@ -532,7 +553,7 @@ def _finish_torchscript(f: RandomAccessFile, ctx: _Ctx, idx, members: list, base
     return res
 
 
-def _scan_other_members(f: RandomAccessFile, ctx: _Ctx, members: list, main, storage_members: set[int]) -> None:
+def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_members: set[int]) -> None:
     """Every other member whose bytes may hold a pickle is scanned too, whatever its name or case.
 
     Another loader (or another torch version) may pick a different member than the one read
@@ -579,10 +600,14 @@ def _scan_other_members(f: RandomAccessFile, ctx: _Ctx, members: list, main, sto
 # --------------------------------------------------------------------------- pickle files (plain / legacy)
 
 
-def _read_pickle_file(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
-    # First pickle decides: the legacy magic number, or a plain pickle.
-    window = f.pread(0, min(f.size, 1 << 20))
+def _read_pickle_file(f: Source, ctx: _Ctx) -> ReadResult:
+    # First pickle decides: the legacy magic number (a few bytes: a small window tells, and the
+    # legacy reader grows it as its pickles need), or a plain pickle (judged on its first MiB).
+    window = f.pread(0, min(f.size, LEGACY_PROBE))
     first = run_pickle(window, 0)
+    if not (first.clean and first.value == LEGACY_MAGIC) and len(window) < f.size:
+        window = f.pread(0, min(f.size, 1 << 20))
+        first = run_pickle(window, 0)
     while first.truncated and len(window) < f.size and len(window) < PICKLE_CAP:
         window = f.pread(0, min(f.size, len(window) * 8, PICKLE_CAP))
         first = run_pickle(window, 0)
@@ -591,7 +616,7 @@ def _read_pickle_file(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
     return _read_plain(f, ctx, first)
 
 
-def _read_plain(f: RandomAccessFile, ctx: _Ctx, first: PickleRun) -> ReadResult:
+def _read_plain(f: Source, ctx: _Ctx, first: PickleRun) -> ReadResult:
     if not pickle_like([first]) and not first.truncated:
         raise ctx.error(f"not a recognised checkpoint format ({first.error} at byte {first.error_pos})",
                         cls=ReadError)
@@ -651,7 +676,7 @@ def _storage_from_bytes(args: tuple, nested: list[PickleRun]) -> Any:
     return NotImplemented
 
 
-def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadResult:
+def _read_legacy(f: Source, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadResult:
     """Legacy (pre-zip) torch: magic, protocol version, sys_info, the object, storage keys, raw storages."""
     storages: dict[str, StorageRec] = {}
     bad_pids: list[Any] = []
@@ -757,7 +782,7 @@ def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun
             return None
         return decode_scalar(f.pread(got[0] + t.storage_offset * isz, isz), st.dtype)
 
-    def range_for(g: RandomAccessFile, rec: TensorRecord):
+    def range_for(g: Source, rec: TensorRecord):
         if rec.storage is None or rec.storage.offset is None:
             raise ReadError(f"tensor {rec.name!r}: storage data missing", path=ctx.path)
         return _pread_range(g, rec.storage.offset, f"tensor {rec.name!r}: file ends inside its storage", ctx.path)
@@ -769,13 +794,13 @@ def _read_legacy(f: RandomAccessFile, ctx: _Ctx, window: bytes, first: PickleRun
     return res
 
 
-def _pread_range(g: RandomAccessFile, base: int, short_message: str, path: str):
+def _pread_range(g: Source, base: int, short_message: str, path: str):
     """A `read_range(start, length)` streaming bytes at absolute offset `base` + start, in 1 MiB reads."""
 
     def read_range(start: int, length: int) -> Iterator[bytes]:
         p, end = base + start, base + start + length
         while p < end:
-            b = g.pread(p, min(1 << 20, end - p))
+            b = g.pread(p, min(g.chunk, end - p))
             if not b:
                 raise ReadError(short_message, path=path)
             p += len(b)
@@ -864,7 +889,7 @@ def _read_tar(f, ctx: _Ctx) -> ReadResult:
     import tarfile
 
     try:
-        with tarfile.open(ctx.path, mode="r:") as tar:
+        with tarfile.open(fileobj=SourceReader(f), mode="r:") as tar:
             found = {}
             for member in tar.getmembers():
                 if member.isfile() and member.name in _TAR_MEMBERS:
@@ -943,7 +968,7 @@ def _walk_tar_records(ctx: _Ctx, data: bytes, which: str) -> None:
 # --------------------------------------------------------------------------- safetensors
 
 
-def _read_safetensors(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
+def _read_safetensors(f: Source, ctx: _Ctx) -> ReadResult:
     try:
         tensors, meta, findings = read_safetensors(f, ctx.path)
     except FormatError as exc:
@@ -961,7 +986,7 @@ def _read_safetensors(f: RandomAccessFile, ctx: _Ctx) -> ReadResult:
     res = ReadResult(path=ctx.path, format="safetensors", size=f.size, tensors=renamed, unwrap=evidence,
                      metadata=meta, findings=ctx.findings, globals=[], root=None, original_names=originals)
 
-    def range_for(g: RandomAccessFile, rec: TensorRecord):
+    def range_for(g: Source, rec: TensorRecord):
         base = rec.storage.offset if rec.storage else None
         if base is None:
             raise ReadError(f"tensor {rec.name!r}: no data offset", path=ctx.path)

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 from ckreg.errors import ReadError
 from ckreg.findings import Finding
+from ckreg.readers.fileio import Counter, isdir, join, listdir, read_all, sha256_of, size_of
 from ckreg.readers.model import ReadResult, StorageRef, TensorRecord
 from ckreg.readers.unwrap import strip_prefixes
 
@@ -43,7 +44,7 @@ CONFIG_KEYS = ("architectures", "model_type", "num_attention_heads", "num_key_va
 def weight_files(path: str) -> list[str]:
     """The weights files of a model folder, in shard order (names only)."""
     try:
-        names = sorted(os.listdir(path))
+        names = sorted(listdir(path))
     except OSError:
         return []
     shards = [n for n in names if _SHARD.match(n)]
@@ -54,10 +55,10 @@ def weight_files(path: str) -> list[str]:
 def is_model_folder(path: str | os.PathLike) -> bool:
     """A folder with a Hugging Face weights file (or index), beside a config.json or an index."""
     p = os.fspath(path)
-    if not os.path.isdir(p):
+    if not isdir(p):
         return False
     try:
-        names = set(os.listdir(p))
+        names = set(listdir(p))
     except OSError:
         return False
     has_index = any(n in names for n in INDEX_NAMES)
@@ -67,18 +68,17 @@ def is_model_folder(path: str | os.PathLike) -> bool:
 
 def folder_members(path: str) -> list[str]:
     """Names in the folder that belong to the model (weights, index, config)."""
-    names = set(os.listdir(path))
+    names = set(listdir(path))
     out = [n for n in ("config.json", *INDEX_NAMES) if n in names]
     return out + weight_files(path)
 
 
 def _read_json(path: str, cap: int) -> Any:
     try:
-        size = os.path.getsize(path)
+        size = size_of(path)
         if size > cap:
             raise ReadError(f"{size} bytes, over the {cap}-byte limit for a JSON file", path=path)
-        with open(path, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"))
+        return json.loads(read_all(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ReadError(f"not valid JSON: {exc}", path=path) from None
 
@@ -102,13 +102,11 @@ class FolderResult(ReadResult):
         if self._sha256 is None:
             import hashlib
 
-            from ckreg.fsutil import file_sha256
-
             h = hashlib.sha256()
             for name in self.members:
-                full = os.path.join(self.path, name)
-                digest = file_sha256(full)
-                self.bytes_read += os.path.getsize(full)
+                counter = Counter()
+                digest = sha256_of(join(self.path, name), counter)
+                self.bytes_read += counter.n
                 h.update(f"{name}\t{digest}\n".encode())
             self._sha256 = h.hexdigest()
         return self._sha256
@@ -119,7 +117,7 @@ def read_model_folder(path: str | os.PathLike) -> ReadResult:
     from ckreg.readers.core import read_checkpoint
 
     root = os.fspath(path)
-    names = set(os.listdir(root))
+    names = set(listdir(root))
     findings: list[Finding] = []
     metadata: dict[str, Any] = {}
     config: dict | None = None
@@ -129,7 +127,7 @@ def read_model_folder(path: str | os.PathLike) -> ReadResult:
 
     if "config.json" in names:
         try:
-            cfg = _read_json(os.path.join(root, "config.json"), CONFIG_CAP)
+            cfg = _read_json(join(root, "config.json"), CONFIG_CAP)
             if isinstance(cfg, dict):
                 config = cfg
             else:
@@ -141,7 +139,7 @@ def read_model_folder(path: str | os.PathLike) -> ReadResult:
     weight_map: dict[str, str] | None = None
     index_meta: dict = {}
     if index_name is not None:
-        idx = _read_json(os.path.join(root, index_name), JSON_CAP)
+        idx = _read_json(join(root, index_name), JSON_CAP)
         wm = idx.get("weight_map") if isinstance(idx, dict) else None
         if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
             raise ReadError(f"{index_name}: no weight_map object of tensor name -> shard file", path=root)
@@ -172,7 +170,7 @@ def read_model_folder(path: str | os.PathLike) -> ReadResult:
 
     parts: list[tuple[str, ReadResult]] = []
     for name in files:
-        parts.append((name, read_checkpoint(os.path.join(root, name))))
+        parts.append((name, read_checkpoint(join(root, name))))
 
     # merge under the names as stored, then one prefix decision for all shards
     stored: dict[str, tuple[str, ReadResult, TensorRecord]] = {}

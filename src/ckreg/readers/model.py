@@ -94,17 +94,13 @@ class ReadResult:
     def sha256(self) -> str:
         """sha256 of the whole file (read and cached on first access)."""
         if self._sha256 is None:
-            import hashlib
+            from ckreg.readers.fileio import Counter, sha256_of
 
-            h = hashlib.sha256()
-            with open(self.path, "rb") as fh:
-                while True:
-                    chunk = fh.read(1 << 20)
-                    if not chunk:
-                        break
-                    self.bytes_read += len(chunk)
-                    h.update(chunk)
-            self._sha256 = h.hexdigest()
+            counter = Counter()
+            try:
+                self._sha256 = sha256_of(self.path, counter)
+            finally:
+                self.bytes_read += counter.n
         return self._sha256
 
     @property

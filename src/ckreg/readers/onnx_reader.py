@@ -39,8 +39,14 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnx") is not None
 
 
-def read_onnx(path: str, size: int, findings: list[Finding]) -> ReadResult:
-    """One ONNX file -> ReadResult (format "onnx"); raises FormatError for bytes onnx cannot parse."""
+def read_onnx(path: str, size: int, findings: list[Finding], source: Any = None) -> ReadResult:
+    """One ONNX file -> ReadResult (format "onnx"); raises FormatError for bytes onnx cannot parse.
+
+    A protobuf message has no index: the whole file is parsed. A remote `source`
+    (`ckreg.readers.remote`) is read whole only up to `WHOLE_FILE_LIMIT`; a larger
+    remote ONNX model is refused with that reason instead of downloaded silently.
+    """
+    remote = bool(getattr(source, "remote", False))
     if not onnx_available():
         findings.append(Finding.make(
             "format-needs-extra", f"{path}: an ONNX model; reading its initializers needs the onnx extra: "
@@ -50,10 +56,20 @@ def read_onnx(path: str, size: int, findings: list[Finding]) -> ReadResult:
                           metadata={"onnx": {"read": False, "extra": f"ckreg[{EXTRA}]"}})
     if size > ONNX_CAP:
         raise FormatError(f"ONNX file of {size} bytes is over protobuf's 2 GiB limit", path=path)
+    if remote:
+        from ckreg.readers.remote import WHOLE_FILE_LIMIT
+
+        if size > WHOLE_FILE_LIMIT:
+            raise FormatError(f"an ONNX model is parsed whole and this one is {size:,} bytes, over the "
+                              f"{WHOLE_FILE_LIMIT:,}-byte limit for reading a remote file whole", path=path,
+                              hint="download it and inspect the local copy")
     import onnx
 
     try:
-        model = onnx.load(path, load_external_data=False)
+        if remote:
+            model = onnx.load_model_from_string(source.pread(0, size))
+        else:
+            model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends for bad bytes
         raise FormatError(f"not a valid ONNX model ({type(exc).__name__}: {exc})", path=path) from None
     graph = model.graph
@@ -87,7 +103,7 @@ def read_onnx(path: str, size: int, findings: list[Finding]) -> ReadResult:
         unwrap.append(f"{external} initializers keep their bytes in external data files (not opened)")
     res = ReadResult(path=path, format="onnx", size=size, tensors=tensors, unwrap=unwrap, metadata=meta,
                      findings=findings)
-    res.bytes_read = size
+    res.bytes_read = 0 if remote else size   # a remote source counted its own bytes
 
     def source(rec: TensorRecord) -> Iterator[bytes]:
         init = protos[rec.name]

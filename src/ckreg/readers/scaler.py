@@ -28,6 +28,7 @@ from ckreg.findings import Finding
 from ckreg.readers.allowlist import SCALER_TIERS, tier_of
 from ckreg.readers.containers import COMPRESSED, ContainerProblem, decompress, sniff_container
 from ckreg.readers.core import _check_path
+from ckreg.readers.fileio import read_all, size_of
 from ckreg.readers.joblib_arrays import WRAPPERS as _WRAPPERS, joblib_hook as _joblib_hook
 from ckreg.readers.pickle_vm import Call, NumpyArray, NumpyScalar, run_pickle
 
@@ -108,11 +109,14 @@ def read_scaler_summary(path: str | os.PathLike, *, tiers: tuple[str, ...] = SCA
         _check_path(p)
     except Exception as exc:  # ReadError -> the scaler area's error type, same message
         raise ScalerError(str(exc), path=p, hint=getattr(exc, "hint", None)) from None
-    size = os.path.getsize(p)
+    size = size_of(p)
     if size > MAX_SCALER_BYTES:
         raise ScalerError(f"{size} bytes: too large for a scaler", path=p)
-    with open(p, "rb") as fh:
-        data = fh.read()
+    try:
+        data = read_all(p)
+    except OSError as exc:
+        raise ScalerError(f"cannot be read: {exc.strerror or exc}", path=p, hint=getattr(exc, "hint", None)) \
+            from None
     head = data.lstrip()[:1]
     if head == b"{":
         return _from_json(p, data)

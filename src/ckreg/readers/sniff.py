@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ckreg.readers import containers, npy, onnx_reader, zipread
-from ckreg.readers.fileio import RandomAccessFile
+from ckreg.readers.fileio import Source, SourceReader, open_source
 from ckreg.readers.pickle_vm import could_be_pickle, pickle_like, run_pickle
 
 STRONG_CKPT_EXTS = frozenset({".ckpt", ".pt", ".pth", ".safetensors"})
@@ -43,11 +43,11 @@ def _pickle_kind(data: bytes, full: bool) -> tuple[str | None, str]:
 
 
 def classify(path: str | os.PathLike, head: bytes | None = None) -> tuple[str | None, str]:
-    """("checkpoint" | "scaler" | None, reason). None means neither, and the reason says what it is."""
-    p = Path(path)
-    ext = p.suffix.lower()
+    """("checkpoint" | "scaler" | None, reason). None means neither, and the reason says what it is.
+    `path` may be a URL (`ckreg.readers.remote`): the same few ranges are read from the object."""
+    ext = Path(path).suffix.lower()
     try:
-        f = RandomAccessFile(os.fspath(p))
+        f = open_source(path)
     except OSError as exc:
         return ("checkpoint" if ext in STRONG_CKPT_EXTS else None), f"cannot be opened: {exc.strerror or exc}"
     with f:
@@ -68,7 +68,7 @@ def classify(path: str | os.PathLike, head: bytes | None = None) -> tuple[str | 
                 return None, f"numeric numpy array (dtype {h.descr!r}): holds no pickle"
             return "checkpoint", "numpy object array"
         if kind == "tar":
-            return _tar_kind(p)
+            return _tar_kind(f)
         if kind is not None:
             if kind == "lz4":
                 return "checkpoint", "lz4 stream"
@@ -115,7 +115,7 @@ def _utf8(b: bytes) -> bool:
             return False
 
 
-def _zip_kind(f: RandomAccessFile, ext: str) -> tuple[str | None, str]:
+def _zip_kind(f: Source, ext: str) -> tuple[str | None, str]:
     try:
         idx = zipread.read_index(f)
     except zipread.ZipProblem:
@@ -142,11 +142,11 @@ def _zip_kind(f: RandomAccessFile, ext: str) -> tuple[str | None, str]:
     return None, f"zip archive of {len(idx.members)} member(s), none of them a pickle"
 
 
-def _tar_kind(p: Path) -> tuple[str | None, str]:
+def _tar_kind(f: Source) -> tuple[str | None, str]:
     import tarfile
 
     try:
-        with tarfile.open(p, mode="r:") as tar:
+        with tarfile.open(fileobj=SourceReader(f), mode="r:") as tar:
             names = tar.getnames()[:10_000]
     except (tarfile.TarError, OSError, EOFError):
         return "checkpoint", "corrupt tar"

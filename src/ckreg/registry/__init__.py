@@ -11,12 +11,13 @@ Documented in docs/registry.md.
 
 from __future__ import annotations
 
-from ckreg.registry.model import Event, GcResult, Problem, ScalerInfo, Verification, Version, VersionDetail, pair_digest, parse_ref
+from ckreg.registry.model import Artifact, Event, GcResult, Problem, ScalerInfo, Verification, Version, VersionDetail, pair_digest, parse_ref
 from ckreg.registry.store import ANY, AliasConflictError, Registration, Registry, current_user, default_path
 
 __all__ = [
     "ANY",
     "AliasConflictError",
+    "Artifact",
     "Event",
     "GcResult",
     "Problem",

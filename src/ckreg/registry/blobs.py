@@ -410,14 +410,10 @@ def user_cache_dir() -> Path:
 
 
 def _storage_options(url: str) -> dict:
-    """S3: honour AWS_ENDPOINT_URL (s3fs/botocore versions differ on reading it themselves)."""
-    if url.startswith(("s3://", "s3a://")):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        opts: dict = {"use_listings_cache": False}
-        if endpoint:
-            opts["endpoint_url"] = endpoint
-        return opts
-    return {}
+    """S3: honour AWS_ENDPOINT_URL (the readers' one rule, `ckreg.readers.remote.storage_options`)."""
+    from ckreg.readers.remote import storage_options
+
+    return storage_options(url)
 
 
 def is_url(spec: str | os.PathLike) -> bool:

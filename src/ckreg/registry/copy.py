@@ -1,8 +1,8 @@
 """`copy_versions(src, dest, ref)`: move versions between registries (local to team and back).
 
 Copies each selected version with its blobs (re-hashed on the way: a damaged
-source blob is never copied), its verifications, its events and the aliases
-that point to it. Idempotent: a version is matched by name and pair digest,
+source blob is never copied), its verifications, its deployment artifacts,
+its events and the aliases that point to it. Idempotent: a version is matched by name and pair digest,
 so a second copy finds everything in place and changes nothing. Version
 numbers are kept where the destination has them free; otherwise the version
 gets the destination's next number (the `copied` event records both).
@@ -28,6 +28,7 @@ class CopiedVersion(BaseModel):
     blobs_uploaded: int = 0
     verifications: int = 0      # verification records added
     events: int = 0             # events added
+    artifacts: int = 0          # deployment artifact records added
     aliases: list[str] = Field(default_factory=list)   # aliases set or moved in the destination
 
 
@@ -38,7 +39,8 @@ class CopyResult(BaseModel):
 
     @property
     def changed(self) -> bool:
-        return any(v.created or v.blobs_uploaded or v.verifications or v.events or v.aliases for v in self.versions)
+        return any(v.created or v.blobs_uploaded or v.verifications or v.events or v.artifacts or v.aliases
+                   for v in self.versions)
 
 
 def copy_versions(src: Registry, dest: Registry, ref: str) -> CopyResult:
@@ -62,6 +64,8 @@ def copy_versions(src: Registry, dest: Registry, ref: str) -> CopyResult:
                   for n in numbers}
         events = {n: conn.execute("SELECT at, who, kind, data_json FROM events WHERE name = ? AND version = ?"
                                   " ORDER BY id", (name, n)).fetchall() for n in numbers}
+        arts = {n: conn.execute("SELECT record_json, recorded_at, recorded_by FROM artifacts WHERE version_id = ?"
+                                " ORDER BY id", (rows[n][0],)).fetchall() for n in numbers}
         aliases = conn.execute("SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", (name,)).fetchall()
 
     result = CopyResult(source=src.location, dest=dest.location)
@@ -120,6 +124,13 @@ def copy_versions(src: Registry, dest: Registry, ref: str) -> CopyResult:
                 conn.execute("INSERT INTO events (at, who, kind, name, version, data_json) VALUES (?, ?, ?, ?, ?, ?)",
                              (at, who, kind, name, dest_number, data_json))
                 added_e += 1
+            have_a = {(r[0], r[1]) for r in conn.execute(
+                "SELECT recorded_at, recorded_by FROM artifacts WHERE version_id = ?", (vid,))}
+            added_a = 0
+            for record_json, at, who in arts[n]:
+                if (at, who) not in have_a:
+                    dest._insert_artifact(conn, vid, record_json, at, who)
+                    added_a += 1
             moved = []
             for alias, target in aliases:
                 if int(target) != n:
@@ -129,12 +140,14 @@ def copy_versions(src: Registry, dest: Registry, ref: str) -> CopyResult:
                     dest._move_alias(conn, name, alias, dest_number, ANY)
                     moved.append(alias)
             item = CopiedVersion(source=f"{name}@{n}", dest=f"{name}@{dest_number}", created=created,
-                                 blobs_uploaded=uploaded, verifications=added_v, events=added_e, aliases=moved)
-            if created or added_v or added_e or moved:
+                                 blobs_uploaded=uploaded, verifications=added_v, events=added_e,
+                                 artifacts=added_a, aliases=moved)
+            if created or added_v or added_e or added_a or moved:
                 conn.execute("INSERT INTO events (at, who, kind, name, version, data_json) VALUES (?, ?, ?, ?, ?, ?)",
                              (utcnow(), current_user(), "copied", name, dest_number,
                               _dumps({"from": src.location, "source": item.source, "created": created,
-                                      "verifications": added_v, "events": added_e, "aliases": moved})))
+                                      "verifications": added_v, "events": added_e, "artifacts": added_a,
+                                      "aliases": moved})))
         result.versions.append(item)
     return result
 
@@ -142,12 +155,15 @@ def copy_versions(src: Registry, dest: Registry, ref: str) -> CopyResult:
 def summary_lines(result: CopyResult) -> list[str]:
     out = []
     for v in result.versions:
-        what = "copied" if v.created else ("updated" if (v.verifications or v.events or v.aliases) else "already there")
+        what = "copied" if v.created else ("updated" if (v.verifications or v.events or v.artifacts or v.aliases)
+                                           else "already there")
         extra = []
         if v.blobs_uploaded:
             extra.append(f"{v.blobs_uploaded} blob(s)")
         if v.verifications:
             extra.append(f"{v.verifications} verification(s)")
+        if v.artifacts:
+            extra.append(f"{v.artifacts} artifact(s)")
         if v.aliases:
             extra.append("aliases " + ", ".join(v.aliases))
         out.append(f"{v.source} -> {v.dest}: {what}" + (f" ({'; '.join(extra)})" if extra else ""))

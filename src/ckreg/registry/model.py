@@ -210,13 +210,91 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+ARTIFACT_COLUMNS = ("format", "quantization", "status", "accuracy", "float_accuracy", "agreement",
+                    "latency_mean_ms", "latency_median_ms", "threads", "model_bytes", "model_sha256",
+                    "n_episodes", "split", "data_hash", "location")
+
+
+def artifact_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The `artifacts` row's metric columns from a deployment record (`ckreg.deploy.DeployResult` as a dict)."""
+    def num(v):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def whole(v):
+        return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    fmt = str(record.get("format") or "")
+    quant = record.get("quantization")
+    mode = quant.get("mode") if isinstance(quant, dict) else None
+    if mode is None and fmt == "onnx-int8":
+        mode = "dynamic"          # records written before static quantization existed
+    lat = record.get("latency") if isinstance(record.get("latency"), dict) else {}
+    files = record.get("files") if isinstance(record.get("files"), dict) else {}
+    return {
+        "format": fmt, "quantization": mode, "status": str(record.get("status") or ""),
+        "accuracy": num(record.get("accuracy")), "float_accuracy": num(record.get("float_accuracy")),
+        "agreement": num(record.get("agreement")),
+        "latency_mean_ms": num(lat.get("mean_ms")), "latency_median_ms": num(lat.get("median_ms")),
+        "threads": whole(record.get("threads")), "model_bytes": whole(record.get("model_bytes")),
+        "model_sha256": files.get(record.get("model_file")) if record.get("model_file") else None,
+        "n_episodes": whole(record.get("n_episodes")), "split": record.get("split"),
+        "data_hash": record.get("data_hash"), "location": record.get("out"),
+    }
+
+
+class Artifact(BaseModel):
+    """A deployment artifact of a version (`ckreg export --format onnx|onnx-int8|torchscript`), as recorded.
+
+    The columns are what a listing needs; `record` is everything the export
+    recorded (`deploy.json`: files, episode ids, runtime versions, reasons).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    name: str
+    version: int
+    format: str
+    quantization: str | None = None      # onnx-int8: static | dynamic
+    status: str                          # verified | failed
+    accuracy: float | None = None
+    float_accuracy: float | None = None
+    agreement: float | None = None
+    latency_mean_ms: float | None = None
+    latency_median_ms: float | None = None
+    threads: int | None = None
+    model_bytes: int | None = None
+    model_sha256: str | None = None
+    n_episodes: int | None = None
+    split: str | None = None
+    data_hash: str | None = None
+    location: str | None = None
+    recorded_at: str
+    recorded_by: str
+    record: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+    @property
+    def kind(self) -> str:
+        """`onnx`, `torchscript`, `int8-static`, `int8-dynamic`."""
+        return f"int8-{self.quantization}" if self.format == "onnx-int8" and self.quantization else self.format
+
+
 class VersionDetail(BaseModel):
-    """`show`: a version, its verification history and its events."""
+    """`show`: a version, its verification history, its events and its deployment artifacts."""
 
     version: Version
     verifications: list[Verification] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
     blobs: dict[str, str] = Field(default_factory=dict)   # role -> blob path
+    artifacts: list[Artifact] = Field(default_factory=list)
 
 
 class Problem(BaseModel):

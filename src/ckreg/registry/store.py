@@ -28,6 +28,8 @@ from ckreg.registry import index as _index
 from ckreg.registry import schema
 from ckreg.registry.blobs import PutResult, open_store
 from ckreg.registry.model import (
+    ARTIFACT_COLUMNS,
+    Artifact,
     Event,
     GcResult,
     Problem,
@@ -36,6 +38,7 @@ from ckreg.registry.model import (
     Version,
     VersionDetail,
     _jsonable,
+    artifact_columns,
     check_alias,
     check_name,
     pair_digest,
@@ -455,10 +458,11 @@ class Registry:
             history = [self._verification_from_row(r) for r in conn.execute(
                 "SELECT result_json, verified_at, verified_by FROM verifications WHERE version_id = ? ORDER BY id", (vid,))]
             events = self._events(conn, "name = ? AND (version = ? OR version IS NULL)", (name, number))
+            artifacts = self._artifacts(conn, name, number)
         blobs = {"checkpoint": self.blobs.location(version.sha256)}
         if version.scaler is not None:
             blobs["scaler"] = self.blobs.location(version.scaler.sha256)
-        return VersionDetail(version=version, verifications=history, events=events, blobs=blobs)
+        return VersionDetail(version=version, verifications=history, events=events, blobs=blobs, artifacts=artifacts)
 
     def events(self, name: str | None = None, kind: str | None = None) -> list[Event]:
         """The event log, oldest first (optionally one model's, or one kind's)."""
@@ -582,23 +586,39 @@ class Registry:
 
     # ------------------------------------------------------------------ deployment artifacts
     # An exported artifact (ONNX, INT8, TorchScript) of a version, with its verification metrics,
-    # is an `artifact` event of that version: append-only like the rest of the log, and linked
-    # to the float version by (name, version). `artifacts(ref)` lists them, oldest first.
-    def record_artifact(self, ref: str, artifact: dict[str, Any]) -> Event:
+    # is a row of `artifacts` linked to the float version (append-only, like verifications), and
+    # an `artifact` event in the log. `artifacts(ref)` lists them, oldest first.
+    def record_artifact(self, ref: str, artifact: dict[str, Any]) -> Artifact:
         """Record a deployment artifact of REF (`format`, `status` verified|failed, files, metrics)."""
         if not isinstance(artifact, dict) or not artifact.get("format") or artifact.get("status") not in (
                 "verified", "failed"):
             raise RegistryError("an artifact needs a format and a status of verified or failed")
+        record = _jsonable(dict(artifact))
         with self._write() as conn:
             name, number = self._resolve_number(conn, ref)
-            self._event(conn, "artifact", name, number, _jsonable(dict(artifact)))
-        return [e for e in self.events(name=name, kind="artifact") if e.version == number][-1]
+            vid = conn.execute("SELECT id FROM versions WHERE name = ? AND version = ?", (name, number)).fetchone()[0]
+            self._insert_artifact(conn, vid, _dumps(record), utcnow(), current_user())
+            self._event(conn, "artifact", name, number, record)
+            row = conn.execute(f"{_ARTIFACT_SELECT} WHERE a.version_id = ? ORDER BY a.id DESC LIMIT 1",
+                               (vid,)).fetchone()
+        return _artifact_from_row(row)
 
-    def artifacts(self, ref: str) -> list[dict[str, Any]]:
-        """The deployment artifacts recorded for REF, oldest first (each with `recorded_at`, `recorded_by`)."""
-        v = self.resolve(ref)
-        return [{**e.data, "recorded_at": e.at, "recorded_by": e.who}
-                for e in self.events(name=v.name, kind="artifact") if e.version == v.version]
+    @staticmethod
+    def _insert_artifact(conn: _index.Conn, vid: int, record_json: str, at: str, who: str) -> None:
+        cols = artifact_columns(json.loads(record_json))
+        names = [*ARTIFACT_COLUMNS, "version_id", "record_json", "recorded_at", "recorded_by"]
+        values = [cols[c] for c in ARTIFACT_COLUMNS] + [vid, record_json, at, who]
+        conn.execute(f"INSERT INTO artifacts ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def artifacts(self, ref: str) -> list[Artifact]:
+        """The deployment artifacts recorded for REF, oldest first."""
+        with self._read() as conn:
+            name, number = self._resolve_number(conn, ref)
+            return self._artifacts(conn, name, number)
+
+    def _artifacts(self, conn: _index.Conn, name: str, number: int) -> list[Artifact]:
+        rows = conn.execute(f"{_ARTIFACT_SELECT} WHERE v.name = ? AND v.version = ? ORDER BY a.id", (name, number))
+        return [_artifact_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ integrity and gc
     def blob_path(self, sha256: str) -> Path:
@@ -673,6 +693,17 @@ class Registry:
 
 
 # ---------------------------------------------------------------------- helpers
+_ARTIFACT_SELECT = (f"SELECT a.id, v.name, v.version, {', '.join('a.' + c for c in ARTIFACT_COLUMNS)}, "
+                    "a.recorded_at, a.recorded_by, a.record_json FROM artifacts a JOIN versions v ON v.id = a.version_id")
+
+
+def _artifact_from_row(row) -> Artifact:
+    n = len(ARTIFACT_COLUMNS)
+    fields = dict(zip(ARTIFACT_COLUMNS, row[3:3 + n]))
+    return Artifact(id=row[0], name=row[1], version=int(row[2]), **fields, recorded_at=row[3 + n],
+                    recorded_by=row[4 + n], record=json.loads(row[5 + n]))
+
+
 def _coerce_spec(spec: Any) -> ArchSpec | None:
     if spec is None or isinstance(spec, ArchSpec):
         return spec

@@ -7,7 +7,8 @@ Layout, top to bottom:
   3. the findings, grouped by file: the path on its own line, then `severity code`
      and the message wrapped under it (paths break after a `/`, never inside a word);
   4. skipped files and I/O errors, each with its reason;
-  5. the one summary line (also what `--output` and machine formats print on stderr).
+  5. for a remote archive (s3://...), one line: the bytes transferred;
+  6. the one summary line (also what `--output` and machine formats print on stderr).
 """
 
 from __future__ import annotations
@@ -164,8 +165,18 @@ def render(report: Report, *, fail_on: str = "error", color: bool = False, width
     manifest = (_extra(report, "manifest") or {}).get("path")
     if manifest:
         title += f" -m {manifest}"
+    shard, merged = _extra(report, "shard"), _extra(report, "shards")
+    if shard:
+        title += f" --shard {shard.get('index')}/{shard.get('count')}"
     for line in wrap(title, width):
         console.print(Text(line, style="bold"))
+    if shard:   # a shard's report holds what each file says; the whole-archive checks come with the merge
+        for line in wrap("one shard: missing models, duplicates and scaler pairing are checked by "
+                         "`ckreg report merge` over all shards", width):
+            console.print(Text(line, style="dim"))
+    elif merged:
+        for line in wrap(f"merged from {merged.get('count')} shard reports", width):
+            console.print(Text(line, style="dim"))
 
     groups = by_path(report)
     for table in (_checkpoint_table(report, groups, width), _declared_table(report, width)):
@@ -201,10 +212,30 @@ def render(report: Report, *, fail_on: str = "error", color: bool = False, width
                 console.print(Text(line))
             for line in wrap(e.message, width - INDENT):
                 console.print(Text(" " * INDENT + line, style=STYLES["error"]))
+    transfer = _extra(report, "transfer")
+    if transfer:
+        console.print()
+        for line in wrap(transfer_line(transfer), width):
+            console.print(Text(line, style="dim"))
     console.print()
     for line in wrap(summary_text(report, fail_on).plain, width):
         console.print(_restyle(line, report, fail_on))
     return "".join(line.rstrip(" ") + "\n" for line in buf.getvalue().splitlines())
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def transfer_line(transfer: dict[str, Any]) -> str:
+    """"remote: 92.0 KiB transferred (14 requests) for 6 files; 2.0 GiB stored"."""
+    files = transfer.get("files") or {}
+    return (f"remote: {_bytes(int(transfer.get('total') or 0))} transferred ({transfer.get('requests', 0)} "
+            f"requests) for {len(files)} file{'s' if len(files) != 1 else ''}; "
+            f"{_bytes(int(transfer.get('stored') or 0))} stored")
 
 
 def _restyle(line: str, report: Report, fail_on: str) -> Text:
