@@ -111,8 +111,12 @@ class Training(_Strict):
     epochs: Optional[int] = Field(None, gt=0)
     lr: Optional[float] = Field(None, gt=0)
     batch_size: Optional[int] = Field(None, gt=0)
-    seed: Optional[int] = None
-    optimizer: Optional[Literal["adam", "adamw", "sgd"]] = None
+    seed: Optional[int] = Field(None, ge=0)
+    seeds: Optional[list[int]] = Field(
+        None, min_length=1, description="Train one run per seed (distinct, >= 0): `ckreg retrain` registers the "
+        "runs as versions of the model and aliases `@best` the best run by validation accuracy, never by test.")
+    optimizer: Optional[Literal["adam", "adamw", "sgd"]] = Field(
+        None, description="adamw or sgd (the bundled trainer trains `adam` as AdamW).")
     weight_decay: Optional[float] = Field(None, ge=0)
     scheduler: Optional[str] = None
     patience: Optional[int] = Field(None, gt=0, description="Early-stopping patience in epochs.")
@@ -128,9 +132,27 @@ class Training(_Strict):
                                    description="Train on images: gasf, gadf, mtf, or several joined by '+'.")
     image_size: Optional[int] = Field(None, ge=2)
     mtf_bins: Optional[int] = Field(None, ge=2)
-    teacher: Optional[str] = Field(None, description="Checkpoint or run folder to distil from (relative to the manifest).")
+    image_rescale: Optional[Literal["train-split", "episode"]] = Field(
+        None, description="Image range and MTF edges: per channel from the training split (the default; keeps "
+        "each signal's level) or each series' own.")
+    teacher: Optional[str] = Field(None, description="What to distil from: a checkpoint or run folder (relative to "
+                                   "the manifest), or a registry reference (NAME, NAME@best, NAME@3) in the "
+                                   "registry `ckreg retrain` registers into.")
     kd_temperature: Optional[float] = Field(None, gt=0)
     kd_lambda: Optional[float] = Field(None, ge=0, le=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+        if v is not None and (any(s < 0 for s in v) or len(set(v)) != len(v)):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _seed_or_seeds(self) -> "Training":
+        if self.seed is not None and self.seeds is not None:
+            raise ValueError("give `seed` (one run) or `seeds` (one run per seed), not both")
+        return self
 
 
 class Defaults(_Strict):
@@ -272,7 +294,11 @@ class Manifest(_Strict):
     def training_for(self, model: ModelDecl) -> Training:
         """The model's training recipe over the manifest's defaults."""
         base = self.defaults.training.model_dump(exclude_none=True) if self.defaults.training else {}
-        base.update(model.training.model_dump(exclude_none=True) if model.training else {})
+        own = model.training.model_dump(exclude_none=True) if model.training else {}
+        if "seed" in own or "seeds" in own:    # a model's seed(s) replace the defaults' seed or seeds
+            base.pop("seed", None)
+            base.pop("seeds", None)
+        base.update(own)
         return Training(**base)
 
     def metrics_for(self, model: ModelDecl) -> Metrics:

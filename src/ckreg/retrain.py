@@ -75,6 +75,7 @@ class PlanItem(BaseModel):
     out_root: str = "retrained"
     manifest: str | None = None
     train_kwargs: dict[str, Any] = Field(default_factory=dict)
+    after: list[str] = Field(default_factory=list)          # models of this plan to train first (its teacher)
     notes: list[str] = Field(default_factory=list)
 
 
@@ -97,6 +98,12 @@ class Outcome(BaseModel):
     alias_moved: bool = False
     error: str | None = None
     wall_s: float = 0.0
+    # a seeded declaration (`training.seeds`): one entry per run (seed, run_dir, accuracy, val_accuracy,
+    # test_accuracy, verified, version); the fields above describe the best run by validation
+    runs: list[dict[str, Any]] = Field(default_factory=list)
+    best_seed: int | None = None
+    test_accuracy_mean: float | None = None
+    test_accuracy_std: float | None = None
 
 
 class RetrainResult(BaseModel):
@@ -143,6 +150,9 @@ def recipe_for(manifest, decl, epochs: int | None = None) -> dict[str, Any]:
         kw["val"], kw["test"] = ds.split.val, ds.split.test
     if epochs is not None:
         kw["epochs"] = int(epochs)
+    if training.get("seeds"):                  # one run per seed; each seed also splits (train_seeds)
+        kw.pop("seed", None)
+        kw["seeds"] = [int(x) for x in training["seeds"]]
     from ckreg.train.recipes import recipe_kwargs   # torch-free
 
     base = Path(manifest.source).parent if getattr(manifest, "source", None) else None
@@ -152,27 +162,76 @@ def recipe_for(manifest, decl, epochs: int | None = None) -> dict[str, Any]:
     return kw
 
 
-def compute_inputs(manifest, decl, data_hash: str, epochs: int | None = None) -> tuple[dict, dict, str]:
-    """(inputs, per-input hashes, combined hash): what a run depends on, hashed before it starts."""
+def compute_inputs(manifest, decl, data_hash: str, epochs: int | None = None,
+                   registry: str | os.PathLike | None = None) -> tuple[dict, dict, str]:
+    """(inputs, per-input hashes, combined hash): what a run depends on, hashed before it starts.
+
+    A declared teacher is an input by content: the sha256 of its checkpoint
+    (a registry reference resolved in `registry`), so a retrained teacher makes
+    its students stale."""
     inputs = {
         "family": decl.family,
         "hyperparameters": decl.declared(),
         "recipe": recipe_for(manifest, decl, epochs),
         "data_hash": data_hash,
     }
+    if inputs["recipe"].get("teacher"):
+        inputs["teacher"] = teacher_identity(inputs["recipe"]["teacher"], registry)
+    return inputs, *_hash_inputs(inputs)
+
+
+def _hash_inputs(inputs: dict) -> tuple[dict, str]:
     hashes = {
         "family": _sha(inputs["family"]),
         "hyperparameters": _sha(inputs["hyperparameters"]),
         "recipe": _sha(inputs["recipe"]),
-        "data": data_hash,
+        "data": inputs["data_hash"],
     }
-    return inputs, hashes, _sha(hashes)
+    if "teacher" in inputs:
+        hashes["teacher"] = _sha(inputs["teacher"])
+    return hashes, _sha(hashes)
+
+
+def teacher_identity(teacher: str, registry: str | os.PathLike | None = None) -> dict[str, Any]:
+    """{"teacher": as declared, "ref": resolved registry version or None, "sha256": of its checkpoint or None}."""
+    from ckreg.train.recipes import is_registry_ref
+
+    out: dict[str, Any] = {"teacher": str(teacher), "ref": None, "sha256": None}
+    if is_registry_ref(teacher):
+        if registry:
+            from ckreg.registry import Registry
+
+            reg = Registry(registry)
+            try:
+                if reg.exists():
+                    v = reg.resolve(str(teacher))
+                    out.update(ref=v.ref, sha256=v.sha256)
+            except CkregError:
+                pass
+            finally:
+                reg.close()
+        return out
+    p = Path(teacher)
+    if p.is_dir():
+        p = next((p / n for n in ("weights.safetensors", "model.ckpt") if (p / n).is_file()), p)
+    if p.is_file():
+        out["sha256"] = file_sha256(p)
+    return out
+
+
+def teacher_model(item: "PlanItem") -> str | None:
+    """The model name a registry-reference teacher names (`NAME` of `NAME@best`), else None."""
+    from ckreg.train.recipes import is_registry_ref
+
+    t = item.train_kwargs.get("teacher")
+    return str(t).split("@", 1)[0] if t and is_registry_ref(t) else None
 
 
 def _train_kwargs(decl, inputs: dict) -> dict[str, Any]:
     r = inputs["recipe"]
     overrides = {k: v for k, v in decl.declared().items()}
-    return {"family": decl.family, "overrides": overrides, "seed": int(r["seed"]), "epochs": int(r["epochs"]),
+    seeds = {"seeds": [int(x) for x in r["seeds"]]} if r.get("seeds") else {"seed": int(r["seed"])}
+    return {"family": decl.family, "overrides": overrides, **seeds, "epochs": int(r["epochs"]),
             "batch_size": int(r["batch_size"]), "lr": float(r["lr"]), "patience": int(r["patience"]),
             "weight_decay": float(r["weight_decay"]),
             "grad_clip": None if r.get("grad_clip") is None else float(r["grad_clip"]),
@@ -210,9 +269,13 @@ def _changed(lock: dict, hashes: dict, inputs: dict) -> list[str]:
     old_inputs = lock.get("inputs") or {}
     out = []
     for key, label in (("family", "family"), ("hyperparameters", "hyperparameters"), ("recipe", "recipe"),
-                       ("data", "data")):
+                       ("data", "data"), ("teacher", "teacher")):
         if old.get(key) != hashes.get(key):
-            if key == "data":
+            if key == "teacher":
+                o, n = old_inputs.get("teacher") or {}, inputs.get("teacher") or {}
+                name = lambda t: t.get("ref") or str(t.get("sha256") or "?")[:12]   # noqa: E731
+                out.append(f"teacher ({name(o)} -> {name(n)})" if o and n else "teacher")
+            elif key == "data":
                 a, b = str(old.get("data") or "?")[:12], str(hashes.get("data"))[:12]
                 out.append(f"data (hash {a} -> {b})")
             elif key == "recipe":
@@ -427,7 +490,7 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
 
     items: list[PlanItem] = []
     for decl in decls:
-        inputs, hashes, input_hash = compute_inputs(manifest, decl, dataset.data_hash, epochs)
+        inputs, hashes, input_hash = compute_inputs(manifest, decl, dataset.data_hash, epochs, registry)
         metrics = manifest.metrics_for(decl)
         target, target_tol, target_source = manifest.accuracy_target(decl, min_acc)
         item = PlanItem(
@@ -540,25 +603,67 @@ def plan_retrain(manifest, data=None, archive_root=None, registry=None, missing:
             item.action = "skip"
             item.reason += "; not registered: no accuracy target to verify against"
         items.append(item)
+    _order_teachers(items, out, registry)
     return items
 
 
-def _in_registry(versions: list, lock: dict) -> bool:
+def _order_teachers(items: list[PlanItem], out: str | os.PathLike, registry: str | None) -> None:
+    """A student whose teacher (`NAME@...` in the registry) is another model of this plan trains after
+    it, and is retrained whenever its teacher is (its teacher's weights are one of its inputs)."""
+    by_name = {i.name: i for i in items}
+    for item in items:
+        dep = teacher_model(item)
+        if dep and dep in by_name and dep != item.name:
+            item.after = [dep]
+        elif dep and (item.inputs.get("teacher") or {}).get("sha256") is None and item.action == "train":
+            item.notes.append(f"teacher {item.train_kwargs['teacher']} is not in the registry "
+                              f"{registry or '(none given: pass --registry)'} and no model of this plan trains it")
+    for _ in range(len(items)):      # chains of teachers: until nothing changes
+        moved = False
+        for item in items:
+            if item.after and by_name[item.after[0]].action == "train" and item.action != "train":
+                item.action, item.changed = "train", ["teacher"]
+                item.reason = f"its teacher {item.after[0]} is retrained in this run"
+                item.out_dir = str(next_run_dir(out, item.name))
+                moved = True
+        if not moved:
+            break
+
+
+def _lock_pairs(lock: dict) -> list[dict[str, Any]]:
+    """The recorded run's pairs: one (a single run), or one per seed (`training.seeds`), each
+    {seed, ckpt, sha256, scaler, val_accuracy, best_val_loss, test_accuracy, image}."""
     outs = lock.get("outputs") or {}
-    ck = (outs.get("weights") or outs.get("ckpt") or {}).get("sha256")
-    return any(v.sha256 == ck for v in versions) if ck else False
+    if lock.get("runs"):
+        pairs = []
+        for r in lock["runs"]:
+            w = outs.get(f"seed-{r['seed']}/weights") or outs.get(f"seed-{r['seed']}/ckpt") or {}
+            sc = outs.get(f"seed-{r['seed']}/scaler") or {}
+            pairs.append({**r, "ckpt": w.get("path"), "sha256": w.get("sha256"), "scaler": sc.get("path")})
+        return pairs
+    w = outs.get("weights") or outs.get("ckpt") or {}
+    return [{"seed": None, "ckpt": w.get("path"), "sha256": w.get("sha256"),
+             "scaler": (outs.get("scaler") or {}).get("path")}]
+
+
+def _in_registry(versions: list, lock: dict) -> bool:
+    # a seeded run's failed seeds are never registered
+    shas = [p["sha256"] for p in _lock_pairs(lock) if p.get("ckpt") and p.get("verified") is not False]
+    return bool(shas) and all(any(v.sha256 == ck for v in versions) for ck in shas)
 
 
 def _recorded_still_passes(lock: dict, dataset, item: PlanItem) -> bool:
     from ckreg.verify import verify_pair
 
-    outs = lock.get("outputs") or {}
-    ck = (outs.get("weights") or outs.get("ckpt") or {}).get("path")
-    sc = (outs.get("scaler") or {}).get("path")
-    if not ck:
+    pairs = [p for p in _lock_pairs(lock) if p.get("ckpt")]
+    if not pairs:
         return False
-    res = verify_pair(ck, sc, dataset, expect_acc=item.expect_acc, tolerance=item.tolerance, split=item.metric_split)
-    return res.status != "failed"     # without a target it cannot fail: nothing to retrain for
+    for p in pairs:
+        res = verify_pair(p["ckpt"], p["scaler"], dataset, expect_acc=item.expect_acc, tolerance=item.tolerance,
+                          split=item.metric_split)
+        if res.status == "failed":    # without a target it cannot fail: nothing to retrain for
+            return False
+    return True
 
 
 def _existing_verdict(item: PlanItem, dataset) -> str | None:
@@ -624,29 +729,247 @@ def _register(item: PlanItem, ckpt: str, scaler: str | None, spec: Any, verifica
             reg.close()
 
 
+def _resolve_teacher(item: PlanItem, kw: dict[str, Any]) -> None:
+    """A registry-reference teacher becomes the registered checkpoint (resolved now, after the models
+    this one waits for); the inputs record what it resolved to."""
+    teacher = kw.get("teacher")
+    if teacher is None:
+        return
+    from ckreg.train.recipes import is_registry_ref
+
+    if is_registry_ref(teacher):
+        if not item.registry:
+            raise UsageError(f"{item.name}: its teacher {teacher} is a registry reference and no registry "
+                             "is given", hint="pass --registry DIR (where the teacher is registered)")
+        from ckreg.registry.runs import resolve_teacher
+
+        obj = resolve_teacher(str(teacher), item.registry)
+        kw["teacher"] = obj
+        ident = {"teacher": str(teacher), "ref": obj.ref, "sha256": file_sha256(obj.path)}
+    else:
+        ident = teacher_identity(str(teacher))
+    if ident != item.inputs.get("teacher"):
+        item.inputs = {**item.inputs, "teacher": ident}
+        item.hashes, item.input_hash = _hash_inputs(item.inputs)
+
+
+def _is_image_run(tr) -> bool:
+    return bool(((getattr(tr, "metrics", None) or {}).get("recipe") or {}).get("imaging"))
+
+
+def _train_provenance(item: PlanItem, tr, dataset, run_dir: Path) -> dict[str, Any]:
+    metrics = dict(getattr(tr, "metrics", {}) or {})
+    split = metrics.get("split") or {}
+    split_summary = {k: v for k, v in split.items() if k not in ("train", "val", "test")}
+    if split:
+        split_summary["ids_sha256"] = {k: _sha(split.get(k, [])) for k in ("train", "val", "test")}
+    return {
+        "source": "ckreg retrain", "model": item.name, "manifest": item.manifest, "reason": item.reason,
+        "recipe": metrics.get("recipe") or item.inputs.get("recipe"), "split": split_summary,
+        "seed": getattr(tr, "seed", item.train_kwargs.get("seed")), "data_hash": getattr(tr, "data_hash", None),
+        "data": item.data, "trainer_version": TRAINER, "ckreg_version": __version__, "run_dir": str(run_dir),
+        "input_hash": item.input_hash, "inputs": item.inputs, "test_accuracy": getattr(tr, "test_accuracy", None),
+        "epochs_run": getattr(tr, "epochs_run", None), "best_epoch": getattr(tr, "best_epoch", None),
+        "wall_time_s": getattr(tr, "wall_time_s", None), "class_names": list(getattr(dataset, "class_names", []) or []),
+    }
+
+
+def _register_group(item: PlanItem, runs: list[dict[str, Any]], outcome: Outcome, lock: threading.Lock) -> None:
+    """Register every verified run of a seeded model as a version, then alias `@best` the best of them
+    BY VALIDATION (accuracy at its best epoch, then the lower validation loss), never by test.
+
+    The runs of one group were trained from the same inputs; an earlier group was trained from other
+    inputs (that is why this one was trained), so its validation figures are not comparable and
+    `@best` moves to this group's best."""
+    from ckreg.registry import Registry
+    from ckreg.train.seeds import best_by_validation
+
+    ok = [r for r in runs if r.get("res") is not None and r["res"].passed]
+    if not ok or not item.registry:
+        return
+    with lock:
+        reg = Registry(item.registry)
+        try:
+            for r in ok:
+                ver = reg.add(r["ckpt"], None if r.get("image") else r.get("scaler"), name=item.name,
+                              spec=r.get("spec") or None, verification=r["res"], provenance=r["provenance"])
+                r["version"] = ver.version
+            best = best_by_validation([_ValView(r) for r in ok]).run
+            reg.alias(item.name, "best", best["version"])
+            outcome.alias_moved = True
+            outcome.version = best["version"]
+            outcome.aliases = reg.resolve(f"{item.name}@{best['version']}").aliases
+        finally:
+            reg.close()
+
+
+class _ValView:
+    """A run dict seen by `best_by_validation`."""
+
+    def __init__(self, run: dict[str, Any]):
+        self.run, self.val_accuracy, self.best_val_loss = run, run.get("val_accuracy"), run.get("best_val_loss")
+
+
+def _public_run(r: dict[str, Any]) -> dict[str, Any]:
+    res = r.get("res")
+    return {"seed": r["seed"], "run_dir": r.get("run_dir"), "ckpt": r.get("ckpt"), "scaler": r.get("scaler"),
+            "image": bool(r.get("image")), "val_accuracy": r.get("val_accuracy"),
+            "best_val_loss": r.get("best_val_loss"), "test_accuracy": r.get("test_accuracy"),
+            "accuracy": getattr(res, "accuracy", None), "verified": getattr(res, "passed", None),
+            "status": getattr(res, "status", None), "version": r.get("version"), "error": r.get("error")}
+
+
+def _finish_group(item: PlanItem, runs: list[dict[str, Any]], outcome: Outcome, error: str | None = None) -> None:
+    """Outcome fields of a seeded model from its runs: the best by validation, mean ± std of test;
+    status failed when `error` (the group did not finish) or any run failed."""
+    from ckreg.train.seeds import best_by_validation, mean_std
+
+    outcome.runs = [_public_run(r) for r in runs]
+    outcome.test_accuracy_mean, outcome.test_accuracy_std = mean_std([r.get("test_accuracy") for r in runs])
+    ok = [r for r in runs if r.get("res") is not None and r["res"].passed]
+    best = best_by_validation([_ValView(r) for r in (ok or [r for r in runs if r.get("res") is not None])])
+    if best is not None:
+        b = best.run
+        outcome.best_seed, outcome.ckpt, outcome.scaler = b["seed"], b.get("ckpt"), b.get("scaler")
+        outcome.accuracy, outcome.test_accuracy = getattr(b["res"], "accuracy", None), b.get("test_accuracy")
+    outcome.verified = bool(runs) and all(r.get("res") is not None and r["res"].passed for r in runs)
+    failed = [r for r in runs if r.get("res") is None or r["res"].status == "failed" or r.get("error")]
+    unverified = [r for r in runs if r.get("res") is not None and r["res"].status == "unverified"]
+    problems = [error] if error else []
+    problems += [f"seed {r['seed']}: " + (r.get("error") or "; ".join(r["res"].reasons)) + " (not registered)"
+                 for r in failed]
+    if problems:
+        outcome.status, outcome.error = "failed", "; ".join(problems)
+    elif unverified:
+        outcome.status = "unverified"
+        outcome.error = "trained, not registered: " + "; ".join(unverified[0]["res"].reasons)
+    else:
+        outcome.status = "trained" if outcome.action == "train" else "registered"
+
+
+def _group_lock(item: PlanItem, run_dir: Path, runs: list[dict[str, Any]], outcome: Outcome) -> dict[str, Any]:
+    outputs: dict[str, Any] = {}
+    for r in runs:
+        for role, p in (("weights", r.get("weights")), ("ckpt", r.get("model_ckpt")), ("scaler", r.get("scaler"))):
+            if p and Path(p).is_file():
+                outputs[f"seed-{r['seed']}/{role}"] = {"path": str(Path(p).resolve()), "sha256": file_sha256(p)}
+    best = next((r for r in runs if r["seed"] == outcome.best_seed), None)
+    verification = _verification_record(best["res"]) if best is not None and best.get("res") is not None else {}
+    verification.update(status=outcome.status if outcome.status in ("unverified", "failed") else "verified",
+                        passed=bool(outcome.verified), best_seed=outcome.best_seed)
+    if outcome.error:
+        verification["reason"] = outcome.error
+    refs = {str(r["seed"]): f"{item.name}@{r['version']}" for r in runs if r.get("version") is not None}
+    return {
+        "lock_version": LOCK_VERSION, "name": item.name, "family": item.family, "run_dir": str(run_dir),
+        "inputs": item.inputs, "hashes": item.hashes, "input_hash": item.input_hash, "outputs": outputs,
+        "runs": [{k: v for k, v in _public_run(r).items() if k not in ("ckpt", "scaler")} for r in runs],
+        "best_seed": outcome.best_seed, "verification": verification,
+        "test_accuracy": outcome.test_accuracy_mean, "test_accuracy_std": outcome.test_accuracy_std,
+        "registered": ({"registry": item.registry, "ref": f"{item.name}@{outcome.version}", "versions": refs,
+                        "aliases": outcome.aliases} if outcome.version is not None else None),
+        "trained_at": _now(), "trainer": TRAINER, "ckreg_version": __version__,
+    }
+
+
+def _run_train_seeds(item: PlanItem, dataset, trainer: Trainer, family: str, kw: dict[str, Any], run_dir: Path,
+                     outcome: Outcome, on_event, progress: Progress, reg_lock: threading.Lock, t0: float) -> Outcome:
+    """A seeded declaration: one run per seed into `run_dir/seed-<s>/`, each verified; the verified ones
+    registered as versions of one model, `@best` the best by validation; `run_dir/seeds.json` the table."""
+    from ckreg.train.seeds import SUMMARY, summarize, val_accuracy
+    from ckreg.verify import verify_pair
+
+    seeds = [int(x) for x in kw.pop("seeds")]
+    overrides, epochs = kw.pop("overrides"), kw.pop("epochs")
+    kw.pop("seed", None)
+    runs: list[dict[str, Any]] = []
+    results = []
+    error = None
+    for seed in seeds:
+        d = run_dir / f"seed-{seed}"
+        d.mkdir()
+        who = f"{item.name} seed {seed}"
+        progress(f"{who}: training {family} into {d} ({item.reason})")
+        try:
+            tr = trainer(family, dataset, d, overrides=overrides, seed=seed, epochs=epochs,
+                         progress=lambda ev, who=who: on_event(ev, who), **kw)
+        except CkregError as exc:     # bad input fails every seed alike: stop here
+            error = f"seed {seed}: {exc.render()}"
+            break
+        results.append(tr)
+        files = dict(getattr(tr, "files", {}) or {})
+        ckpt = files.get("weights") or files.get("ckpt")
+        run = {"seed": seed, "run_dir": str(d), "ckpt": ckpt, "weights": files.get("weights"),
+               "model_ckpt": files.get("ckpt"), "scaler": files.get("scaler_json"), "image": _is_image_run(tr),
+               "spec": getattr(tr, "spec", None), "val_accuracy": val_accuracy(tr),
+               "best_val_loss": getattr(tr, "best_val_loss", None), "test_accuracy": getattr(tr, "test_accuracy", None),
+               "res": None}
+        runs.append(run)
+        if getattr(tr, "status", "completed") != "completed":
+            run["error"] = f"training {tr.status} ({getattr(tr, 'stop_reason', '')})"
+            break
+        run["res"] = verify_pair(ckpt, None if run["image"] else run["scaler"], dataset, expect_acc=item.expect_acc,
+                                 tolerance=item.tolerance, split=item.metric_split, target_source=item.target_source)
+        run["provenance"] = {**_train_provenance(item, tr, dataset, d), "seed": seed, "seeds": seeds,
+                             "group": str(run_dir), "val_accuracy": run["val_accuracy"],
+                             "best_val_loss": run["best_val_loss"]}
+        progress(f"{who}: val {_pct_or(run['val_accuracy'])}, test {_pct_or(run['test_accuracy'])}, "
+                 f"{run['res'].status}")
+    if results:
+        write_json(run_dir / SUMMARY, summarize(family, run_dir, results).model_dump(mode="json"))
+    if error is None and not any(r.get("error") for r in runs):   # a group that did not finish is not registered
+        try:
+            _register_group(item, runs, outcome, reg_lock)
+        except CkregError as exc:
+            error = f"registration failed: {exc.render()}"
+    _finish_group(item, runs, outcome, error)
+    if runs:
+        lock_doc = _group_lock(item, run_dir, runs, outcome)
+        _write_json_atomic(Path(item.lock_path), lock_doc)
+        _write_json_atomic(run_dir / LOCK_NAME, lock_doc)
+    outcome.wall_s = time.perf_counter() - t0
+    m, sd = outcome.test_accuracy_mean, outcome.test_accuracy_std
+    progress(f"{item.name}: {outcome.status}, {len(runs)} run(s)"
+             + (f", test {100 * m:.2f} ± {100 * sd:.2f}%" if m is not None and sd is not None else "")
+             + (f", {item.name}@best -> {item.name}@{outcome.version} (seed {outcome.best_seed}, by validation)"
+                if outcome.version is not None else ""))
+    return outcome
+
+
+def _pct_or(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
 def _run_train(item: PlanItem, dataset, trainer: Trainer | None, progress: Progress, reg_lock: threading.Lock) -> Outcome:
     from ckreg.verify import verify_pair
 
     t0 = time.perf_counter()
     outcome = Outcome(name=item.name, action="train", status="failed", reason=item.reason)
+    kw = dict(item.train_kwargs)
+    family = kw.pop("family")
+    try:
+        _resolve_teacher(item, kw)
+    except CkregError as exc:
+        outcome.error = exc.render()
+        return outcome
     run_dir = _reserve_run_dir(item.out_root, item.name)
     outcome.run_dir = str(run_dir)
-    # inputs are hashed (by the plan) and recorded BEFORE training starts
+    # inputs are hashed (by the plan; a registry teacher as resolved now) and recorded BEFORE training starts
     _write_json_atomic(run_dir / INPUTS_NAME, {"name": item.name, "inputs": item.inputs, "hashes": item.hashes,
                                                "input_hash": item.input_hash, "reason": item.reason,
                                                "started_at": _now(), "ckreg_version": __version__})
     if trainer is None:
         from ckreg.train import train as trainer  # lazy: torch
 
-    kw = dict(item.train_kwargs)
-    family = kw.pop("family")
-
-    def on_event(ev) -> None:
+    def on_event(ev, who: str = item.name) -> None:
         if getattr(ev, "kind", None) == "epoch":
             va = getattr(ev, "val_acc", None)
-            progress(f"{item.name}: epoch {ev.epoch}/{ev.epochs} val_loss {ev.val_loss:.4f}"
+            progress(f"{who}: epoch {ev.epoch}/{ev.epochs} val_loss {ev.val_loss:.4f}"
                      + (f" val_acc {100 * va:.1f}%" if va is not None else ""))
 
+    if kw.get("seeds"):
+        return _run_train_seeds(item, dataset, trainer, family, kw, run_dir, outcome, on_event, progress,
+                                reg_lock, t0)
     progress(f"{item.name}: training {family} into {run_dir} ({item.reason})")
     try:
         tr = trainer(family, dataset, run_dir, overrides=kw.pop("overrides"), seed=kw.pop("seed"),
@@ -660,31 +983,21 @@ def _run_train(item: PlanItem, dataset, trainer: Trainer | None, progress: Progr
     scaler = files.get("scaler_json")
     outcome.ckpt, outcome.scaler = ckpt, scaler
     outcome.test_accuracy = getattr(tr, "test_accuracy", None)
+    image = _is_image_run(tr)
     if getattr(tr, "status", "completed") != "completed":
         outcome.error = f"training {tr.status} ({getattr(tr, 'stop_reason', '')}); not registered"
         outcome.wall_s = time.perf_counter() - t0
         return outcome
-    res = verify_pair(ckpt, scaler, dataset, expect_acc=item.expect_acc, tolerance=item.tolerance,
-                      split=item.metric_split, target_source=item.target_source)
+    res = verify_pair(ckpt, None if image else scaler, dataset, expect_acc=item.expect_acc,
+                      tolerance=item.tolerance, split=item.metric_split, target_source=item.target_source)
     outcome.accuracy, outcome.verified = res.accuracy, res.passed
-    metrics = dict(getattr(tr, "metrics", {}) or {})
-    split = metrics.get("split") or {}
-    split_summary = {k: v for k, v in split.items() if k not in ("train", "val", "test")}
-    if split:
-        split_summary["ids_sha256"] = {k: _sha(split.get(k, [])) for k in ("train", "val", "test")}
-    provenance = {
-        "source": "ckreg retrain", "model": item.name, "manifest": item.manifest, "reason": item.reason,
-        "recipe": metrics.get("recipe") or item.inputs.get("recipe"), "split": split_summary,
-        "seed": getattr(tr, "seed", item.train_kwargs.get("seed")), "data_hash": getattr(tr, "data_hash", None),
-        "data": item.data, "trainer_version": TRAINER, "ckreg_version": __version__, "run_dir": str(run_dir),
-        "input_hash": item.input_hash, "inputs": item.inputs, "test_accuracy": outcome.test_accuracy,
-        "epochs_run": getattr(tr, "epochs_run", None), "best_epoch": getattr(tr, "best_epoch", None),
-        "wall_time_s": getattr(tr, "wall_time_s", None), "class_names": list(getattr(dataset, "class_names", []) or []),
-    }
+    provenance = _train_provenance(item, tr, dataset, run_dir)
     registered = None
     if res.passed and item.registry:
         try:
-            _register(item, ckpt, scaler, getattr(tr, "spec", None) or None, res, provenance, outcome, reg_lock)
+            # an image model takes GAF/MTF images of the raw signals: its scaler is no part of the pair
+            _register(item, ckpt, None if image else scaler, getattr(tr, "spec", None) or None, res, provenance,
+                      outcome, reg_lock)
             registered = {"registry": item.registry, "ref": f"{item.name}@{outcome.version}",
                           "aliases": outcome.aliases}
         except CkregError as exc:
@@ -721,6 +1034,8 @@ def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threadi
     t0 = time.perf_counter()
     outcome = Outcome(name=item.name, action="register", status="failed", reason=item.reason)
     lock = read_lock(item.lock_path)
+    if not item.existing and lock is not None and lock.get("runs"):
+        return _register_recorded_group(item, dataset, lock, outcome, progress, reg_lock, t0)
     if item.existing:
         ckpt, scaler, source = item.existing[0], item.scaler, "archive"
     elif lock is not None:
@@ -784,6 +1099,53 @@ def _run_register(item: PlanItem, dataset, progress: Progress, reg_lock: threadi
     progress(f"{item.name}: {outcome.status}"
              + (f" as {item.name}@{outcome.version}" if outcome.version else "")
              + (f" (scaler recovered by {outcome.scaler_recipe})" if outcome.scaler_recipe else ""))
+    return outcome
+
+
+def _register_recorded_group(item: PlanItem, dataset, lock: dict, outcome: Outcome, progress: Progress,
+                             reg_lock: threading.Lock, t0: float) -> Outcome:
+    """Register an up-to-date seeded run (e.g. trained without a target, verified now): every seed's
+    pair verified again, the verified ones registered, `@best` the best by validation."""
+    from ckreg.verify import verify_pair
+
+    inputs = lock.get("inputs") or {}
+    runs = []
+    seeds = [p["seed"] for p in _lock_pairs(lock)]
+    for p in _lock_pairs(lock):
+        run = {**p, "res": None, "spec": None}
+        if not p.get("ckpt") or not Path(p["ckpt"]).is_file():
+            run["error"] = "recorded checkpoint missing"
+        else:
+            run["res"] = verify_pair(p["ckpt"], None if p.get("image") else p.get("scaler"), dataset,
+                                     expect_acc=item.expect_acc, tolerance=item.tolerance, split=item.metric_split,
+                                     target_source=item.target_source)
+            run["provenance"] = {
+                "source": "ckreg retrain", "model": item.name, "manifest": item.manifest, "data": item.data,
+                "data_hash": getattr(dataset, "data_hash", None), "recipe": inputs.get("recipe"), "inputs": inputs,
+                "input_hash": lock.get("input_hash"), "run_dir": p.get("run_dir"), "trainer_version": lock.get("trainer"),
+                "ckreg_version": __version__, "seed": p["seed"], "seeds": seeds, "group": lock.get("run_dir"),
+                "val_accuracy": p.get("val_accuracy"), "best_val_loss": p.get("best_val_loss"),
+                "test_accuracy": p.get("test_accuracy"),
+                "class_names": list(getattr(dataset, "class_names", []) or [])}
+        runs.append(run)
+    error = None
+    try:
+        _register_group(item, runs, outcome, reg_lock)
+    except CkregError as exc:
+        error = f"registration failed: {exc.render()}"
+    _finish_group(item, runs, outcome, error)
+    outcome.run_dir = lock.get("run_dir")
+    if outcome.version is not None:
+        lock["registered"] = {"registry": item.registry, "ref": f"{item.name}@{outcome.version}",
+                              "versions": {str(r["seed"]): f"{item.name}@{r['version']}" for r in runs
+                                           if r.get("version") is not None}, "aliases": outcome.aliases}
+        lock["runs"] = [{**lr, "version": r.get("version"), "verified": getattr(r.get("res"), "passed", None)}
+                        for lr, r in zip(lock["runs"], runs)]
+        _write_json_atomic(Path(item.lock_path), lock)
+    outcome.wall_s = time.perf_counter() - t0
+    progress(f"{item.name}: {outcome.status}"
+             + (f", {item.name}@best -> {item.name}@{outcome.version} (seed {outcome.best_seed}, by validation)"
+                if outcome.version is not None else ""))
     return outcome
 
 
@@ -859,11 +1221,28 @@ def run_retrain(plan: list[PlanItem], jobs: int = 1, progress: Progress | None =
             msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
             return Outcome(name=item.name, action=item.action, status="failed", reason=item.reason, error=msg)
 
-    if jobs == 1:
-        outcomes = [one(item) for item in plan]
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            outcomes = list(pool.map(one, plan))
+    # a student waits for the teacher it names (PlanItem.after), and is not trained if that failed
+    names = {i.name for i in plan}
+    done: dict[str, Outcome] = {}
+    pending = list(plan)
+    while pending:
+        ready = [i for i in pending if all(d in done or d not in names for d in i.after)] or pending[:1]
+        todo = []
+        for item in ready:
+            bad = [d for d in item.after if d in done and done[d].status == "failed"]
+            if bad and item.action == "train":
+                done[item.name] = Outcome(name=item.name, action=item.action, status="failed", reason=item.reason,
+                                          error=f"not trained: its teacher {bad[0]} failed in this run")
+            else:
+                todo.append(item)
+        if jobs == 1 or len(todo) < 2:
+            results = [one(item) for item in todo]
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                results = list(pool.map(one, todo))
+        done.update({o.name: o for o in results})
+        pending = [i for i in pending if i.name not in done]
+    outcomes = [done[i.name] for i in plan]
     registry = next((i.registry for i in plan if i.registry), None)
     return RetrainResult(outcomes=outcomes, registry=registry, wall_s=time.perf_counter() - t0)
 

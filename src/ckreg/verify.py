@@ -269,6 +269,45 @@ def _logits(module, X, mask, batch_size: int = 256):
     return predict(module, X, mask, batch_size=batch_size)
 
 
+def _image_logits(module, images, mask, probe: tuple[int, int, int] | None = None):
+    """Logits (float32 numpy) of an image model: the trainer's batched, channels-last prediction."""
+    import numpy as np
+
+    from ckreg.train import common
+
+    if probe is not None:
+        n, c, size = probe
+        images = np.zeros((n, c, size, size), dtype=np.float32)
+        mask = np.zeros((n, 1), dtype=np.uint8)
+    return common.predict_logits(module, images, mask).numpy()
+
+
+def recorded_imaging(insp):
+    """The image transform (`ckreg.train.recipes.ImagingConfig`) a ckreg-trained image model records in
+    its recipe (safetensors `ckreg.recipe`, Lightning `hyper_parameters`), or None for a signal model."""
+    meta = getattr(insp, "metadata", None) or {}
+    md = meta.get("__metadata__") if isinstance(meta.get("__metadata__"), dict) else {}
+    holders: list[Any] = []
+    if md.get("ckreg.recipe"):
+        try:
+            holders.append(json.loads(md["ckreg.recipe"]))
+        except (TypeError, ValueError):
+            pass
+    if isinstance(meta.get("hyper_parameters"), dict):
+        holders.append(meta["hyper_parameters"])
+    from ckreg.train.recipes import ImagingConfig
+
+    for h in holders:
+        if isinstance(h, dict):
+            try:
+                img = ImagingConfig.from_recorded(h.get("imaging"))
+            except (TypeError, ValueError):
+                img = None
+            if img is not None:
+                return img
+    return None
+
+
 # --------------------------------------------------------------------------- scaler check
 
 
@@ -402,9 +441,13 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
     result.loaded = True
     result.family = getattr(spec, "family", None)
     result.spec = spec.model_dump(exclude_none=True) if hasattr(spec, "model_dump") else {}
+    # an image model (GASF/GADF/MTF, docs/recipes.md) sees images of the raw signals: no scaler is involved
+    imaging = recorded_imaging(insp)
 
     # 2. the scaler against the model input and the data
-    if scaler_obj is not None:
+    if imaging is not None:
+        pass
+    elif scaler_obj is not None:
         result.scaler_check = check_scaler(scaler_obj, spec, dataset, scaler_path)
         for problem in result.scaler_check.problems:
             _fail(result, "scaler-feature-mismatch", problem,
@@ -420,7 +463,11 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
         c = int(getattr(spec, "input_size", 8) or 8)
         X = np.zeros((2, 87, c), dtype=np.float32)
         mask = np.zeros((2, 87), dtype=np.uint8)
-        logits = _logits(module, X, mask)
+        if imaging is not None:
+            size = imaging.size
+            logits = _image_logits(module, None, None, probe=(2, c, size))
+        else:
+            logits = _logits(module, X, mask)
         result.finite = bool(np.isfinite(logits).all())
         if not result.finite:
             return _fail(result, "verify-failed", "predictions are not finite (NaN or inf logits)")
@@ -446,7 +493,11 @@ def verify_pair(ckpt: str | os.PathLike, scaler: Any = None, data: Any = None, e
                      expected=len(result.class_names), actual=n_classes)
     # every episode goes through once: the split's accuracy is the headline, all episodes the second line
     try:
-        logits_all = _logits(module, _scaled(scaler_obj, np.asarray(dataset.X)), np.asarray(dataset.mask))
+        if imaging is not None:
+            logits_all = _image_logits(module, imaging.images(np.asarray(dataset.X, dtype=np.float32),
+                                                              np.asarray(dataset.mask)), np.asarray(dataset.mask))
+        else:
+            logits_all = _logits(module, _scaled(scaler_obj, np.asarray(dataset.X)), np.asarray(dataset.mask))
     except (CkregError, ValueError, RuntimeError) as exc:   # torch reports shape problems as RuntimeError
         msg = exc.render() if isinstance(exc, CkregError) else f"{type(exc).__name__}: {exc}"
         return _fail(result, "verify-failed", f"prediction failed: {msg}")

@@ -70,3 +70,22 @@ def test_empty_episode_and_bad_options():
     assert parse_imaging("GASF+mtf") == ("gasf", "mtf") and parse_imaging(None) == ()
     with pytest.raises(UsageError):
         to_images(np.zeros((1, 4, 2)), None, "gasf", size=1)
+
+
+def test_cached_images_equal_a_fresh_computation_and_follow_every_parameter():
+    from ckreg.data.imaging import cached_images, clear_cache
+
+    clear_cache()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 9, 2)).astype(np.float32)
+    mask = np.zeros((3, 9), np.uint8)
+    mask[1, 6:] = 1
+    a = cached_images(X, mask, ("gasf",), 4)
+    assert np.array_equal(a, to_images(X, mask, ("gasf",), 4)) and not a.flags.writeable
+    assert cached_images(X.copy(), mask.copy(), "gasf", 4) is a        # same content: no recomputation
+    # any change of the episodes, the mask or a parameter is a fresh computation
+    for args in [(X, mask, ("gasf",), 5), (X, mask, ("gadf",), 4), (X, mask, ("mtf",), 4, 3), (X, mask, ("mtf",), 4, 4),
+                 (X + 1e-3 * (np.arange(9)[None, :, None] ** 2), mask, ("gasf",), 4), (X, 1 - mask, ("gasf",), 4)]:
+        b = cached_images(*args)
+        assert np.array_equal(b, to_images(*args)), args
+    assert not np.array_equal(cached_images(X, 1 - mask, ("gasf",), 4), a)

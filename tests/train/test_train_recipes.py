@@ -29,18 +29,28 @@ def teacher_run(glove_tree, tmp_path_factory):
     return r, out
 
 
-def test_image_teacher_records_its_recipe(teacher_run):
+def test_image_teacher_records_its_recipe(teacher_run, glove_tree):
     r, out = teacher_run
     assert r.spec["conv_dim"] == 2 and r.spec["input_size"] == 2 * 8     # two methods x 8 channels
     rec = r.metrics["recipe"]
     assert rec["optimizer"] == "SGD" and rec["momentum"] == 0.9 and rec["lr_schedule"] == "CosineAnnealingLR"
-    assert rec["imaging"] == {"methods": ["gasf", "mtf"], "size": 8, "bins": 4}
+    img = rec["imaging"]
+    assert {k: img[k] for k in ("methods", "size", "bins", "rescale")} == {
+        "methods": ["gasf", "mtf"], "size": 8, "bins": 4, "rescale": "train-split"}
+    # the range and MTF edges are the TRAINING split's, per channel (a scaler's statistics, for images)
+    from ckreg.data import load_dataset, split as make_split
+    from ckreg.data.imaging import fit_stats
+
+    ds = load_dataset(glove_tree)
+    assert img["stats"] == fit_stats(ds.X, ds.mask, make_split(ds, seed=0).train, 4).to_dict()
+    assert img["stats"] != fit_stats(ds.X, ds.mask, None, 4).to_dict()      # not all episodes
     # the cosine schedule ran: the second epoch's learning rate is below the first's
     lrs = [h["lr"] for h in r.metrics["history"]]
     assert lrs[0] == pytest.approx(0.05) and lrs[1] < lrs[0]
     t = Teacher(path=str(out / "weights.safetensors"))
     _m, spec, imaging, scaler, wsha = t.load()
-    assert imaging == ImagingConfig(("gasf", "mtf"), 8, 4) and wsha == r.weights_sha256
+    assert imaging.methods == ("gasf", "mtf") and (imaging.size, imaging.bins) == (8, 4)
+    assert imaging.stats is not None and imaging.stats.to_dict() == img["stats"] and wsha == r.weights_sha256
 
 
 def test_student_distils_and_records_the_teacher(teacher_run, glove_tree, tmp_path):
@@ -64,6 +74,34 @@ def test_student_distils_and_records_the_teacher(teacher_run, glove_tree, tmp_pa
     # the distillation term changes training: the same seed without a teacher gives other weights
     plain = train("GRU", glove_tree, tmp_path / "p", overrides=TINY_GRU, epochs=2, batch_size=8)
     assert plain.weights_sha256 != s.weights_sha256
+
+
+def test_teacher_logits_are_computed_once_and_runs_stay_deterministic(teacher_run, glove_tree, tmp_path):
+    """The frozen teacher's logits are remembered per data; the cached images and logits change no result."""
+    from ckreg.data import load_dataset
+    from ckreg.data.imaging import clear_cache
+
+    r, out = teacher_run
+    ds = load_dataset(glove_tree)
+    t = Teacher(path=str(out / "weights.safetensors"))
+    module = t.load()[0]
+    calls = []
+    hook = module.register_forward_hook(lambda *a: calls.append(1))
+    first = t.logits(ds.X, ds.mask)
+    n = len(calls)
+    assert n > 0 and t.logits(ds.X.copy(), ds.mask) is first and len(calls) == n
+    assert len(t.logits(ds.X[:3], ds.mask[:3])) == 3 and len(calls) > n    # other episodes: computed
+    hook.remove()
+    clear_cache()
+    fresh = Teacher(path=str(out / "weights.safetensors")).logits(ds.X, ds.mask)
+    assert np.array_equal(fresh, first)
+    # the same seed gives the same weights whether the images come from the cache or not
+    kw = dict(overrides=TINY_WRN, epochs=2, batch_size=8, lr=0.05, imaging=ImagingConfig(("gasf", "mtf"), size=8, bins=4),
+              optim=OptimConfig(optimizer="sgd", schedule="cosine", lr_min=1e-3))
+    again = train("WRN", glove_tree, tmp_path / "again", **kw)
+    clear_cache()
+    cold = train("WRN", glove_tree, tmp_path / "cold", **kw)
+    assert again.weights_sha256 == cold.weights_sha256 == r.weights_sha256
 
 
 def test_kd_loss_by_hand(torch_mod):
@@ -176,7 +214,7 @@ models:
     inputs, _h, _ = compute_inputs(man, teacher_decl, "x")
     kw = _train_kwargs(teacher_decl, inputs)
     assert kw["optim"] == {"optimizer": "sgd", "schedule": "step", "step_size": 5, "gamma": 0.5}
-    assert kw["imaging"] == {"methods": ["gasf", "gadf"], "size": 8, "bins": 8}
+    assert kw["imaging"] == {"methods": ["gasf", "gadf"], "size": 8, "bins": 8, "rescale": "train-split"}
     family = kw.pop("family")
     r = train(family, glove_tree, tmp_path / "t", **kw)
     assert r.spec["input_size"] == 16 and r.metrics["recipe"]["lr_schedule"] == "StepLR"

@@ -142,6 +142,9 @@ class _Bar:
               help="Train on images of the signals (WRN --set conv_dim=2).")
 @click.option("--image-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--mtf-bins", type=click.IntRange(min=2), default=8, show_default=True, help="MTF quantile bins.")
+@click.option("--image-rescale", type=click.Choice(["train-split", "episode"]), default="train-split",
+              show_default=True, help="Image range and MTF edges: per channel from the training split "
+              "(keeps each signal's level), or each series' own.")
 @click.option("--teacher", default=None, metavar="REF",
               help="Distil from this teacher: a checkpoint, a training output folder or a registry reference.")
 @click.option("--kd-temperature", type=float, default=4.0, show_default=True)
@@ -156,7 +159,7 @@ class _Bar:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, min_delta, threads, pkl, force,
               optimizer, schedule, momentum, weight_decay, lr_min, step_size, gamma, imaging, image_size, mtf_bins,
-              teacher, kd_temperature, kd_lambda, seeds, register_name, registry_path, as_json):
+              image_rescale, teacher, kd_temperature, kd_lambda, seeds, register_name, registry_path, as_json):
     """Train FAMILY on --data and write weights, a Lightning .ckpt, the scaler and metrics into --out."""
     from ckreg.train import train
     from ckreg.train.recipes import ImagingConfig, OptimConfig
@@ -173,7 +176,7 @@ def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, m
     if imaging:
         from ckreg.data.imaging import parse_imaging
 
-        kwargs["imaging"] = ImagingConfig(parse_imaging(imaging), image_size, mtf_bins)
+        kwargs["imaging"] = ImagingConfig(parse_imaging(imaging), image_size, mtf_bins, image_rescale)
     if teacher:
         from ckreg.registry.runs import resolve_teacher
 

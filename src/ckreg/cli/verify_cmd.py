@@ -310,6 +310,14 @@ def _render_result(result, con=None) -> None:
                       ", ".join(o.aliases) or "-", o.run_dir or o.ckpt or "")
     con.print(table)
     for o in result.outcomes:
+        if o.runs:     # a seeded model: its runs, and which one @best is (by validation)
+            seeds = ",".join(str(r["seed"]) for r in o.runs)
+            spread = (f"test {100 * o.test_accuracy_mean:.2f} ± {100 * o.test_accuracy_std:.2f}%"
+                      if o.test_accuracy_mean is not None and o.test_accuracy_std is not None else "test -")
+            best = (f"; {o.name}@best = seed {o.best_seed} (by validation)"
+                    if o.best_seed is not None and o.version is not None else "")
+            con.print(f"{o.name}: seeds {seeds}: {spread}{best}")
+    for o in result.outcomes:
         if o.error:
             con.print(f"[red]{o.name}: {o.error}[/]")
 

@@ -269,6 +269,8 @@ def train(
     optim, imaging, teacher = recipes.coerce(optim, imaging, teacher)
     optim = optim or recipes.OptimConfig()
     optim.check()
+    if imaging is not None:
+        imaging.check()
     if teacher is not None:
         recipes.check_kd(kd_temperature, kd_lambda)
     out = check_out(out, force)
@@ -311,7 +313,10 @@ def train(
                             path=str(teacher.path))
         lineage.append({"relation": "distilled-from", "parent": {k: t_info[k] for k in ("ref", "path", "weights_sha256")}})
     if imaging is not None:
-        Xs = imaging.images(Xs, mask)             # [N, methods x C, S, S]; invariant to the scaler
+        # [N, methods x C, S, S] from the raw values (the fields are invariant to the scaler), the range
+        # and MTF edges fitted on the training split (recorded in the recipe), once per process and data
+        imaging = imaging.fitted(ds.X, mask, sp.train)
+        Xs = imaging.images(np.asarray(ds.X, dtype=np.float32), mask)
     t_data = time.perf_counter() - t_start
 
     warnings: list[str] = []

@@ -96,23 +96,60 @@ def build_optimizer(model, cfg: OptimConfig, lr: float, weight_decay: float, epo
 
 @dataclass(frozen=True)
 class ImagingConfig:
+    """Which fields, their size and MTF bins, and where the rescaling comes from (`ckreg.data.imaging`):
+    `train-split` (per-channel range and MTF edges of the training split, `stats` once fitted) or
+    `episode` (each series' own; what a recipe without `rescale` recorded)."""
+
     methods: tuple[str, ...]
     size: int = 64
     bins: int = 8
+    rescale: str = "train-split"
+    stats: Any = None                      # ckreg.data.imaging.ImageStats, fitted by the trainer
 
     def describe(self) -> dict:
-        return {"methods": list(self.methods), "size": int(self.size), "bins": int(self.bins)}
+        d: dict[str, Any] = {"methods": list(self.methods), "size": int(self.size), "bins": int(self.bins),
+                             "rescale": self.rescale}
+        if self.stats is not None:
+            d["stats"] = self.stats.to_dict()
+        return d
+
+    def check(self) -> None:
+        from ckreg.data.imaging import RESCALES
+
+        if self.rescale not in RESCALES:
+            raise UsageError(f"unknown image rescaling {self.rescale!r}", hint=f"one of {', '.join(RESCALES)}")
+
+    def fitted(self, X, mask, rows) -> "ImagingConfig":
+        """This config with the training split's statistics (`train-split`); unchanged for `episode`."""
+        if self.rescale != "train-split" or self.stats is not None:
+            return self
+        from dataclasses import replace
+
+        from ckreg.data.imaging import fit_stats
+
+        return replace(self, stats=fit_stats(X, mask, rows, self.bins))
 
     @classmethod
     def from_recorded(cls, d: Any) -> "ImagingConfig | None":
         if not isinstance(d, dict) or not d.get("methods"):
             return None
-        return cls(methods=tuple(d["methods"]), size=int(d.get("size", 64)), bins=int(d.get("bins", 8)))
+        from ckreg.data.imaging import ImageStats
+
+        stats = ImageStats.from_dict(d.get("stats"))
+        rescale = str(d.get("rescale") or "episode")    # recorded before the choice existed: per episode
+        if rescale == "train-split" and stats is None:
+            raise SpecError("the recorded imaging says rescale train-split but holds no statistics")
+        return cls(methods=tuple(d["methods"]), size=int(d.get("size", 64)), bins=int(d.get("bins", 8)),
+                   rescale=rescale, stats=stats)
 
     def images(self, X, mask):
-        from ckreg.data.imaging import to_images
+        """Images of raw episodes (the fields ignore the scaler), computed once per process and data."""
+        from ckreg.data.imaging import cached_images
 
-        return to_images(X, mask, self.methods, self.size, self.bins)
+        if self.rescale == "train-split" and self.stats is None:
+            raise UsageError("train-split imaging needs the training split's statistics (ImagingConfig.fitted)")
+        return cached_images(X, mask, self.methods, self.size, self.bins,
+                             self.stats if self.rescale == "train-split" else None)
 
 
 def resolve_image_spec(family: str, overrides: dict[str, Any] | None, dataset: Any,
@@ -167,7 +204,7 @@ class Teacher:
 
     def load(self):
         """(module, spec, imaging or None, scaler or None, weights_sha256); raises CkregError for bad teachers."""
-        if self._loaded:
+        if "v" in self._loaded:
             return self._loaded["v"]
         from ckreg import zoo
         from ckreg.inspect import inspect_path
@@ -199,28 +236,40 @@ class Teacher:
                 "imaging": imaging.describe() if imaging else None}
 
     def logits(self, X_raw, mask, batch_size: int = 256):
-        """Teacher logits [N, K] (float32 numpy) for raw episodes, through the teacher's scaler and imaging."""
+        """Teacher logits [N, K] (float32 numpy, read-only) for raw episodes, through the teacher's
+        scaler and imaging.
+
+        The teacher is frozen and the trainer does not augment, so the logits of
+        the episodes are computed once and remembered on this object: the seeds
+        of a distilled configuration share one computation.
+        """
         import numpy as np
 
+        from ckreg.data.imaging import images_key
         from ckreg.train import common
 
         module, spec, imaging, scaler, _w = self.load()
         X = np.asarray(X_raw, dtype=np.float32)
-        if scaler is not None:
-            if imaging is None:     # an image teacher's width is methods x channels; its images ignore scaling
-                common.check_scaler(spec, scaler, str(self.path))
-            X = common.scale(scaler, X)
-        elif imaging is None:
+        key = ("logits", images_key(X, mask, (), 0, 0))
+        if key in self._loaded:
+            return self._loaded[key]
+        mask = np.asarray(mask, dtype=np.uint8)
+        if imaging is not None:     # the images are invariant to the scaler: made from the raw values
+            inputs = imaging.images(X, mask)
+        elif scaler is not None:
+            common.check_scaler(spec, scaler, str(self.path))
+            inputs = common.scale(scaler, X)
+        else:
             raise UsageError("the teacher takes signals but has no scaler", path=str(self.path),
                              hint="put its scaler.json beside it, or use a registered teacher")
-        out = []
-        for start in range(0, len(X), batch_size):
-            xb = X[start:start + batch_size]
-            mb = np.asarray(mask[start:start + batch_size], dtype=np.uint8)
-            if imaging is not None:
-                xb = imaging.images(xb, mb)
-            out.append(common.predict_logits(module, np.ascontiguousarray(xb, dtype=np.float32), mb, batch_size).numpy())
-        return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)
+        if len(inputs):
+            out = common.predict_logits(module, np.ascontiguousarray(inputs, dtype=np.float32), mask,
+                                        batch_size).numpy()
+        else:
+            out = np.zeros((0, spec.num_classes), np.float32)
+        out.setflags(write=False)
+        self._loaded[key] = out
+        return out
 
 
 def check_kd(temperature: float, lam: float) -> None:
@@ -244,7 +293,7 @@ def kd_loss(student_logits, y, teacher_logits, temperature: float, lam: float):
 # -- declared recipes (manifest `training`, retrain) ------------------------------------------------
 
 RECIPE_KEYS = ("optimizer", "schedule", "momentum", "lr_min", "step_size", "gamma", "imaging", "image_size",
-               "mtf_bins", "teacher", "kd_temperature", "kd_lambda")
+               "mtf_bins", "image_rescale", "teacher", "kd_temperature", "kd_lambda", "seeds")
 
 
 def recipe_kwargs(training: dict[str, Any], base: str | Path | None = None) -> dict[str, Any]:
@@ -255,20 +304,37 @@ def recipe_kwargs(training: dict[str, Any], base: str | Path | None = None) -> d
     out: dict[str, Any] = {}
     optim = {k: training[k] for k in ("optimizer", "schedule", "momentum", "lr_min", "step_size", "gamma")
              if training.get(k) is not None}
+    if optim.get("optimizer") == "adam":       # the manifest format allows it; the trainer has AdamW
+        optim["optimizer"] = "adamw"
     if optim:
         out["optim"] = optim
     if training.get("imaging"):
         out["imaging"] = {"methods": list(_methods(training["imaging"])), "size": int(training.get("image_size") or 64),
-                          "bins": int(training.get("mtf_bins") or 8)}
+                          "bins": int(training.get("mtf_bins") or 8),
+                          "rescale": str(training.get("image_rescale") or "train-split")}
     if training.get("teacher"):
-        t = Path(str(training["teacher"]))
-        if base is not None and not t.is_absolute():
-            t = Path(base) / t
-        out["teacher"] = str(t)
+        out["teacher"] = teacher_path_or_ref(str(training["teacher"]), base)
         for k in ("kd_temperature", "kd_lambda"):
             if training.get(k) is not None:
                 out[k] = float(training[k])
     return out
+
+
+def teacher_path_or_ref(teacher: str, base: str | Path | None = None) -> str:
+    """A declared teacher: the path (relative to `base`) when it exists or names a folder, else the
+    text unchanged, a registry reference (NAME, NAME@best, NAME@3) resolved when training starts."""
+    t = Path(teacher)
+    if base is not None and not t.is_absolute():
+        t = Path(base) / t
+    if t.exists() or "/" in teacher or "\\" in teacher or teacher.endswith((".safetensors", ".ckpt", ".pt", ".pth")):
+        return str(t)
+    return teacher
+
+
+def is_registry_ref(teacher: Any) -> bool:
+    """True for a declared teacher that `teacher_path_or_ref` left as a registry reference."""
+    return isinstance(teacher, str) and not Path(teacher).is_absolute() and not Path(teacher).exists() \
+        and "/" not in teacher and "\\" not in teacher
 
 
 def _methods(spec: Any) -> tuple[str, ...]:
@@ -284,7 +350,8 @@ def coerce(optim: Any = None, imaging: Any = None, teacher: Any = None):
     if isinstance(imaging, str):
         imaging = ImagingConfig(_methods(imaging))
     elif isinstance(imaging, dict):
-        imaging = ImagingConfig(_methods(imaging["methods"]), int(imaging.get("size", 64)), int(imaging.get("bins", 8)))
+        imaging = ImagingConfig(_methods(imaging["methods"]), int(imaging.get("size", 64)), int(imaging.get("bins", 8)),
+                                str(imaging.get("rescale") or "train-split"))
     if isinstance(teacher, (str, Path)):
         p = Path(teacher)
         if p.is_dir():

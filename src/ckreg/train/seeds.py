@@ -82,6 +82,19 @@ def _val_acc(r: TrainResult) -> float | None:
     return None
 
 
+def best_by_validation(runs: Sequence[Any]) -> Any:
+    """The run with the highest validation accuracy at its best epoch, then the lower validation
+    loss, then the first listed (anything with `val_accuracy` and `best_val_loss`); never by test."""
+    return max(runs, key=lambda r: (r.val_accuracy if r.val_accuracy is not None else -1.0,
+                                    -(r.best_val_loss if r.best_val_loss is not None else math.inf)),
+               default=None)
+
+
+def val_accuracy(r: TrainResult) -> float | None:
+    """A run's validation accuracy at its best epoch (the epoch whose weights it kept)."""
+    return _val_acc(r)
+
+
 def summarize(family: str, out: str | Path, results: list[TrainResult]) -> SeedsResult:
     runs = [SeedRun(seed=r.seed, out=r.out, test_accuracy=r.test_accuracy, val_accuracy=_val_acc(r),
                     best_val_loss=r.best_val_loss, best_epoch=r.best_epoch, epochs_run=r.epochs_run,
@@ -89,9 +102,7 @@ def summarize(family: str, out: str | Path, results: list[TrainResult]) -> Seeds
                     weights_sha256=r.weights_sha256, status=r.status) for r in results]
     m, s = mean_std([r.test_accuracy for r in runs])
     ep, _ = mean_std([r.mean_epoch_s for r in runs])
-    best = max(runs, key=lambda r: (r.val_accuracy if r.val_accuracy is not None else -1.0,
-                                    -(r.best_val_loss if r.best_val_loss is not None else math.inf)),
-               default=None)
+    best = best_by_validation(runs)
     return SeedsResult(family=family, out=str(out), runs=runs, test_accuracy_mean=m, test_accuracy_std=s,
                        mean_epoch_s=ep, best_seed=None if best is None else best.seed, results=results)
 
