@@ -39,6 +39,9 @@ def inspect_cmd(ctx: click.Context, paths: tuple[str, ...], as_json: bool, hash_
                 tree: bool, strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Identify the architecture in each checkpoint without executing it.
 
+    A PATH may be a URL (s3://bucket/key, read by range requests; needs the
+    [s3] extra).
+
     Exit status: 0 ok; 1 an error-severity finding (e.g. unsafe-global);
     2 a file could not be read (it is named on stderr; the others are still reported).
     """
