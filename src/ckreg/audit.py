@@ -34,7 +34,7 @@ from ckreg import __version__
 from ckreg.arch import WEIGHT_FIELDS
 from ckreg.errors import CkregError, UsageError
 from ckreg.findings import ErrorEntry, Finding, Report, Skipped
-from ckreg.families import add_family_files, family_in_name, name_label, registry
+from ckreg.families import family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.families.names import collapse_names
 from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
@@ -633,9 +633,10 @@ def _open_cache(cache: Any):
 
 
 def _inspection_options(hash_policy: str, tiers: tuple[str, ...] | None) -> dict[str, Any]:
-    """Everything besides a file's bytes that changes its inspection (part of its cache key)."""
+    """Everything besides a file's bytes that changes its inspection (part of its cache key): the
+    families other than the built-ins (declared in files and manifests, and plug-ins) included."""
     declared = [[f.name, f.source, f.origin, repr(f.template), repr(sorted(f.hyperparameters.items(), key=str)),
-                 list(f.names)] for f in registry().declared()]
+                 list(f.names)] for f in registry() if f.source != "built-in"]
     return {"hash_policy": hash_policy, "inline_hash_bytes": INLINE_HASH_BYTES,
             "tiers": list(tiers) if tiers is not None else None, "declared": declared}
 
@@ -979,6 +980,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
                 raise UsageError(f"--shard cannot be combined with {name}: it needs every checkpoint of the "
                                  "archive at once", hint=f"run {name} on the whole archive, or drop it")
     if families:
+        from ckreg.families import add_family_files   # PyYAML: only when family files are given
+
         add_family_files(list(families))   # before the manifest, which may declare models of these families
     if manifest is not None and not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)

@@ -25,12 +25,11 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model,
                       field_validator, model_validator)
 
-from ckreg import yamlio
 from ckreg.arch import FAMILIES, FAMILY_FIELDS, ArchSpec
 from ckreg.errors import CkregError, FamilyError, ManifestError, SpecError
 from ckreg.families import find as find_family
 from ckreg.families import names as family_names
-from ckreg.families import parse_families, registry
+from ckreg.families import registry
 
 MANIFEST_VERSION = 1
 MAX_REPORTED_ERRORS = 25
@@ -465,6 +464,8 @@ def path_matches(pattern: str, relpath: str) -> bool:
 # -- loading and validation ---------------------------------------------------------------------
 
 def _loc_str(loc: tuple) -> str:
+    from ckreg import yamlio   # PyYAML only where a manifest is parsed (the audit of a cached tree has none)
+
     return yamlio.loc_str(loc, top="(top level)")
 
 
@@ -646,6 +647,8 @@ def _raw_family_problems(data: Any, already: set) -> list[tuple[tuple, str]]:
 
 
 def _raise(source: str, data: Any, problems: list[tuple[tuple, str]]) -> None:
+    from ckreg import yamlio
+
     lines = []
     for loc, text in problems[:MAX_REPORTED_ERRORS]:
         line = yamlio.line_of(data, loc)
@@ -662,6 +665,8 @@ def _raise(source: str, data: Any, problems: list[tuple[tuple, str]]) -> None:
 
 def _register_families(source: str, data: Any) -> list:
     """A manifest's `families:` section, registered before its models are validated (they may use them)."""
+    from ckreg.families import parse_families
+
     raw = data.get("families") if isinstance(data, dict) else None
     if raw is None:
         return []
@@ -680,6 +685,8 @@ def _register_families(source: str, data: Any) -> list:
 
 def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
     """Parse and validate manifest YAML; raise ManifestError naming file, line and field path."""
+    from ckreg import yamlio
+
     try:
         data = yamlio.load_text(text)
     except Exception as exc:  # yaml.YAMLError and friends

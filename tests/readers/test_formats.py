@@ -132,3 +132,30 @@ def test_plain_pickle_of_torch_tensors_is_read_but_flagged(tmp_path, tiny_state_
     assert list(res.tensors) == list(tiny_state_dict)
     assert res.tensors["RNN.0.weight"].shape == (16, 8)
     assert res.tensors["head.weight"].dtype == "float64"   # read from the embedded legacy storage file
+
+
+def test_holding_a_small_file_reads_it_once_for_both_hashes(tmp_path, monkeypatch):
+    """`ReadResult.holding_source`: one read of the whole file gives the same sha256 and weights
+    hash as reading it per tensor, and no file is opened per tensor."""
+    torch = pytest.importorskip("torch")
+    from ckreg.inspect import weights_sha256
+    from ckreg.readers import fileio, read_checkpoint
+
+    path = tmp_path / "m.pt"
+    torch.save({f"layer{i}.weight": torch.randn(16, 8) for i in range(6)}, path)
+    plain = read_checkpoint(path)
+    want = (plain.sha256, weights_sha256(plain))   # per tensor, one open each
+    res = read_checkpoint(path)
+    before = res.bytes_read
+    opened = []
+    real = fileio.RandomAccessFile.__init__
+
+    def counting(self, *a, **k):
+        opened.append(a[0] if a else k.get("path"))
+        real(self, *a, **k)
+
+    monkeypatch.setattr(fileio.RandomAccessFile, "__init__", counting)
+    with res.holding_source():
+        got = (res.sha256, weights_sha256(res))
+    assert got == want and len(opened) == 1
+    assert res.bytes_read - before == path.stat().st_size

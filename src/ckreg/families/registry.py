@@ -198,7 +198,11 @@ def _same_declaration(old: Family | None, new: Family) -> bool:
 
 def _load_plugins(reg: Registry) -> None:
     """Every entry point of `ckreg.families`: records, a callable giving records, or a YAML file path."""
-    from ckreg.families.yamlfile import load_family_file
+
+    def load_family_file(path: Path, source: str) -> list[Family]:   # PyYAML only for a plug-in's YAML file
+        from ckreg.families.yamlfile import load_family_file as load
+
+        return load(path, source=source)
 
     for ep in _entry_points():
         origin = f"{ep.name} = {ep.value}"

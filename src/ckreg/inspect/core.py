@@ -113,6 +113,11 @@ def weights_sha256(result: ReadResult) -> str:
     safetensors), of metadata and of storage sharing, so identical weights
     agree however they were saved (issue #2).
     """
+    with result.holding_source():   # one source for every tensor, not one open per tensor
+        return _weights_sha256(result)
+
+
+def _weights_sha256(result: ReadResult) -> str:
     h = hashlib.sha256()
     for name in sorted(result.tensors):
         rec = result.tensors[name]
@@ -431,8 +436,9 @@ def inspect_result(result: ReadResult, hash_weights: bool = False) -> Inspection
             pass
     if hash_weights:  # both hashes read every byte: only on request (issue #2, "Speed")
         try:
-            insp.sha256 = result.sha256
-            insp.weights_sha256 = weights_sha256(result)
+            with result.holding_source():   # a small file: read once for both hashes
+                insp.sha256 = result.sha256
+                insp.weights_sha256 = weights_sha256(result)
         except (CkregError, OSError, NotImplementedError, ValueError) as exc:
             msg = exc.render() if isinstance(exc, CkregError) else f"{result.path}: {exc}"
             insp.findings.append(Finding.make("unreadable", f"tensor bytes cannot be read: {msg}", path=result.path))

@@ -13,6 +13,7 @@ unsafe global in a truncated file) and `.partial` (a `ReadResult` or None).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -301,7 +302,8 @@ def _finish(ctx: _Ctx, f: Source, fmt: str, root: Any, storage_ref: Callable[[St
 
 
 def _make_byte_source(path: str, range_for: Callable[[Source, TensorRecord], Callable]):
-    """A byte source that opens the file per call and adds what it reads to `res.bytes_read`."""
+    """A byte source that opens the file per call (or reads the source `res.holding_source` keeps)
+    and adds what it reads to `res.bytes_read`."""
 
     def factory(res: ReadResult):
         def source(rec: TensorRecord) -> Iterator[bytes]:
@@ -309,7 +311,8 @@ def _make_byte_source(path: str, range_for: Callable[[Source, TensorRecord], Cal
             if rec.storage is None or isz is None:
                 raise ReadError(f"tensor {rec.name!r} has no readable storage (dtype {rec.dtype})", path=path)
             counter = Counter()
-            with open_source(path, counter) as g:
+            held = res._held   # `ReadResult.holding_source`: one source for every tensor
+            with (contextlib.nullcontext(held) if held is not None else open_source(path, counter)) as g:
                 reader = range_for(g, rec)
                 try:
                     for chunk in iter_tensor(reader, isz, rec.shape, rec.stride, rec.storage_offset,

@@ -9,10 +9,15 @@ its bytes are read only on request (`ReadResult.iter_tensor_bytes`), for
 from __future__ import annotations
 
 import math
+import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ckreg.findings import Finding
+
+# `ReadResult.holding_source` reads a local file up to this size whole (what the audit hashes inline).
+HOLD_IN_MEMORY = 16 * 1024 * 1024
 
 # torch storage/dtype names -> element size in bytes
 DTYPE_SIZES: dict[str, int] = {
@@ -89,6 +94,7 @@ class ReadResult:
     # Set by the reader: yields the raw bytes of one tensor's storage slice, streaming.
     _byte_source: Callable[[TensorRecord], Iterator[bytes]] | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
+    _held: Any = field(default=None, repr=False)   # the one source `holding_source` keeps open
 
     @property
     def sha256(self) -> str:
@@ -102,6 +108,36 @@ class ReadResult:
             finally:
                 self.bytes_read += counter.n
         return self._sha256
+
+    @contextlib.contextmanager
+    def holding_source(self) -> Iterator[None]:
+        """Inside the block, `iter_tensor_bytes` and `sha256` read one source instead of opening the
+        file per tensor (hashing the weights reads every tensor). A local file up to
+        `HOLD_IN_MEMORY` bytes is read once, whole: its sha256 and every tensor's bytes come from
+        that one read (`bytes_read` counts it once). A remote object is left as it is read now."""
+        from ckreg.readers.fileio import Counter, MemorySource, is_url, open_source
+
+        if (self._held is not None or is_url(self.path) or not self.size or self.size > HOLD_IN_MEMORY
+                or not os.path.isfile(self.path)):   # a model folder's tensors live in its member files
+            yield
+            return
+        counter = Counter()
+        try:
+            with open_source(self.path, counter) as f:
+                data = f.pread(0, f.size)
+        finally:
+            self.bytes_read += counter.n
+        if len(data) != self.size:
+            raise OSError(f"{self.path}: {len(data)} bytes read, the file had {self.size}")
+        if self._sha256 is None:
+            import hashlib
+
+            self._sha256 = hashlib.sha256(data).hexdigest()
+        self._held = MemorySource(self.path, data)
+        try:
+            yield
+        finally:
+            self._held = None
 
     @property
     def sha256_if_known(self) -> str | None:
