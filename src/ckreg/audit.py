@@ -607,8 +607,16 @@ AUDIT_FIELDS = ("path", "format", "size", "family", "ambiguous_between", "hyperp
 
 
 def _audit_view(insp: Any) -> Any:
-    """The inspection reduced to `AUDIT_FIELDS` (its values already validated: `model_construct`)."""
-    return type(insp).model_construct(**{k: getattr(insp, k) for k in AUDIT_FIELDS})
+    """The inspection reduced to `AUDIT_FIELDS`: the other fields emptied in a copy (its values are
+    validated already; a copy, not `model_construct`, which inspects every default factory's
+    signature on each call)."""
+    return insp.model_copy(update={k: _EMPTY[k]() for k in _EMPTY})
+
+
+_EMPTY: dict[str, Callable[[], Any]] = {
+    "confidence": float, "not_recorded": dict, "metadata": dict, "evidence": list, "candidates": list,
+    "leftovers": list, "description": list, "structure": dict, "scales": lambda: None, "bytes_read": int,
+    "allowed_tiers": list}
 
 
 def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
