@@ -256,3 +256,16 @@ def test_nothing_written(tmp_path, save_ckpt):
     before = sorted(os.listdir(tmp_path)), path.stat().st_mtime_ns
     inspect_paths([path, tmp_path / "nope.ckpt"], hash_weights=True)
     assert (sorted(os.listdir(tmp_path)), path.stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("name,dtype,shape", [
+    ("rnn.weight_ih_l0", "float32", (192, 64)), ("scalar", "int64", ()), ("caf\u00e9", "float32", (1,)),
+    ('a"b', "float16", (2,)), ("a\\b", "bfloat16", (2, 3)), ("tab\there", "int8", (0,)),
+    ("ok ~!#[]{}", "bool", (4, 0, 5)), ("flag", "uint8", (True, 2))])
+def test_the_weights_hash_row_is_json_dumps(name, dtype, shape):
+    """Each tensor enters weights_sha256 with its row as json.dumps writes it (the hash must not change)."""
+    import json
+
+    from ckreg.inspect.core import _row_json
+
+    assert _row_json(name, dtype, shape) == json.dumps([name, dtype, list(shape)], separators=(",", ":"))

@@ -117,11 +117,23 @@ def weights_sha256(result: ReadResult) -> str:
         return _weights_sha256(result)
 
 
+# Printable ASCII but `"` and `\\`: what json.dumps writes as it is.
+_PLAIN_JSON = re.compile(r'[ !#-\[\]-~]*\Z')
+
+
+def _row_json(name: str, dtype: str, shape: Sequence[int]) -> str:
+    """`json.dumps([name, dtype, list(shape)], separators=(",", ":"))`, spelled out for plain names and
+    int shapes (every tensor is hashed with its row: the text must not change)."""
+    if _PLAIN_JSON.match(name) and _PLAIN_JSON.match(dtype) and all(type(v) is int for v in shape):
+        return '["' + name + '","' + dtype + '",[' + ",".join(map(str, shape)) + "]]"
+    return json.dumps([name, dtype, list(shape)], separators=(",", ":"))
+
+
 def _weights_sha256(result: ReadResult) -> str:
     h = hashlib.sha256()
     for name in sorted(result.tensors):
         rec = result.tensors[name]
-        h.update(json.dumps([name, rec.dtype, list(rec.shape)], separators=(",", ":")).encode() + b"\n")
+        h.update(_row_json(name, rec.dtype, rec.shape).encode() + b"\n")
         n = 0
         for chunk in result.iter_tensor_bytes(rec):
             h.update(chunk)

@@ -677,303 +677,327 @@ class _VM:
         objects = 0
         max_ops, max_objects = self.max_ops, self.max_objects
         data, n = self.data, self.n
-        while True:
-            op_pos = self.pos
-            if self.frame_end is not None and op_pos == self.frame_end:
-                self.frame_end = None  # the frame ended exactly at an opcode boundary, as pickle writes it
-            if op_pos >= n:
-                raise Truncated("pickle data truncated (no STOP)", op_pos)
-            b = data[op_pos]  # the opcode byte (inside the frame, if any: op_pos < frame_end here)
-            self.pos = op_pos + 1
-            run.ops += 1
-            if b in allocating:
-                objects += 1
-                if objects > max_objects:
-                    self.pos = op_pos  # the scan resumes at this opcode
-                    raise Malformed(f"more than {max_objects} objects: modelled no further (memory budget); "
-                                    f"the rest is scanned for globals", op_pos)
-            if run.ops > max_ops:
-                self.pos = op_pos
-                raise Malformed(f"more than {max_ops} opcodes: modelled no further; the rest is scanned for "
-                                f"globals", op_pos)
-            stack = self.stack
-            push = stack.append
-            # ---- the opcodes torch.save writes most, first (one comparison each on the way down;
-            # the branches are exclusive, so their order changes nothing else)
-            if b == 0x71:  # BINPUT 'q'
-                self.memo[read(1)[0]] = self.top()
-            elif b == 0x68:  # BINGET 'h'
-                idx = read(1)[0]
-                try:
-                    push(self.memo[idx])
-                except KeyError:
-                    raise Malformed(f"memo miss: index {idx} was never stored", op_pos) from None
-            elif b == 0x4B:  # BININT1 'K'
-                push(read(1)[0])
-            elif b == 0x58:  # BINUNICODE 'X'
-                (k,) = unpack("<I", read(4))
-                push(str(read(self.length(k, "BINUNICODE")), "utf-8", "surrogatepass"))
-            elif b == 0x28:  # MARK '('
-                self.metastack.append(stack)
-                self.stack = []
-            elif b == 0x74:  # TUPLE 't'
-                items = self.pop_mark()
-                self.stack.append(tuple(items))
-            elif b == 0x52:  # REDUCE 'R'
-                args = self.pop()
-                func = self.pop()
-                self.stack.append(self.reduce(func, args, "reduce", pos=op_pos))
-            elif b == 0x85:  # TUPLE1
-                stack.append((self.pop(),))
-            elif b == 0x29:  # EMPTY_TUPLE ')'
-                push(())
-            elif b == 0x89:  # NEWFALSE
-                push(False)
-            elif b == 0x51:  # BINPERSID 'Q'
-                pid = self.pop()
-                self.stack.append(self.persistent_load(pid))
-            elif b == 0x86:  # TUPLE2
-                b2 = self.pop()
-                a2 = self.pop()
-                stack.append((a2, b2))
-            elif b == 0x94:  # MEMOIZE
-                self.memo[len(self.memo)] = self.top()
-            elif b == 0x4D:  # BININT2 'M'
-                push(unpack("<H", read(2))[0])
-            elif b == 0x72:  # LONG_BINPUT 'r'
-                (idx,) = unpack("<I", read(4))
-                self.memo[idx] = self.top()
-            elif b == 0x8C:  # SHORT_BINUNICODE
-                push(str(read(read(1)[0]), "utf-8", "surrogatepass"))
-            # ---- framing and protocol
-            elif b == 0x80:  # PROTO
-                proto = read(1)[0]
-                if proto > 5:
-                    raise Malformed(f"unsupported pickle protocol {proto}", op_pos, recoverable=False)
-                run.proto = proto
-            elif b == 0x95:  # FRAME
-                if self.frame_end is not None and op_pos < self.frame_end:
-                    self.note("FRAME begins before the previous frame ended")
-                (size,) = unpack("<Q", read(8))
-                self.length(size, "FRAME")
-                if size == 0:
-                    self.note("empty FRAME")
-                self.frame_end = self.pos + size if size else None
-            elif b == 0x2E:  # STOP '.'
-                value = self.pop()
-                if self.frame_end is not None and self.pos < self.frame_end:
-                    self.note("STOP inside a FRAME that has unread bytes")
-                self.frame_end = None
-                if self.stack or self.metastack:
-                    run.warnings.append(
-                        f"{len(self.stack) + sum(len(s) for s in self.metastack)} object(s) and "
-                        f"{len(self.metastack)} MARK(s) left on the stack at STOP")
-                run.value = value
-                return
-            elif b == 0x30:  # POP '0'
-                if stack:
-                    stack.pop()
-                else:
-                    self.pop_mark()
-            elif b == 0x31:  # POP_MARK '1'
-                self.pop_mark()
-            elif b == 0x32:  # DUP '2'
-                push(self.top())
-            # ---- memo
-            elif b == 0x70:  # PUT 'p'
-                line = self.readline()[:-1]
-                try:
-                    idx = int(line)
-                except ValueError:
-                    raise Malformed("PUT with a non-integer index", op_pos) from None
-                if idx < 0:
-                    raise Malformed("negative PUT index", op_pos)
-                self.memo[idx] = self.top()
-            elif b in (0x67, 0x6A):  # GET 'g', LONG_BINGET 'j'
-                if b == 0x67:
+        ops = run.ops   # counted in a local, written back however the run ends
+        try:
+            while True:
+                op_pos = self.pos
+                if self.frame_end is not None and op_pos == self.frame_end:
+                    self.frame_end = None  # the frame ended exactly at an opcode boundary, as pickle writes it
+                if op_pos >= n:
+                    raise Truncated("pickle data truncated (no STOP)", op_pos)
+                b = data[op_pos]  # the opcode byte (inside the frame, if any: op_pos < frame_end here)
+                self.pos = op_pos + 1
+                ops += 1
+                if b in allocating:
+                    objects += 1
+                    if objects > max_objects:
+                        self.pos = op_pos  # the scan resumes at this opcode
+                        raise Malformed(f"more than {max_objects} objects: modelled no further (memory budget); "
+                                        f"the rest is scanned for globals", op_pos)
+                if ops > max_ops:
+                    self.pos = op_pos
+                    raise Malformed(f"more than {max_ops} opcodes: modelled no further; the rest is scanned for "
+                                    f"globals", op_pos)
+                stack = self.stack
+                push = stack.append
+                # ---- the opcodes torch.save writes most, first (one comparison each on the way down;
+                # the branches are exclusive, so their order changes nothing else)
+                # A one-byte argument inside the data and the frame is taken in place; anything
+                # else goes through `read` (truncation, a frame crossed).
+                if b == 0x71:  # BINPUT 'q'
+                    if not stack:
+                        raise Malformed("stack underflow", self.pos)
+                    value = stack[-1]
+                    pos = op_pos + 1
+                    if pos < n and (self.frame_end is None or pos < self.frame_end):
+                        self.pos = pos + 1
+                        self.memo[data[pos]] = value
+                    else:
+                        self.memo[read(1)[0]] = value
+                elif b == 0x68:  # BINGET 'h'
+                    pos = op_pos + 1
+                    if pos < n and (self.frame_end is None or pos < self.frame_end):
+                        self.pos = pos + 1
+                        idx = data[pos]
+                    else:
+                        idx = read(1)[0]
                     try:
-                        idx = int(self.readline()[:-1])
-                    except ValueError:
-                        raise Malformed("GET with a non-integer index", op_pos) from None
-                else:
+                        push(self.memo[idx])
+                    except KeyError:
+                        raise Malformed(f"memo miss: index {idx} was never stored", op_pos) from None
+                elif b == 0x4B:  # BININT1 'K'
+                    pos = op_pos + 1
+                    if pos < n and (self.frame_end is None or pos < self.frame_end):
+                        self.pos = pos + 1
+                        push(data[pos])
+                    else:
+                        push(read(1)[0])
+                elif b == 0x58:  # BINUNICODE 'X'
+                    (k,) = unpack("<I", read(4))
+                    push(str(read(self.length(k, "BINUNICODE")), "utf-8", "surrogatepass"))
+                elif b == 0x28:  # MARK '('
+                    self.metastack.append(stack)
+                    self.stack = []
+                elif b == 0x74:  # TUPLE 't'
+                    items = self.pop_mark()
+                    self.stack.append(tuple(items))
+                elif b == 0x52:  # REDUCE 'R'
+                    args = self.pop()
+                    func = self.pop()
+                    self.stack.append(self.reduce(func, args, "reduce", pos=op_pos))
+                elif b == 0x85:  # TUPLE1
+                    stack.append((self.pop(),))
+                elif b == 0x29:  # EMPTY_TUPLE ')'
+                    push(())
+                elif b == 0x89:  # NEWFALSE
+                    push(False)
+                elif b == 0x51:  # BINPERSID 'Q'
+                    pid = self.pop()
+                    self.stack.append(self.persistent_load(pid))
+                elif b == 0x86:  # TUPLE2
+                    b2 = self.pop()
+                    a2 = self.pop()
+                    stack.append((a2, b2))
+                elif b == 0x94:  # MEMOIZE
+                    self.memo[len(self.memo)] = self.top()
+                elif b == 0x4D:  # BININT2 'M'
+                    push(unpack("<H", read(2))[0])
+                elif b == 0x72:  # LONG_BINPUT 'r'
                     (idx,) = unpack("<I", read(4))
-                try:
-                    push(self.memo[idx])
-                except KeyError:
-                    raise Malformed(f"memo miss: index {idx} was never stored", op_pos) from None
-            # ---- atoms
-            elif b == 0x4E:  # NONE 'N'
-                push(None)
-            elif b == 0x88:  # NEWTRUE
-                push(True)
-            elif b == 0x49:  # INT 'I'
-                value = c_int_line(self.readline())
-                if value is None:
-                    raise Malformed("INT with a non-integer value", op_pos)
-                push(value)
-            elif b == 0x4A:  # BININT 'J'
-                push(unpack("<i", read(4))[0])
-            elif b == 0x4C:  # LONG 'L'
-                value = c_long_line(self.readline())
-                if value is None:
-                    raise Malformed("LONG with a non-integer value", op_pos)
-                push(value)
-            elif b == 0x8A:  # LONG1
-                k = read(1)[0]
-                push(int.from_bytes(read(k), "little", signed=True))
-            elif b == 0x8B:  # LONG4
-                (k,) = unpack("<i", read(4))
-                if k < 0:
-                    raise Malformed("LONG4 with a negative byte count", op_pos, recoverable=False)
-                self.length(k, "LONG4")
-                push(int.from_bytes(read(k), "little", signed=True))
-            elif b == 0x46:  # FLOAT 'F'
-                try:
-                    push(float(self.readline()[:-1]))
-                except ValueError:
-                    raise Malformed("FLOAT with a non-float value", op_pos) from None
-            elif b == 0x47:  # BINFLOAT 'G'
-                push(unpack(">d", read(8))[0])
-            # ---- strings and bytes
-            elif b == 0x53:  # STRING 'S'
-                line = self.readline()[:-1]
-                if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
-                    line = line[1:-1]
+                    self.memo[idx] = self.top()
+                elif b == 0x8C:  # SHORT_BINUNICODE
+                    push(str(read(read(1)[0]), "utf-8", "surrogatepass"))
+                # ---- framing and protocol
+                elif b == 0x80:  # PROTO
+                    proto = read(1)[0]
+                    if proto > 5:
+                        raise Malformed(f"unsupported pickle protocol {proto}", op_pos, recoverable=False)
+                    run.proto = proto
+                elif b == 0x95:  # FRAME
+                    if self.frame_end is not None and op_pos < self.frame_end:
+                        self.note("FRAME begins before the previous frame ended")
+                    (size,) = unpack("<Q", read(8))
+                    self.length(size, "FRAME")
+                    if size == 0:
+                        self.note("empty FRAME")
+                    self.frame_end = self.pos + size if size else None
+                elif b == 0x2E:  # STOP '.'
+                    value = self.pop()
+                    if self.frame_end is not None and self.pos < self.frame_end:
+                        self.note("STOP inside a FRAME that has unread bytes")
+                    self.frame_end = None
+                    if self.stack or self.metastack:
+                        run.warnings.append(
+                            f"{len(self.stack) + sum(len(s) for s in self.metastack)} object(s) and "
+                            f"{len(self.metastack)} MARK(s) left on the stack at STOP")
+                    run.value = value
+                    return
+                elif b == 0x30:  # POP '0'
+                    if stack:
+                        stack.pop()
+                    else:
+                        self.pop_mark()
+                elif b == 0x31:  # POP_MARK '1'
+                    self.pop_mark()
+                elif b == 0x32:  # DUP '2'
+                    push(self.top())
+                # ---- memo
+                elif b == 0x70:  # PUT 'p'
+                    line = self.readline()[:-1]
+                    try:
+                        idx = int(line)
+                    except ValueError:
+                        raise Malformed("PUT with a non-integer index", op_pos) from None
+                    if idx < 0:
+                        raise Malformed("negative PUT index", op_pos)
+                    self.memo[idx] = self.top()
+                elif b in (0x67, 0x6A):  # GET 'g', LONG_BINGET 'j'
+                    if b == 0x67:
+                        try:
+                            idx = int(self.readline()[:-1])
+                        except ValueError:
+                            raise Malformed("GET with a non-integer index", op_pos) from None
+                    else:
+                        (idx,) = unpack("<I", read(4))
+                    try:
+                        push(self.memo[idx])
+                    except KeyError:
+                        raise Malformed(f"memo miss: index {idx} was never stored", op_pos) from None
+                # ---- atoms
+                elif b == 0x4E:  # NONE 'N'
+                    push(None)
+                elif b == 0x88:  # NEWTRUE
+                    push(True)
+                elif b == 0x49:  # INT 'I'
+                    value = c_int_line(self.readline())
+                    if value is None:
+                        raise Malformed("INT with a non-integer value", op_pos)
+                    push(value)
+                elif b == 0x4A:  # BININT 'J'
+                    push(unpack("<i", read(4))[0])
+                elif b == 0x4C:  # LONG 'L'
+                    value = c_long_line(self.readline())
+                    if value is None:
+                        raise Malformed("LONG with a non-integer value", op_pos)
+                    push(value)
+                elif b == 0x8A:  # LONG1
+                    k = read(1)[0]
+                    push(int.from_bytes(read(k), "little", signed=True))
+                elif b == 0x8B:  # LONG4
+                    (k,) = unpack("<i", read(4))
+                    if k < 0:
+                        raise Malformed("LONG4 with a negative byte count", op_pos, recoverable=False)
+                    self.length(k, "LONG4")
+                    push(int.from_bytes(read(k), "little", signed=True))
+                elif b == 0x46:  # FLOAT 'F'
+                    try:
+                        push(float(self.readline()[:-1]))
+                    except ValueError:
+                        raise Malformed("FLOAT with a non-float value", op_pos) from None
+                elif b == 0x47:  # BINFLOAT 'G'
+                    push(unpack(">d", read(8))[0])
+                # ---- strings and bytes
+                elif b == 0x53:  # STRING 'S'
+                    line = self.readline()[:-1]
+                    if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
+                        line = line[1:-1]
+                    else:
+                        raise Malformed("STRING argument is not quoted", op_pos)
+                    raw = codecs.escape_decode(line)[0]
+                    push(raw.decode("ascii", "replace") if raw.isascii() else raw)
+                elif b == 0x54:  # BINSTRING 'T'
+                    (k,) = unpack("<i", read(4))
+                    if k < 0:
+                        raise Malformed("BINSTRING with a negative length", op_pos, recoverable=False)
+                    raw = bytes(read(self.length(k, "BINSTRING")))
+                    push(raw.decode("ascii") if raw.isascii() else raw)
+                elif b == 0x55:  # SHORT_BINSTRING 'U'
+                    raw = bytes(read(read(1)[0]))
+                    push(raw.decode("ascii") if raw.isascii() else raw)
+                elif b == 0x56:  # UNICODE 'V'
+                    push(str(self.readline()[:-1], "raw-unicode-escape"))
+                elif b == 0x8D:  # BINUNICODE8
+                    (k,) = unpack("<Q", read(8))
+                    push(str(read(self.length(k, "BINUNICODE8")), "utf-8", "surrogatepass"))
+                elif b == 0x42:  # BINBYTES 'B'
+                    (k,) = unpack("<I", read(4))
+                    push(bytes(read(self.length(k, "BINBYTES"))))
+                elif b == 0x43:  # SHORT_BINBYTES 'C'
+                    push(bytes(read(read(1)[0])))
+                elif b == 0x8E:  # BINBYTES8
+                    (k,) = unpack("<Q", read(8))
+                    push(bytes(read(self.length(k, "BINBYTES8"))))
+                elif b == 0x96:  # BYTEARRAY8
+                    (k,) = unpack("<Q", read(8))
+                    push(bytearray(read(self.length(k, "BYTEARRAY8"))))
+                elif b == 0x97:  # NEXT_BUFFER
+                    raise Malformed("NEXT_BUFFER: out-of-band buffer that a file cannot supply", op_pos)
+                elif b == 0x98:  # READONLY_BUFFER
+                    self.top()
+                elif b == 0x5D:  # EMPTY_LIST ']'
+                    push([])
+                elif b == 0x7D:  # EMPTY_DICT '}'
+                    push({})
+                elif b == 0x8F:  # EMPTY_SET
+                    push(set())
+                elif b == 0x87:  # TUPLE3
+                    c3 = self.pop()
+                    b3 = self.pop()
+                    a3 = self.pop()
+                    stack.append((a3, b3, c3))
+                elif b == 0x6C:  # LIST 'l'
+                    items = self.pop_mark()
+                    self.stack.append(list(items))
+                elif b == 0x64:  # DICT 'd'
+                    items = self.pop_mark()
+                    if len(items) % 2:
+                        raise Malformed("DICT with an odd number of items", op_pos)
+                    self.stack.append({_hashable(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+                elif b == 0x91:  # FROZENSET
+                    items = self.pop_mark()
+                    self.stack.append(frozenset(_hashable(x) for x in items))
+                elif b == 0x61:  # APPEND 'a'
+                    value = self.pop()
+                    self.extend(self.top(), [value])
+                elif b == 0x65:  # APPENDS 'e'
+                    items = self.pop_mark()
+                    self.extend(self.top(), items)
+                elif b == 0x73:  # SETITEM 's'
+                    value = self.pop()
+                    key = self.pop()
+                    self.setitem(self.top(), key, value)
+                elif b == 0x75:  # SETITEMS 'u'
+                    items = self.pop_mark()
+                    if len(items) % 2:
+                        raise Malformed("SETITEMS with an odd number of items", op_pos)
+                    target = self.top()
+                    for i in range(0, len(items), 2):
+                        self.setitem(target, items[i], items[i + 1])
+                elif b == 0x90:  # ADDITEMS
+                    items = self.pop_mark()
+                    target = self.top()
+                    if isinstance(target, set):
+                        target.update(_hashable(x) for x in items)
+                    elif isinstance(target, Call):
+                        target.items.extend(items)
+                    else:
+                        raise Malformed(f"ADDITEMS on a {type(target).__name__}", op_pos)
+                # ---- globals and calls (inert)
+                elif b == 0x63:  # GLOBAL 'c'
+                    module = self.readline()[:-1].decode("utf-8")
+                    name = self.readline()[:-1].decode("utf-8")
+                    push(self.global_(module, name, op_pos))
+                elif b == 0x93:  # STACK_GLOBAL
+                    name = self.pop()
+                    module = self.pop()
+                    if isinstance(module, (bytes, bytearray)) or isinstance(name, (bytes, bytearray)):
+                        # a loader with encoding='bytes' refuses this, one with 'latin1'/'utf-8' may not: judge it
+                        self.note("STACK_GLOBAL with byte strings")
+                        module, name = _text(module), _text(name)
+                    if not isinstance(module, str) or not isinstance(name, str):
+                        raise Malformed("STACK_GLOBAL needs two strings", op_pos)
+                    self.stack.append(self.global_(module, name, op_pos))
+                elif b in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
+                    if b == 0x82:
+                        code = read(1)[0]
+                    elif b == 0x83:
+                        (code,) = unpack("<H", read(2))
+                    else:
+                        (code,) = unpack("<i", read(4))
+                    if code <= 0:
+                        raise Malformed(f"EXT code {code} is not positive", op_pos)
+                    run.ext_codes.append(code)
+                    push(ExtRef(code))
+                elif b == 0x81:  # NEWOBJ
+                    args = self.pop()
+                    cls = self.pop()
+                    self.stack.append(self.reduce(cls, args, "newobj", pos=op_pos))
+                elif b == 0x92:  # NEWOBJ_EX
+                    kwargs = self.pop()
+                    args = self.pop()
+                    cls = self.pop()
+                    self.stack.append(self.reduce(cls, args, "newobj_ex", kwargs=kwargs or None, pos=op_pos))
+                elif b == 0x69:  # INST 'i'
+                    module = self.readline()[:-1].decode("utf-8")
+                    name = self.readline()[:-1].decode("utf-8")
+                    args = tuple(self.pop_mark())
+                    g = self.global_(module, name, op_pos)
+                    self.stack.append(self.reduce(g, args, "inst", pos=op_pos))
+                elif b == 0x6F:  # OBJ 'o'
+                    items = self.pop_mark()
+                    if not items:
+                        raise Malformed("OBJ without a class", op_pos)
+                    self.stack.append(self.reduce(items[0], tuple(items[1:]), "obj", pos=op_pos))
+                elif b == 0x62:  # BUILD 'b'
+                    state = self.pop()
+                    self.build(self.top(), state)
+                elif b == 0x50:  # PERSID 'P'
+                    pid = self.readline()[:-1].decode("ascii")
+                    push(self.persistent_load(pid))
                 else:
-                    raise Malformed("STRING argument is not quoted", op_pos)
-                raw = codecs.escape_decode(line)[0]
-                push(raw.decode("ascii", "replace") if raw.isascii() else raw)
-            elif b == 0x54:  # BINSTRING 'T'
-                (k,) = unpack("<i", read(4))
-                if k < 0:
-                    raise Malformed("BINSTRING with a negative length", op_pos, recoverable=False)
-                raw = bytes(read(self.length(k, "BINSTRING")))
-                push(raw.decode("ascii") if raw.isascii() else raw)
-            elif b == 0x55:  # SHORT_BINSTRING 'U'
-                raw = bytes(read(read(1)[0]))
-                push(raw.decode("ascii") if raw.isascii() else raw)
-            elif b == 0x56:  # UNICODE 'V'
-                push(str(self.readline()[:-1], "raw-unicode-escape"))
-            elif b == 0x8D:  # BINUNICODE8
-                (k,) = unpack("<Q", read(8))
-                push(str(read(self.length(k, "BINUNICODE8")), "utf-8", "surrogatepass"))
-            elif b == 0x42:  # BINBYTES 'B'
-                (k,) = unpack("<I", read(4))
-                push(bytes(read(self.length(k, "BINBYTES"))))
-            elif b == 0x43:  # SHORT_BINBYTES 'C'
-                push(bytes(read(read(1)[0])))
-            elif b == 0x8E:  # BINBYTES8
-                (k,) = unpack("<Q", read(8))
-                push(bytes(read(self.length(k, "BINBYTES8"))))
-            elif b == 0x96:  # BYTEARRAY8
-                (k,) = unpack("<Q", read(8))
-                push(bytearray(read(self.length(k, "BYTEARRAY8"))))
-            elif b == 0x97:  # NEXT_BUFFER
-                raise Malformed("NEXT_BUFFER: out-of-band buffer that a file cannot supply", op_pos)
-            elif b == 0x98:  # READONLY_BUFFER
-                self.top()
-            elif b == 0x5D:  # EMPTY_LIST ']'
-                push([])
-            elif b == 0x7D:  # EMPTY_DICT '}'
-                push({})
-            elif b == 0x8F:  # EMPTY_SET
-                push(set())
-            elif b == 0x87:  # TUPLE3
-                c3 = self.pop()
-                b3 = self.pop()
-                a3 = self.pop()
-                stack.append((a3, b3, c3))
-            elif b == 0x6C:  # LIST 'l'
-                items = self.pop_mark()
-                self.stack.append(list(items))
-            elif b == 0x64:  # DICT 'd'
-                items = self.pop_mark()
-                if len(items) % 2:
-                    raise Malformed("DICT with an odd number of items", op_pos)
-                self.stack.append({_hashable(items[i]): items[i + 1] for i in range(0, len(items), 2)})
-            elif b == 0x91:  # FROZENSET
-                items = self.pop_mark()
-                self.stack.append(frozenset(_hashable(x) for x in items))
-            elif b == 0x61:  # APPEND 'a'
-                value = self.pop()
-                self.extend(self.top(), [value])
-            elif b == 0x65:  # APPENDS 'e'
-                items = self.pop_mark()
-                self.extend(self.top(), items)
-            elif b == 0x73:  # SETITEM 's'
-                value = self.pop()
-                key = self.pop()
-                self.setitem(self.top(), key, value)
-            elif b == 0x75:  # SETITEMS 'u'
-                items = self.pop_mark()
-                if len(items) % 2:
-                    raise Malformed("SETITEMS with an odd number of items", op_pos)
-                target = self.top()
-                for i in range(0, len(items), 2):
-                    self.setitem(target, items[i], items[i + 1])
-            elif b == 0x90:  # ADDITEMS
-                items = self.pop_mark()
-                target = self.top()
-                if isinstance(target, set):
-                    target.update(_hashable(x) for x in items)
-                elif isinstance(target, Call):
-                    target.items.extend(items)
-                else:
-                    raise Malformed(f"ADDITEMS on a {type(target).__name__}", op_pos)
-            # ---- globals and calls (inert)
-            elif b == 0x63:  # GLOBAL 'c'
-                module = self.readline()[:-1].decode("utf-8")
-                name = self.readline()[:-1].decode("utf-8")
-                push(self.global_(module, name, op_pos))
-            elif b == 0x93:  # STACK_GLOBAL
-                name = self.pop()
-                module = self.pop()
-                if isinstance(module, (bytes, bytearray)) or isinstance(name, (bytes, bytearray)):
-                    # a loader with encoding='bytes' refuses this, one with 'latin1'/'utf-8' may not: judge it
-                    self.note("STACK_GLOBAL with byte strings")
-                    module, name = _text(module), _text(name)
-                if not isinstance(module, str) or not isinstance(name, str):
-                    raise Malformed("STACK_GLOBAL needs two strings", op_pos)
-                self.stack.append(self.global_(module, name, op_pos))
-            elif b in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
-                if b == 0x82:
-                    code = read(1)[0]
-                elif b == 0x83:
-                    (code,) = unpack("<H", read(2))
-                else:
-                    (code,) = unpack("<i", read(4))
-                if code <= 0:
-                    raise Malformed(f"EXT code {code} is not positive", op_pos)
-                run.ext_codes.append(code)
-                push(ExtRef(code))
-            elif b == 0x81:  # NEWOBJ
-                args = self.pop()
-                cls = self.pop()
-                self.stack.append(self.reduce(cls, args, "newobj", pos=op_pos))
-            elif b == 0x92:  # NEWOBJ_EX
-                kwargs = self.pop()
-                args = self.pop()
-                cls = self.pop()
-                self.stack.append(self.reduce(cls, args, "newobj_ex", kwargs=kwargs or None, pos=op_pos))
-            elif b == 0x69:  # INST 'i'
-                module = self.readline()[:-1].decode("utf-8")
-                name = self.readline()[:-1].decode("utf-8")
-                args = tuple(self.pop_mark())
-                g = self.global_(module, name, op_pos)
-                self.stack.append(self.reduce(g, args, "inst", pos=op_pos))
-            elif b == 0x6F:  # OBJ 'o'
-                items = self.pop_mark()
-                if not items:
-                    raise Malformed("OBJ without a class", op_pos)
-                self.stack.append(self.reduce(items[0], tuple(items[1:]), "obj", pos=op_pos))
-            elif b == 0x62:  # BUILD 'b'
-                state = self.pop()
-                self.build(self.top(), state)
-            elif b == 0x50:  # PERSID 'P'
-                pid = self.readline()[:-1].decode("ascii")
-                push(self.persistent_load(pid))
-            else:
-                raise Malformed(f"unknown opcode 0x{b:02x}", op_pos, recoverable=False)
+                    raise Malformed(f"unknown opcode 0x{b:02x}", op_pos, recoverable=False)
+        finally:
+            run.ops = ops
 
 
 def _text(v: Any) -> Any:
