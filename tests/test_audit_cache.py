@@ -217,3 +217,18 @@ def test_the_cache_file_is_created_through_fsutil(demo, tmp_path, monkeypatch):
     assert [str(p) for p in published] == [str(cache)] and not fsutil.leftover_temps(cache.parent)
     audit(demo.root, demo.manifest, cache=cache)
     assert len(published) == 1, "an existing cache is opened, never replaced"
+
+
+def test_the_audit_keeps_the_fields_it_reads_of_an_inspection(demo):
+    """Workers hand the audit (and the cache) `AUDIT_FIELDS` only; every other field is emptied on
+    purpose, so a new field of `Inspection` needs a decision here."""
+    from ckreg.audit import _EMPTY, AUDIT_FIELDS, _audit_view
+    from ckreg.inspect import inspect_path
+    from ckreg.inspect.model import Inspection
+
+    assert set(AUDIT_FIELDS) | set(_EMPTY) == set(Inspection.model_fields) and not set(AUDIT_FIELDS) & set(_EMPTY)
+    full = inspect_path(demo.root / "checkpoints" / "GRU_best.ckpt", hash_weights=True)
+    view = _audit_view(full)
+    assert all(getattr(view, k) == getattr(full, k) for k in AUDIT_FIELDS)
+    assert view.candidates == [] and full.candidates and view.model_dump() == Inspection.model_validate_json(
+        view.model_dump_json()).model_dump()
