@@ -232,3 +232,27 @@ def test_the_audit_keeps_the_fields_it_reads_of_an_inspection(demo):
     assert all(getattr(view, k) == getattr(full, k) for k in AUDIT_FIELDS)
     assert view.candidates == [] and full.candidates and view.model_dump() == Inspection.model_validate_json(
         view.model_dump_json()).model_dump()
+
+
+def test_a_name_that_is_not_utf8_is_cached_and_reported_the_same(demo, tmp_path):
+    odd = os.fsdecode(b"notes-\xff.txt")   # a lone surrogate once decoded (os.walk's str names)
+    (demo.root / odd).write_text("not a checkpoint\n")
+    cache = tmp_path / "c.sqlite"
+    cold = audit(demo.root, demo.manifest, cache=cache)
+    warm = audit(demo.root, demo.manifest, cache=cache)
+    # such a report is not kept whole (the cache stores UTF-8); its files' entries are
+    assert warm.extra["cache"]["hits"] == len(cold.extra["files"]) and any(s.path == odd for s in warm.skipped)
+    assert warm.skipped == cold.skipped and warm.findings == cold.findings
+
+
+def test_a_checkpoint_whose_name_is_not_utf8_is_audited_with_a_cache(tmp_path, torch_mod):
+    import torch
+
+    root = tmp_path / "a"
+    root.mkdir()
+    odd = os.fsdecode(b"GRU-\xff.pt")
+    torch.save({"w": torch.zeros(4, 4)}, root / odd)
+    cache = tmp_path / "c.sqlite"
+    first = audit(root, cache=cache)
+    assert first.checked == [odd] and not first.errors
+    assert audit(root, cache=cache).findings == first.findings == audit(root).findings

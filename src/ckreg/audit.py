@@ -172,6 +172,7 @@ def _traverse(root: Path) -> list[tuple]:
         here = Path(dirpath)
         here_rel = rel(here)
         prefix = "" if here_rel == "." else here_rel + "/"
+        base = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
         model_files: set[str] = set()
         if is_model_folder(here) and not here.is_symlink():   # a Hugging Face folder: one model
             model_files = set(folder_members(os.fspath(here)))
@@ -195,7 +196,7 @@ def _traverse(root: Path) -> list[tuple]:
         for name in sorted(filenames):
             if name in model_files:
                 continue
-            full_s = os.path.join(dirpath, name)
+            full_s = base + name   # os.path.join(dirpath, name), once per folder
             relpath = prefix + name
             try:
                 lst = os.lstat(full_s)
@@ -795,15 +796,19 @@ class _Scan:
             if not key:
                 continue
             if key not in self.cached or f.insp.weights_sha256 != self.inspections[str(f.abs)].weights_sha256:
-                self.new[key] = f.insp.model_dump_json()
+                try:
+                    self.new[key] = f.insp.model_dump_json()
+                except ValueError:   # a name that is not UTF-8: inspected again next time
+                    continue
         self.store.put_values(self.new)
         self.new = {}
 
 
 def _json_dumps(value: Any) -> str:
+    """Compact JSON, ASCII only (a name that is not UTF-8 is escaped, not an error when stored)."""
     import json
 
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _sniffed(value: str | None) -> tuple[str | None, str] | None:
@@ -1324,7 +1329,7 @@ class _Memo:
         import hashlib
         import json
 
-        from ckreg.inspect.cache import file_key, stat_ident
+        from ckreg.inspect.cache import file_key
 
         self.store = store
         base = {"entry": "report", "root": os.path.abspath(root), "version": __version__,
@@ -1332,22 +1337,26 @@ class _Memo:
                 "manifest": manifest.source if manifest is not None else None,
                 "shard": str(shard) if shard is not None else None}
         self.slot = hashlib.sha256(_json_dumps(base).encode()).hexdigest()
-        tree: list[Any] = []
-        for e in events:
-            if e[0] == "file":
-                tree.append([e[4], *stat_ident(e[5])])
-            elif e[0] == "folder":
-                tree.append(["folder", e[1].relative_to(root).as_posix(), file_key(e[1], {})])
-            else:
-                tree.append([e[0], e[1].model_dump(mode="json")])
         declared: Any = None
         if manifest is not None:
             scalers = sorted({m.scaler for m in manifest.models if m.scaler})
             declared = {"models": manifest.model_dump(mode="json"),
                         "lines": [manifest.line_of_model(m.name) for m in manifest.models],
                         "layouts": layouts, "scalers": [[s, file_key(root / s, {})] for s in scalers]}
-        ident = [base, sorted(only) if only is not None else None, declared, dict(report.extra), tree]
-        self.key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+        ident = [base, sorted(only) if only is not None else None, declared, dict(report.extra)]
+        h = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode())
+        # the tree, one record per entry: tag, then fields a NUL apart (no path holds a NUL), a newline
+        for e in events:
+            if e[0] == "file":
+                st = e[5]
+                h.update(f"f\0{e[4]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}\n"
+                         .encode("utf-8", "surrogateescape"))
+            elif e[0] == "folder":
+                h.update(f"d\0{e[1].relative_to(root).as_posix()}\0{file_key(e[1], {})}\n"
+                         .encode("utf-8", "surrogateescape"))
+            else:
+                h.update(f"{e[0]}\0{json.dumps(e[1].model_dump(mode='json'))}\n".encode())
+        self.key = h.hexdigest()
 
     def load(self, jobs: int) -> Report | None:
         """The stored report when its key is this audit's (validated), with this run's jobs and cache figures."""
@@ -1369,7 +1378,11 @@ class _Memo:
         return report
 
     def keep(self, report: Report) -> None:
-        self.store.put_values({self.slot: self.key + "\n" + report.model_dump_json()})
+        try:
+            text = report.model_dump_json()
+        except ValueError:   # a name that is not UTF-8 (a lone surrogate): this report is not kept
+            return
+        self.store.put_values({self.slot: self.key + "\n" + text})
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

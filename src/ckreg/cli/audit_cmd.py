@@ -93,7 +93,7 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
         click.echo(f"error: {e.path or ''}: {e.message}", err=True)
     code = report.exit_code(fail_on)
     if output is not None or fmt in MACHINE_FORMATS:
-        from ckreg.report.table import summary_line
+        from ckreg.report._common import summary_line
 
         summary = summary_line(report, fail_on)
         where = f" (report: {output})" if output is not None else ""

@@ -11,15 +11,27 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ckreg.findings import Report
-from ckreg.report import json_report, junit, sarif, table
 
 Reporter = Callable[..., str]
 
+
+def _reporter(module: str) -> Reporter:
+    """`ckreg.report.<module>.render`, imported when first called (a JSON run never loads rich)."""
+
+    def render(report: Report, **options: Any) -> str:
+        from importlib import import_module
+
+        return import_module(f"ckreg.report.{module}").render(report, **options)
+
+    render.__qualname__ = f"{module}.render"
+    return render
+
+
 REPORTERS: dict[str, Reporter] = {
-    "table": table.render,
-    "json": json_report.render,
-    "sarif": sarif.render,
-    "junit": junit.render,
+    "table": _reporter("table"),
+    "json": _reporter("json_report"),
+    "sarif": _reporter("sarif"),
+    "junit": _reporter("junit"),
 }
 
 # Formats meant for machines: keep stdout clean (no progress bar, no colour) when they go there.

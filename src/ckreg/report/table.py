@@ -20,13 +20,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ckreg.findings import EXIT_CRASH, EXIT_FINDINGS, EXIT_NOTHING, EXIT_OK, EXIT_USAGE, Report, Severity
-from ckreg.report._common import by_path, counts
+from ckreg.findings import Report, Severity
+from ckreg.report._common import EXIT_WORDS, by_path, summary_line, summary_parts  # noqa: F401 (re-exported)
 from ckreg.report.wrapping import fold_token, wrap
 
 STYLES = {"error": "bold red", "warning": "yellow", "note": "cyan", "ok": "green"}
-EXIT_WORDS = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage or I/O error",
-              EXIT_NOTHING: "nothing checkable found", EXIT_CRASH: "crash"}
 DEFAULT_WIDTH = 100
 MIN_WIDTH = 40
 INDENT = 4          # a finding's message sits under its `severity code` line
@@ -246,22 +244,8 @@ def _restyle(line: str, report: Report, fail_on: str) -> Text:
 
 
 def summary_text(report: Report, fail_on: str = "error") -> Text:
-    """The one summary line ("6 files checked: 7 errors, 2 warnings, 0 notes; exit 1 ...")."""
-    c = counts(report)
-    code = report.exit_code(fail_on)
+    """The one summary line ("6 files checked: 7 errors, 2 warnings, 0 notes; exit 1 ..."), coloured."""
     summary = Text()
-    summary.append(f"{len(report.checked)} file{'s' if len(report.checked) != 1 else ''} checked: ")
-    summary.append(f"{c['error']} error{'s' if c['error'] != 1 else ''}", style=STYLES["error"] if c["error"] else None)
-    summary.append(", ")
-    summary.append(f"{c['warning']} warning{'s' if c['warning'] != 1 else ''}", style=STYLES["warning"] if c["warning"] else None)
-    summary.append(f", {c['note']} note{'s' if c['note'] != 1 else ''}")
-    if report.skipped:
-        summary.append(f", {len(report.skipped)} skipped")
-    if report.errors:
-        summary.append(f", {len(report.errors)} I/O error{'s' if len(report.errors) != 1 else ''}", style=STYLES["error"])
-    summary.append(f"; exit {code} ({EXIT_WORDS.get(code, '?')}, --fail-on {fail_on})")
+    for text, style in summary_parts(report, fail_on):
+        summary.append(text, style=STYLES[style] if style else None)
     return summary
-
-
-def summary_line(report: Report, fail_on: str = "error") -> str:
-    return summary_text(report, fail_on).plain
