@@ -28,7 +28,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ckreg import __version__
 from ckreg.arch import WEIGHT_FIELDS
@@ -37,11 +37,13 @@ from ckreg.findings import ErrorEntry, Finding, Report, Skipped
 from ckreg.families import family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.families.names import collapse_names
-from ckreg.manifest import Manifest, ModelDecl, is_glob, load_manifest
 from ckreg.readers.fileio import is_url, sha256_of
 from ckreg.readers.folder import folder_members, is_model_folder
 from ckreg.readers.unwrap import strip_prefixes
 from ckreg.shards import Shard
+
+if TYPE_CHECKING:
+    from ckreg.manifest import Manifest, ModelDecl
 
 HASH_POLICIES = ("collisions", "all", "none")
 
@@ -996,8 +998,11 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         from ckreg.families import add_family_files   # PyYAML: only when family files are given
 
         add_family_files(list(families))   # before the manifest, which may declare models of these families
-    if manifest is not None and not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+    if manifest is not None:   # imported here: an audit without a manifest never loads the module
+        from ckreg.manifest import Manifest, load_manifest
+
+        if not isinstance(manifest, Manifest):
+            manifest = load_manifest(manifest)
     layouts = manifest.expected_layouts() if manifest is not None else {}   # module: lock, reference: files
     _check_data_hook(data)
 
@@ -1529,6 +1534,8 @@ def _declarations(files: list[_File], manifest: Manifest | None, reasons: dict[t
         if decl.path is None:
             parts.append("no path is declared")
         elif not at_path:
+            from ckreg.manifest import is_glob
+
             parts.append(f"nothing at the declared path {decl.path}" + (" (glob)" if is_glob(decl.path) else ""))
         for rel, why in looked.items():
             how = "declared path" if rel in {f.rel for f in at_path} else "same family"

@@ -148,7 +148,6 @@ def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | N
     from ckreg.audit import audit, staged_files
     from ckreg.cli._common import tiers_line
     from ckreg.inspect.cache import default_path
-    from ckreg.manifest import load_manifest
     from ckreg.readers import DEFAULT_TIERS, WEIGHTS_ONLY
     from ckreg.readers.fileio import is_url
     from ckreg.shards import Shard
@@ -160,7 +159,11 @@ def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | N
     if staged and is_url(path):
         only = set()   # refused by the core with the reason (--staged reads git's index)
     load_families(family_files)   # before the manifest, which may name these families
-    loaded = load_manifest(manifest) if manifest is not None else None   # validate before heavy work
+    loaded = None
+    if manifest is not None:   # validated before heavy work
+        from ckreg.manifest import load_manifest
+
+        loaded = load_manifest(manifest)
     if output is not None:
         _check_output(output, force)
     bar = _Bar(enabled=progress and sys.stderr.isatty())

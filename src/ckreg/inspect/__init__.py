@@ -13,20 +13,6 @@ No torch on this path (issue #2): everything works on inert `TensorRecord`s.
 
 from __future__ import annotations
 
-from ckreg.inspect.core import (
-    NOT_RECORDED,
-    count_params,
-    exit_code,
-    hyper_parameters,
-    inspect_path,
-    inspect_paths,
-    inspect_result,
-    inspect_tensors,
-    layout_sha256,
-    spec_from_inspection,
-    weights_sha256,
-)
-from ckreg.inspect.layouts import expected_layout, param_counts
 from ckreg.inspect.model import Candidate, Inspection, ParamCounts
 
 __all__ = [
@@ -35,3 +21,18 @@ __all__ = [
     "layout_sha256", "weights_sha256", "count_params", "hyper_parameters", "exit_code",
     "expected_layout", "param_counts",
 ]
+
+# imported on first use (the inspector, the families and the readers it pulls in): the inspection
+# cache (`ckreg.inspect.cache`) is used without them by a warm audit
+_LAZY = {name: "core" for name in ("NOT_RECORDED", "count_params", "exit_code", "hyper_parameters", "inspect_path",
+                                   "inspect_paths", "inspect_result", "inspect_tensors", "layout_sha256",
+                                   "spec_from_inspection", "weights_sha256")}
+_LAZY.update(expected_layout="layouts", param_counts="layouts")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"ckreg.inspect.{_LAZY[name]}"), name)
+    raise AttributeError(name)

@@ -13,7 +13,6 @@ Public API:
 from __future__ import annotations
 
 from ckreg.readers.allowlist import DEFAULT_TIERS, TIERS, WEIGHTS_ONLY, tier_of
-from ckreg.readers.core import read_checkpoint
 from ckreg.readers.model import DTYPE_SIZES, ReadResult, StorageRef, TensorRecord
 
 __all__ = [
@@ -22,11 +21,14 @@ __all__ = [
     "DEFAULT_TIERS", "WEIGHTS_ONLY", "TIERS", "tier_of",
 ]
 
+# imported on first use: a module of this package (fileio, folder) is used without the readers
+# themselves (a warm audit that reads no file), and `import ckreg.readers` stays minimal
+_LAZY = {"read_checkpoint": "core", "read_scaler_summary": "scaler", "ScalerSummary": "scaler"}
+
 
 def __getattr__(name: str):
-    # the scaler reader is imported on first use (keeps `import ckreg.readers` minimal)
-    if name in ("read_scaler_summary", "ScalerSummary"):
-        from ckreg.readers import scaler
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(scaler, name)
+        return getattr(import_module(f"ckreg.readers.{_LAZY[name]}"), name)
     raise AttributeError(name)
