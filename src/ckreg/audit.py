@@ -38,7 +38,7 @@ from ckreg.families import family_in_name, name_label, registry
 from ckreg.families.builtin import MS3D_CHANNELS, MS3D_FAMILIES
 from ckreg.families.names import collapse_names
 from ckreg.readers.fileio import is_url, sha256_of
-from ckreg.readers.folder import folder_members, is_model_folder
+from ckreg.readers.folder import INDEX_NAMES, folder_members, is_model_folder
 from ckreg.readers.unwrap import strip_prefixes
 from ckreg.shards import Shard
 
@@ -151,6 +151,9 @@ def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = No
     return _replay(root, _traverse(root), owns, classify)
 
 
+_MODEL_FOLDER_MARKS = frozenset({"config.json", *INDEX_NAMES})   # `is_model_folder` needs one of them
+
+
 def _traverse(root: Path) -> list[tuple]:
     """The walk without reading any file: what `walk` needs to decide, in its order.
 
@@ -176,7 +179,9 @@ def _traverse(root: Path) -> list[tuple]:
         prefix = "" if here_rel == "." else here_rel + "/"
         base = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
         model_files: set[str] = set()
-        if is_model_folder(here) and not here.is_symlink():   # a Hugging Face folder: one model
+        listed = set(filenames) | set(dirnames)   # a model folder names a config.json or an index
+        if (not listed.isdisjoint(_MODEL_FOLDER_MARKS) and is_model_folder(here)
+                and not here.is_symlink()):   # a Hugging Face folder: one model
             model_files = set(folder_members(os.fspath(here)))
             events.append(("folder", here))
         keep = []
