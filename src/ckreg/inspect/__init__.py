@@ -13,8 +13,6 @@ No torch on this path (issue #2): everything works on inert `TensorRecord`s.
 
 from __future__ import annotations
 
-from ckreg.inspect.model import Candidate, Inspection, ParamCounts
-
 __all__ = [
     "Candidate", "Inspection", "ParamCounts", "NOT_RECORDED",
     "inspect_path", "inspect_paths", "inspect_tensors", "inspect_result", "spec_from_inspection",
@@ -27,7 +25,8 @@ __all__ = [
 _LAZY = {name: "core" for name in ("NOT_RECORDED", "count_params", "exit_code", "hyper_parameters", "inspect_path",
                                    "inspect_paths", "inspect_result", "inspect_tensors", "layout_sha256",
                                    "spec_from_inspection", "weights_sha256")}
-_LAZY.update(expected_layout="layouts", param_counts="layouts")
+_LAZY.update(expected_layout="layouts", param_counts="layouts", Candidate="model", Inspection="model",
+             ParamCounts="model")
 
 
 def __getattr__(name: str):
