@@ -235,6 +235,9 @@ def main(argv=None) -> int:
         f"{load_end[0]:.1f} at the end); the whole table took {wall / 60:.0f} min "
         f"({dt.date.today().isoformat()}, torch {torch.__version__}).",
         "Deviations from the notes: " + ("; ".join(deviations) if deviations else "none") + ".",
+        "GASF range per signal channel from the training split (`--image-rescale train-split`, the "
+        "trainer's default), not per episode: per-episode images lose each sensor's level "
+        "(`--profile`, linear probe).",
     ]
     table = "\n".join(lines + caption)
     print(table)
