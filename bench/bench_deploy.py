@@ -1,10 +1,11 @@
 """Deployment formats per family: float torch vs ONNX vs INT8 ONNX, dynamic and static (accuracy, agreement, latency, size).
 
-    python bench/bench_deploy.py --registry REG --data DATA [--split test|all] [--threads 2] REF [REF ...]
+    python bench/bench_deploy.py --registry REG --data DATA [--split test|all] [--threads 2] [--out DIR] REF [REF ...]
 
 Exports every REF with `ckreg export --format onnx`, `onnx-int8 --quant dynamic` and
 `onnx-int8 --quant static` (calibrated on --calibration training episodes) into a
-temporary folder (recorded in REG as artifacts, like any export), then prints one
+temporary folder, or into --out DIR (kept, e.g. for bench/e2e_deploy_check.py;
+recorded in REG as artifacts, like any export), then prints one
 table: accuracy of the float model and of each artifact on the same episodes,
 agreement with the float model's top-1, mean latency per episode at batch 1 with
 --threads intra-op threads (artifact, float torch, and their ratio), the artifact's
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=200)
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="keep the exports here (a new folder)")
     args = ap.parse_args()
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
@@ -55,7 +58,10 @@ def main() -> None:
     data = load_dataset(args.data)
     rows = []
     before = _load()
-    with Registry(args.registry) as reg, tempfile.TemporaryDirectory() as tmp:
+    if args.out is not None and args.out.exists():
+        ap.error(f"{args.out} exists; give a new folder")
+    with Registry(args.registry) as reg, tempfile.TemporaryDirectory() as scratch:
+        tmp = args.out or Path(scratch)
         for ref in args.refs:
             for kind in kinds:
                 fmt, quant = KINDS[kind]
@@ -63,6 +69,8 @@ def main() -> None:
                                       split=args.split, threads=args.threads, latency_samples=args.latency_samples,
                                       quant=quant, calibration=args.calibration)
                 rows.append((kind, r))
+                print(f"{ref} {kind}: {r.status} ({r.accuracy:.2%}, float {r.float_accuracy:.2%})", file=sys.stderr,
+                      flush=True)
     after = _load()
     print(f"split {args.split}; batch 1, {args.threads} intra-op threads; latency = mean ms per episode")
     print(f"before: {before}; after: {after}")

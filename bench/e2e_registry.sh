@@ -4,6 +4,9 @@
 #   2. retrain --missing (+ --register-existing): every manifest model verified in the registry at >= 99%
 #   3. export each model@best and reproduce its recorded accuracy in a fresh process WITHOUT ckreg
 #      (plain torch + safetensors + json: bench/e2e_export_check.py)
+#   4. export each model@best as ONNX, dynamic and static INT8 (verified on the test split, recorded as
+#      artifacts), and reproduce each artifact's accuracy with onnxruntime + numpy only
+#      (bench/e2e_deploy_check.py)
 # Long (trains GRU, StackedGRU and MS3DStackedGRU on CPU): run it in the background, e.g.
 #   nohup bench/e2e_registry.sh > /tmp/ckreg-e2e.log 2>&1 &
 # Re-running is cheap: retrain skips models whose inputs are unchanged (lock files in $OUT).
@@ -74,3 +77,19 @@ for n in $names; do
 done
 python bench/e2e_export_check.py --data "$DATA" "${dirs[@]}"
 echo "export check exit code: $?"
+
+echo "== 4. ckreg export NAME@best --format onnx | onnx-int8 --quant dynamic|static, then onnxruntime + numpy only"
+DEPLOY=${DEPLOY:-/tmp/ckreg-deploy}
+rm -rf "$DEPLOY"
+ddirs=()
+for n in $names; do
+    for kind in onnx dynamic static; do
+        if [ "$kind" = onnx ]; then args=(--format onnx); else args=(--format onnx-int8 --quant "$kind"); fi
+        ckreg export "$n@best" --to "$DEPLOY/$n-$kind" --registry "$REG" --data "$DATA" --threads 2 "${args[@]}" \
+            > "$LOGS/deploy-$n-$kind.txt"
+        echo "  $n $kind: exit $? ($(grep -m1 -o 'verified\|FAILED' "$LOGS/deploy-$n-$kind.txt"))"
+        [ -f "$DEPLOY/$n-$kind/deploy.json" ] && ddirs+=("$DEPLOY/$n-$kind")
+    done
+done
+python bench/e2e_deploy_check.py --data "$DATA" "${ddirs[@]}"
+echo "deploy check exit code: $?"

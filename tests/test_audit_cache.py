@@ -98,3 +98,122 @@ def test_cli_cache_options(demo, tmp_path, monkeypatch):
     res = run(cli, ["audit", str(demo.root), "-m", str(demo.manifest), "--json", "--cache", str(tmp_path / "x.db")])
     assert json.loads(res.stdout)["extra"]["cache"]["path"] == str(tmp_path / "x.db")
     assert InspectionCache(tmp_path / "x.db").get_many(["nope"]) == {}
+
+
+def _rewrite_same_size(path, data):
+    """Rewrite a file in place: same size, a new mtime (what the cache key must notice)."""
+    old = path.stat()
+    assert len(data) == old.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns + 1_000))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many files the audit sniffs and inspects (small trees run in-process)."""
+    import ckreg.audit as audit_mod
+    import ckreg.readers.sniff as sniff_mod
+
+    calls = {"sniffed": [], "inspected": []}
+    real_classify, real_inspect = sniff_mod.classify, audit_mod._inspect_one
+
+    def classify(path, head=None):
+        calls["sniffed"].append(os.path.basename(path))
+        return real_classify(path, head)
+
+    def inspect_one(path, *a, **k):
+        calls["inspected"].append(os.path.basename(path))
+        return real_inspect(path, *a, **k)
+
+    monkeypatch.setattr(sniff_mod, "classify", classify)
+    monkeypatch.setattr(audit_mod, "_inspect_one", inspect_one)
+    return calls
+
+
+def test_an_unchanged_tree_reads_no_file_and_reports_the_same(demo, tmp_path, counted):
+    cache = tmp_path / "c.sqlite"
+    cold = audit(demo.root, demo.manifest, cache=cache)
+    assert counted["inspected"] and counted["sniffed"]
+    counted["sniffed"].clear(), counted["inspected"].clear()
+    warm = audit(demo.root, demo.manifest, cache=cache)
+    assert counted == {"sniffed": [], "inspected": []}
+    assert warm.extra["cache"]["report_reused"] is True and "report_reused" not in cold.extra["cache"]
+    assert _view(warm) == _view(cold)
+
+
+def test_one_checkpoint_changed_in_place_is_the_only_file_read_again(demo, tmp_path, counted):
+    cache = tmp_path / "c.sqlite"
+    first = audit(demo.root, demo.manifest, cache=cache)
+    n = len(first.extra["files"])
+    target = demo.root / "checkpoints" / "GRU_best.ckpt"
+    data = target.read_bytes()
+    _rewrite_same_size(target, data[:-40] + b"\0" * 40)   # same size, broken tail
+    counted["sniffed"].clear(), counted["inspected"].clear()
+    again = audit(demo.root, demo.manifest, cache=cache)
+    assert counted["sniffed"] == ["GRU_best.ckpt"] and counted["inspected"] == ["GRU_best.ckpt"]
+    stats = again.extra["cache"]
+    assert (stats["hits"], stats["misses"]) == (n - 1, 1) and "report_reused" not in stats
+    assert _view(again) == _view(audit(demo.root, demo.manifest)) != _view(first)
+
+
+def test_a_scaler_changed_in_place_is_read_again(tmp_path, torch_mod):
+    import pickle
+
+    import torch
+
+    root = tmp_path / "a"
+    root.mkdir()
+    torch.save({"w": torch.zeros(4, 4)}, root / "m.pt")
+    scaler = root / "scaler.pkl"
+    scaler.write_bytes(pickle.dumps({"mean": [0.0] * 8, "scale": [1.0] * 8, "sklearn": 1}, protocol=4))
+    cache = tmp_path / "c.sqlite"
+    first = audit(root, cache=cache)
+    _rewrite_same_size(scaler, pickle.dumps({"mean": [2.0] * 8, "scale": [3.0] * 8, "sklearn": 1}, protocol=4))
+    again = audit(root, cache=cache)
+    assert _view(again) == _view(audit(root))
+    assert again.extra["scalers"]["scaler.pkl"] != first.extra["scalers"]["scaler.pkl"]
+
+
+def test_the_reused_report_follows_the_tree_and_the_manifest(demo, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    audit(demo.root, demo.manifest, cache=cache)
+    (demo.root / "notes.txt").write_text("not a checkpoint\n")           # a new file: skipped, with the reason
+    added = audit(demo.root, demo.manifest, cache=cache)
+    assert "report_reused" not in added.extra["cache"] and _view(added) == _view(audit(demo.root, demo.manifest))
+    assert any(s.path == "notes.txt" for s in added.skipped)
+    assert audit(demo.root, demo.manifest, cache=cache).extra["cache"].get("report_reused")
+    without = audit(demo.root, cache=cache)                              # no manifest: another report
+    assert "report_reused" not in without.extra["cache"] and _view(without) == _view(audit(demo.root))
+    text = demo.manifest.read_text()
+    demo.manifest.write_text("# one line more\n" + text)                                 # every line moves
+    moved = audit(demo.root, demo.manifest, cache=cache)
+    assert "report_reused" not in moved.extra["cache"] and _view(moved) == _view(audit(demo.root, demo.manifest))
+    assert "  params: 49816\n" in text
+    demo.manifest.write_text(text.replace("  params: 49816\n", "  params: 49817\n"))   # a declaration changes
+    edited = audit(demo.root, demo.manifest, cache=cache)
+    assert "report_reused" not in edited.extra["cache"] and _view(edited) == _view(audit(demo.root, demo.manifest))
+
+
+def test_a_cache_of_an_older_schema_is_set_aside_and_rebuilt(demo, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    conn = sqlite3.connect(cache)
+    conn.execute("CREATE TABLE meta (schema INTEGER NOT NULL)")
+    conn.execute("INSERT INTO meta VALUES (1)")
+    conn.commit()
+    conn.close()
+    rep = audit(demo.root, demo.manifest, cache=cache)
+    assert rep.extra["cache"]["rebuilt"] is True and (tmp_path / "c.sqlite.corrupt").is_file()
+    assert _view(rep) == _view(audit(demo.root, demo.manifest))
+
+
+def test_the_cache_file_is_created_through_fsutil(demo, tmp_path, monkeypatch):
+    from ckreg import fsutil
+
+    published = []
+    real = fsutil.publish
+    monkeypatch.setattr(fsutil, "publish", lambda tmp, path, **k: (published.append(path), real(tmp, path, **k)))
+    cache = tmp_path / "new" / "c.sqlite"
+    audit(demo.root, demo.manifest, cache=cache)
+    assert [str(p) for p in published] == [str(cache)] and not fsutil.leftover_temps(cache.parent)
+    audit(demo.root, demo.manifest, cache=cache)
+    assert len(published) == 1, "an existing cache is opened, never replaced"

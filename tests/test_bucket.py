@@ -180,7 +180,8 @@ def test_bucket_audit_reads_ranges_not_files(tmp_path, store, torch_mod):
     r = audit(url, cache=False)
     size = (local / "model.pt").stat().st_size
     assert r.extra["files"]["model.pt"]["size"] == size
-    assert r.extra["transfer"]["files"]["model.pt"] <= 32 << 10 < size
+    assert r.extra["transfer"]["files"]["model.pt"] <= 48 << 10 < size
+    assert r.extra["transfer"]["requests"] <= 3
 
 
 def test_single_object_and_model_folder_targets(tmp_path, store, torch_mod):
@@ -252,3 +253,24 @@ def test_cli_audit_of_a_url_reports_bytes_transferred(tmp_path, store, torch_mod
     assert t["total"] == sum(t["files"].values()) > 0
     out = CliRunner().invoke(cli, ["audit", url, "--staged"])
     assert out.exit_code == 2 and "--staged needs a local copy" in out.output
+
+
+def test_remote_report_in_every_format(tmp_path, store, torch_mod):
+    """SARIF locates a remote archive's files under its URL (AUDITROOT); every reporter renders it."""
+    import jsonschema
+
+    from ckreg.report import REPORTERS, render
+
+    local = tmp_path / "archive"
+    save_ckpt(local / "StackedGRU" / "model.ckpt", "GRU", seed=1)     # family-mislabeled
+    url = store(local, "archive")
+    report = audit(url, cache=False)
+    for fmt in REPORTERS:
+        assert render(report, fmt)
+    sarif = json.loads(render(report, "sarif"))
+    schema = json.loads((Path(__file__).parent / "report" / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.validate(sarif, schema)
+    run = sarif["runs"][0]
+    assert run["originalUriBaseIds"]["AUDITROOT"]["uri"] == url + "/"
+    locs = [r["locations"][0]["physicalLocation"]["artifactLocation"] for r in run["results"]]
+    assert {"uri": "StackedGRU/model.ckpt", "uriBaseId": "AUDITROOT"} in locs

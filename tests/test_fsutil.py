@@ -79,13 +79,18 @@ ALLOWED = {
     ("zoo/io.py", "write_lightning_ckpt"): "writes a staged temp path an fsutil-published export owns",
     ("registry/export.py", "export_version"): "fsyncs its staged temp files before fsutil.publish",
     ("inspect/cache.py", "_set_aside"): "moves ckreg's own damaged SQLite cache aside, writes no bytes",
+    ("inspect/cache.py", "_connect"): "opens the cache _create published through fsutil; SQLite's rollback "
+                                      "journal makes each later transaction atomic",
+    ("registry/index.py", "backup_sqlite"): "SQLite's backup API copies the index to a fresh .bak name before a "
+                                            "migration (the index itself is SQLite's transactional file)",
     ("deploy/formats.py", "export_torchscript"): "torch.jit.save into the staged folder of a deploy export",
 }
 WRITE_METHODS = {"write_text", "write_bytes", "savefig", "savez", "savez_compressed", "save", "dump",
                  "to_csv", "to_parquet"}
 WRITE_FUNCS = {("os", "replace"), ("os", "rename"), ("os", "link"), ("shutil", "copy"), ("shutil", "copy2"),
                ("shutil", "copyfile"), ("shutil", "move"), ("np", "save"), ("np", "savez"),
-               ("numpy", "save"), ("torch", "save"), ("json", "dump"), ("pickle", "dump"), ("joblib", "dump")}
+               ("numpy", "save"), ("torch", "save"), ("json", "dump"), ("pickle", "dump"), ("joblib", "dump"),
+               ("sqlite3", "connect")}   # creates the database file when it does not exist
 FSUTIL_NAMES = {"fsutil", "write_text", "write_bytes", "write_with", "write_json"}
 
 
@@ -162,5 +167,5 @@ def test_no_module_writes_files_its_own_way():
 def test_the_static_check_catches_a_direct_write(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n\ndef save(p, t):\n    p.write_text(t)\n    os.replace(p, p)\n"
-                   "    with open(p, 'w') as fh:\n        fh.write(t)\n")
-    assert [w[2] for w in _direct_writes(bad)] == [".write_text()", "os.replace", "open(..., 'w')"]
+                   "    with open(p, 'w') as fh:\n        fh.write(t)\n    sqlite3.connect(p)\n")
+    assert [w[2] for w in _direct_writes(bad)] == [".write_text()", "os.replace", "open(..., 'w')", "sqlite3.connect"]

@@ -126,7 +126,8 @@ def _restrict(walked: "Walked", root: Path, only: set[str]) -> "Walked":
     return kept
 
 
-def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = None) -> Walked:
+def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = None,
+         classify: "Callable[[list[tuple], list[bool]], list[tuple[str | None, str]]] | None" = None) -> Walked:
     """Every checkpoint and scaler file under `root`, by content.
 
     Symlinked folders are never followed (no loops, nothing outside the tree);
@@ -138,12 +139,25 @@ def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = No
     reported to the paths it keeps; another path's bytes are read only when a
     kept path is a link to the same file, so that "counted once" picks the same
     copy as the whole walk would.
+
+    `classify(files, mine)` (the audit's cached, parallel sniffing) gets the `("file", ...)`
+    entries of `_traverse` to be sniffed, and whether each is the walk's own (False: another
+    shard's file, sniffed only for "counted once"); it returns `ckreg.readers.sniff.classify`'s
+    answer for each.
     """
     root = Path(root)
-    out = Walked(root=root)
+    return _replay(root, _traverse(root), owns, classify)
+
+
+def _traverse(root: Path) -> list[tuple]:
+    """The walk without reading any file: what `walk` needs to decide, in its order.
+
+    Entries: `("folder", path)` (a model folder), `("file", folder, name, full, relpath, stat)`
+    (a regular file, or a link to one inside the tree: those come last, so that the real
+    files are the ones audited), `("skip", Skipped)` and `("error", ErrorEntry)`.
+    """
+    events: list[tuple] = []
     root_real = root.resolve()
-    seen: dict[tuple[int, int], str] = {}
-    others: dict[tuple[int, int], list[tuple[Path, str]]] = {}   # no bigger than `seen` in a whole walk
 
     def rel(p: Path) -> str:
         return p.relative_to(root).as_posix()
@@ -151,41 +165,17 @@ def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = No
     def onerror(exc: OSError) -> None:
         name = getattr(exc, "filename", None)
         where = Path(name).relative_to(root).as_posix() if name and Path(name).is_relative_to(root) else name
-        out.errors.append(ErrorEntry(path=where, message=f"cannot list folder: {exc.strerror or exc}"))
+        events.append(("error", ErrorEntry(path=where, message=f"cannot list folder: {exc.strerror or exc}")))
 
-    def consider(full: Path, relpath: str, st: os.stat_result) -> None:
-        key = (st.st_dev, st.st_ino)
-        if owns is not None:
-            if not owns(relpath):   # another shard's: looked at only if a kept path shares its file
-                others.setdefault(key, []).append((full, relpath))
-                return
-            for other, other_rel in others.pop(key, ()):
-                classify_one(other, other_rel, key, mine=False)
-        classify_one(full, relpath, key)
-
-    def classify_one(full: Path, relpath: str, key: tuple[int, int], mine: bool = True) -> None:
-        if key in seen:
-            if mine:
-                out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
-            return
-        from ckreg.readers.sniff import classify
-
-        kind, why = classify(full)
-        if kind is None:
-            if mine:
-                out.skipped.append(Skipped(path=relpath, reason=why))
-            return
-        seen[key] = relpath
-        if mine:
-            (out.checkpoints if kind == "checkpoint" else out.scalers).append(full)
-
-    links: list[tuple[Path, str, os.stat_result]] = []
+    links: list[tuple] = []
     for dirpath, dirnames, filenames in os.walk(root, topdown=True, onerror=onerror, followlinks=False):
         here = Path(dirpath)
+        here_rel = rel(here)
+        prefix = "" if here_rel == "." else here_rel + "/"
         model_files: set[str] = set()
         if is_model_folder(here) and not here.is_symlink():   # a Hugging Face folder: one model
             model_files = set(folder_members(os.fspath(here)))
-            out.checkpoints.append(here)
+            events.append(("folder", here))
         keep = []
         for d in sorted(dirnames):
             full = here / d
@@ -198,48 +188,100 @@ def walk(root: str | os.PathLike, owns: Callable[[str | None], bool] | None = No
                     reason = f"symlinked folder not followed (points {where} the tree: {target})"
                 except (OSError, RuntimeError):
                     reason = "symlinked folder not followed (broken or a loop)"
-                out.skipped.append(Skipped(path=rel(full), reason=reason))
+                events.append(("skip", Skipped(path=rel(full), reason=reason)))
                 continue
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
             if name in model_files:
                 continue
-            full = here / name
-            relpath = rel(full)
+            full_s = os.path.join(dirpath, name)
+            relpath = prefix + name
             try:
-                lst = os.lstat(full)
+                lst = os.lstat(full_s)
             except OSError as exc:
-                out.errors.append(ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}"))
+                events.append(("error", ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}")))
                 continue
             if stat.S_ISLNK(lst.st_mode):
+                full = here / name
                 try:
                     target = full.resolve(strict=True)
                 except RuntimeError:
-                    out.skipped.append(Skipped(path=relpath, reason="symlink loop"))
+                    events.append(("skip", Skipped(path=relpath, reason="symlink loop")))
                     continue
                 except OSError:
-                    out.skipped.append(Skipped(path=relpath, reason="broken symlink"))
+                    events.append(("skip", Skipped(path=relpath, reason="broken symlink")))
                     continue
                 if not target.is_relative_to(root_real):  # not even sniffed: nothing outside the tree is read
-                    out.skipped.append(Skipped(path=relpath, reason=f"symlink points outside the audited tree: {target}"))
+                    events.append(("skip", Skipped(path=relpath,
+                                                   reason=f"symlink points outside the audited tree: {target}")))
                     continue
                 try:
                     st = os.stat(target)
                 except OSError as exc:
-                    out.errors.append(ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}"))
+                    events.append(("error", ErrorEntry(path=relpath, message=f"cannot stat: {exc.strerror or exc}")))
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     continue
-                links.append((full, relpath, st))   # after the real files, so those are the ones audited
+                links.append(("file", here, name, full_s, relpath, st))   # after the real files
                 continue
             if not stat.S_ISREG(lst.st_mode):
                 continue
-            consider(full, relpath, lst)
-    for full, relpath, st in links:
-        consider(full, relpath, st)
+            events.append(("file", here, name, full_s, relpath, lst))
+    return events + links
+
+
+def _replay(root: Path, events: list[tuple], owns: Callable[[str | None], bool] | None = None,
+            classify: Callable[[list[tuple], list[bool]], list[tuple[str | None, str]]] | None = None) -> Walked:
+    """`Walked` from `_traverse`'s entries: which files to sniff is decided first (it does not
+    depend on what sniffing says), they are sniffed in one go by `classify`, then taken in order."""
+    steps: dict[int, list[tuple[int, bool]]] = {}   # entry index -> (file entry, mine) looked at there
+    others: dict[tuple[int, int], list[int]] = {}   # no bigger than `seen` in a whole walk
+    for i, e in enumerate(events):
+        if e[0] != "file":
+            continue
+        key = (e[5].st_dev, e[5].st_ino)
+        if owns is not None and not owns(e[4]):   # another shard's: looked at only if a kept path shares its file
+            others.setdefault(key, []).append(i)
+            continue
+        steps[i] = [(j, False) for j in others.pop(key, ())] + [(i, True)]
+    todo = list(dict.fromkeys(j for here in steps.values() for j, _ in here))
+    mine = {j for here in steps.values() for j, own in here if own}
+    if classify is None:
+        from ckreg.readers.sniff import classify as sniff_one
+
+        answers = [sniff_one(events[j][3]) for j in todo]
+    else:
+        answers = classify([events[j] for j in todo], [j in mine for j in todo])
+    kinds = dict(zip(todo, answers))
+
+    out = Walked(root=root)
+    seen: dict[tuple[int, int], str] = {}
+    for i, e in enumerate(events):
+        tag = e[0]
+        if tag == "folder":
+            out.checkpoints.append(e[1])
+        elif tag == "skip":
+            out.skipped.append(e[1])
+        elif tag == "error":
+            out.errors.append(e[1])
+        for j, own in steps.get(i, ()):
+            _, here, name, _full, relpath, st = events[j]
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                if own:
+                    out.skipped.append(Skipped(path=relpath, reason=f"same file as {seen[key]} (a link), audited there"))
+                continue
+            kind, why = kinds[j]
+            if kind is None:
+                if own:
+                    out.skipped.append(Skipped(path=relpath, reason=why))
+                continue
+            seen[key] = relpath
+            if own:
+                (out.checkpoints if kind == "checkpoint" else out.scalers).append(here / name)
     if owns is not None:   # folders, links and errors: the shard of their own path
-        out.checkpoints = [p for p in out.checkpoints if owns(rel(p))]
+        out.checkpoints = [p for p in out.checkpoints if owns(p.relative_to(root).as_posix())]
         out.skipped = [x for x in out.skipped if owns(x.path)]
         out.errors = [x for x in out.errors if owns(x.path)]
     return out
@@ -539,7 +581,7 @@ INLINE_HASH_BYTES = 16 * 1024 * 1024
 
 
 def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple = (),
-                 tiers: tuple[str, ...] | None = None) -> Any:
+                 tiers: tuple[str, ...] | None = None, kind: str | None = None) -> Any:
     """Worker: inspect one file, hashing weights inline when the policy and size say so."""
     from ckreg.inspect import inspect_path
 
@@ -554,7 +596,19 @@ def _inspect_one(path: str, hash_policy: str, inline_limit: int, declared: tuple
             hash_weights = size <= inline_limit
         except OSError:
             hash_weights = False
-    return inspect_path(path, hash_weights=hash_weights, tiers=tiers)
+    return _audit_view(inspect_path(path, hash_weights=hash_weights, tiers=tiers, kind=kind))
+
+
+# What the audit reads of an inspection (reconciliation, summaries, duplicates, pairing). The
+# rest (candidates, description, structure, evidence, metadata...) is `ckreg inspect`'s to show:
+# left out, an inspection travels from a worker, and sits in the cache, at a third of the size.
+AUDIT_FIELDS = ("path", "format", "size", "family", "ambiguous_between", "hyperparameters", "params", "sha256",
+                "layout_sha256", "weights_sha256", "layout", "findings", "error")
+
+
+def _audit_view(insp: Any) -> Any:
+    """The inspection reduced to `AUDIT_FIELDS` (its values already validated: `model_construct`)."""
+    return type(insp).model_construct(**{k: getattr(insp, k) for k in AUDIT_FIELDS})
 
 
 def _inspect_all(runner: _Runner, paths: list[Path], *, hash_policy: str,
@@ -578,18 +632,203 @@ def _open_cache(cache: Any):
     return cache if isinstance(cache, InspectionCache) else InspectionCache(cache)
 
 
-def _cached(store: Any, paths: list[Path], hash_policy: str, tiers: tuple[str, ...] | None):
-    """(keys, {key: Inspection}) for the files the cache already knows in their current state."""
-    if store is None:
-        return [None] * len(paths), {}
-    from ckreg.inspect.cache import file_key
-
+def _inspection_options(hash_policy: str, tiers: tuple[str, ...] | None) -> dict[str, Any]:
+    """Everything besides a file's bytes that changes its inspection (part of its cache key)."""
     declared = [[f.name, f.source, f.origin, repr(f.template), repr(sorted(f.hyperparameters.items(), key=str)),
                  list(f.names)] for f in registry().declared()]
-    options = {"hash_policy": hash_policy, "inline_hash_bytes": INLINE_HASH_BYTES,
-               "tiers": list(tiers) if tiers is not None else None, "declared": declared}
-    keys = [file_key(p, options) for p in paths]
-    return keys, store.get_many(k for k in keys if k)
+    return {"hash_policy": hash_policy, "inline_hash_bytes": INLINE_HASH_BYTES,
+            "tiers": list(tiers) if tiers is not None else None, "declared": declared}
+
+
+SNIFF_OPTIONS = {"entry": "sniff"}
+
+
+def _scaler_options(tiers: tuple[str, ...] | None) -> dict[str, Any]:
+    return {"entry": "scaler", "tiers": list(tiers) if tiers is not None else None}
+
+
+def _scaler_entry(path: Path, tiers: tuple[str, ...] | None) -> tuple[dict[str, Any], list[Finding], str | None]:
+    """What the audit needs of one scaler file: its summary, the findings reading it made, its sha256."""
+    summary, findings = _scaler_info(path, tiers)
+    try:
+        digest = sha256_of(path)
+    except OSError:
+        digest = None
+    return summary, findings, digest
+
+
+def _scan_one(item: tuple[str, bool], hash_policy: str, inline_limit: int, declared: tuple = (),
+              tiers: tuple[str, ...] | None = None) -> tuple:
+    """Worker: sniff one file, then inspect it (a checkpoint, when `item[1]` asks) or summarise it (a scaler).
+
+    One pass per file on the pool: the walk's sniffing and the inspection share the worker,
+    and the file is sniffed once.
+    """
+    from ckreg.readers.sniff import classify
+
+    path, want = item
+    kind, why = classify(path)
+    if not want or kind is None:
+        return kind, why, None
+    if kind == "scaler":
+        return kind, why, _scaler_entry(Path(path), tiers)
+    return kind, why, _inspect_one(path, hash_policy, inline_limit, declared, tiers, kind=kind)
+
+
+class _Scan:
+    """The per-file work of one audit of a folder: sniffing every file, inspecting each checkpoint,
+    summarising each scaler; answered from the cache where the file is unchanged, else run on the
+    pool in one pass (`_scan_one`). New answers are written back in one transaction (`save`)."""
+
+    def __init__(self, store: Any, runner: "_Runner", hash_policy: str, tiers: tuple[str, ...] | None,
+                 only: set[str] | None):
+        self.store, self.runner, self.hash_policy, self.tiers, self.only = store, runner, hash_policy, tiers, only
+        self.insp_options = _inspection_options(hash_policy, tiers)
+        self.inspections: dict[str, Any] = {}        # str(path) -> Inspection (cached or fresh)
+        self.insp_keys: dict[str, str | None] = {}   # str(path) -> its inspection cache key
+        self.cached: set[str] = set()                # keys whose inspection came from the cache
+        self.scalers: dict[str, tuple] = {}          # str(path) -> _scaler_entry(...)
+        self.new: dict[str, str] = {}                # cache entries to write
+
+    def classify(self, files: list[tuple], mine: list[bool]) -> list[tuple[str | None, str]]:
+        """`walk`'s sniffing, cached; a file of this audit's own is inspected or summarised on the way."""
+        from ckreg.inspect.cache import stat_key
+
+        store = self.store
+        kinds: list[Any] = [None] * len(files)
+        sniff_keys = [stat_key(e[3], e[5], SNIFF_OPTIONS) for e in files] if store is not None else [None] * len(files)
+        known = store.get_values(sniff_keys) if store is not None else {}
+        for i, key in enumerate(sniff_keys):
+            kinds[i] = _sniffed(known.get(key)) if key in known else None
+        wanted = [own and (self.only is None or e[4] in self.only) for e, own in zip(files, mine)]
+        # what the cache knows besides the sniff: inspections and scaler summaries of unchanged files
+        if store is not None:
+            ikeys = {e[3]: stat_key(e[3], e[5], self.insp_options) for e, k, w in zip(files, kinds, wanted)
+                     if w and (k is None or k[0] == "checkpoint")}
+            got = store.get_many(ikeys.values(), count=False)
+            for path, key in ikeys.items():
+                self.insp_keys[path] = key
+                if key in got:
+                    self.inspections[path] = got[key]
+                    self.cached.add(key)
+            skeys = {e[3]: stat_key(e[3], e[5], _scaler_options(self.tiers)) for e, k, w in zip(files, kinds, wanted)
+                     if w and (k is None or k[0] == "scaler")}
+            svals = store.get_values(skeys.values())
+            for path, key in skeys.items():
+                entry = _scaler_from_json(svals.get(key)) if key in svals else None
+                if entry is not None:
+                    self.scalers[path] = entry
+        todo = [i for i, e in enumerate(files)
+                if kinds[i] is None or (wanted[i] and kinds[i][0] == "checkpoint" and e[3] not in self.inspections)
+                or (wanted[i] and kinds[i][0] == "scaler" and e[3] not in self.scalers)]
+        items = [(files[i][3], wanted[i] and files[i][3] not in self.inspections and files[i][3] not in self.scalers)
+                 for i in todo]
+        declared = tuple(registry().declared())
+        import functools
+
+        worker = functools.partial(_scan_one, hash_policy=self.hash_policy, inline_limit=INLINE_HASH_BYTES,
+                                   declared=declared, tiers=self.tiers)
+        for i, (kind, why, value) in zip(todo, self.runner.map(worker, items, "inspecting")):
+            path = files[i][3]
+            if kinds[i] is None and sniff_keys[i]:
+                self.new[sniff_keys[i]] = _json_dumps([kind, why])
+            kinds[i] = (kind, why)
+            if value is None:
+                continue
+            if kind == "scaler":
+                self.scalers[path] = value
+                if store is not None and value[2] is not None:   # an unreadable file is not remembered
+                    key = stat_key(path, files[i][5], _scaler_options(self.tiers))
+                    if key:
+                        self.new[key] = _scaler_to_json(value)
+            else:
+                self.inspections[path] = value
+        return kinds
+
+    def inspect(self, paths: list[Path], inline_limit: int = INLINE_HASH_BYTES) -> list[Any]:
+        """The inspection of each checkpoint (folders and files the scan did not inspect: cached or on the pool)."""
+        from ckreg.inspect.cache import file_key
+
+        for p in paths:
+            s_p = str(p)
+            if s_p not in self.insp_keys:
+                self.insp_keys[s_p] = file_key(p, self.insp_options) if self.store is not None else None
+        missing = {str(p): self.insp_keys[str(p)] for p in paths if str(p) not in self.inspections}
+        if self.store is not None and missing:
+            got = self.store.get_many((k for k in missing.values() if k), count=False)
+            for s_p, key in missing.items():
+                if key in got:
+                    self.inspections[s_p] = got[key]
+                    self.cached.add(key)
+        todo = [p for p in paths if str(p) not in self.inspections]
+        for p, insp in zip(todo, _inspect_all(self.runner, todo, hash_policy=self.hash_policy, tiers=self.tiers,
+                                              inline_limit=inline_limit)):
+            self.inspections[str(p)] = insp
+        out = []
+        for p in paths:
+            insp = self.inspections[str(p)]
+            out.append(insp if insp.path == str(p) else insp.model_copy(update={"path": str(p)}))
+        return out
+
+    def stats(self, files: list["_File"]) -> dict[str, Any]:
+        """The cache's statistics, hits and misses counting the checkpoints' inspections."""
+        hits = sum(1 for f in files if self.insp_keys.get(str(f.abs)) in self.cached)
+        self.store.hits, self.store.misses = hits, len(files) - hits
+        return self.store.stats()
+
+    def write_back(self, files: list["_File"]) -> None:
+        """Write back what this audit learnt: new sniffs, scaler summaries and inspections (and
+        weights hashes the collision pass added to cached ones), in one transaction."""
+        if self.store is None:
+            return
+        for f in files:
+            key = self.insp_keys.get(str(f.abs))
+            if not key:
+                continue
+            if key not in self.cached or f.insp.weights_sha256 != self.inspections[str(f.abs)].weights_sha256:
+                self.new[key] = f.insp.model_dump_json()
+        self.store.put_values(self.new)
+        self.new = {}
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sniffed(value: str | None) -> tuple[str | None, str] | None:
+    """A cached sniff answer, checked for shape (anything else is a miss)."""
+    import json
+
+    try:
+        kind, why = json.loads(value or "")
+    except (ValueError, TypeError):
+        return None
+    if kind not in (None, "checkpoint", "scaler") or not isinstance(why, str):
+        return None
+    return kind, why
+
+
+def _scaler_to_json(entry: tuple) -> str:
+    summary, findings, digest = entry
+    return _json_dumps({"summary": summary, "findings": [f.model_dump(mode="json") for f in findings],
+                        "sha256": digest})
+
+
+def _scaler_from_json(value: str | None) -> tuple | None:
+    """A cached scaler entry, validated (findings through the model; anything odd is a miss)."""
+    import json
+
+    try:
+        doc = json.loads(value or "")
+        summary, digest = doc["summary"], doc["sha256"]
+        findings = [Finding.model_validate(x) for x in doc["findings"]]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(summary, dict) or not isinstance(digest, str):
+        return None
+    return summary, findings, digest
 
 
 def _hash_collisions(files: list[_File], runner: _Runner) -> None:
@@ -762,22 +1001,48 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
     report.extra["allowlist_tiers"] = list(tiers if tiers is not None else DEFAULT_TIERS)
     if manifest is not None:
         report.extra["manifest"] = _manifest_record(manifest)
+    found = None
     if remote:
         from ckreg.bucket import walk_url
         from ckreg.readers.remote import transfers
 
         before = transfers()
-        found = walk_url(str(path), progress=progress)
-        if found is None:
+        listed = walk_url(str(path), progress=progress)
+        if listed is None:
             report.errors.append(ErrorEntry(path=str(path), message="no such object or prefix"))
             return report
-        root, walked, listing = found
+        found = (*listed, before)
     elif not given.exists() and not given.is_symlink():
         report.errors.append(ErrorEntry(path=str(path), message="no such file or folder"))
         return report
     elif shard is not None and (not given.is_dir() or is_model_folder(given)):
         raise UsageError(f"--shard {shard}: {path} is not a folder of checkpoints; a shard is a share of a folder's files",
                          hint="audit a single file or model folder without --shard")
+    store = _open_cache(cache)
+    try:
+        return _audit_tree(given, report, store, manifest=manifest, layouts=layouts, data=data, jobs=jobs,
+                           hash_policy=hash_policy, progress=progress, min_acc=min_acc, tiers=tiers,
+                           lineage=lineage, only=only, shard=shard, found=found)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _audit_tree(given: Path | None, report: Report, store: Any, *, manifest: Manifest | None,
+                layouts: dict[str, Any], data: Any, jobs: int | None, hash_policy: str, progress: Progress | None,
+                min_acc: float | None, tiers: tuple[str, ...] | None, lineage: bool, only: Iterable[str] | None,
+                shard: Shard | None, found: tuple | None = None) -> Report:
+    """`audit` once the arguments are checked: walk, inspect (cached), reconcile. `found`: a remote
+    audit's (root, walked, listing, transfers before) from `ckreg.bucket.walk_url`."""
+    memo = None
+    remote = found is not None
+    # a shard cannot see which layouts collide in the other shards: it hashes every file of its share
+    inspect_policy = "all" if shard is not None and hash_policy == "collisions" else hash_policy
+    runner = _Runner(1, progress, threads=remote)
+    scan = _Scan(store, runner, inspect_policy, tiers, set(only) if only is not None else None)
+    if found is not None:
+        root, walked, listing, before = found
+        n_files = len(walked.checkpoints)
     elif given.is_file():
         root = given.parent
         walked = Walked(root=root)
@@ -788,6 +1053,7 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         for sib in sorted(root.iterdir()):
             if sib != given and sib.is_file() and not sib.is_symlink() and sniff(sib) == "scaler":
                 walked.scalers.append(sib)
+        n_files = len(walked.checkpoints)
     elif given.is_dir() and is_model_folder(given):   # one model folder: audited as one model
         root = given.parent
         walked = walk(given)
@@ -796,53 +1062,58 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         walked.skipped = [x.model_copy(update={"path": f"{given.name}/{x.path}"}) for x in walked.skipped]
         walked.errors = [x.model_copy(update={"path": f"{given.name}/{x.path}" if x.path else x.path})
                          for x in walked.errors]
+        n_files = len(walked.checkpoints)
     elif given.is_dir():
         root = given
-        walked = walk(root, owns=shard.owns if shard is not None else None)
+        events = _traverse(root)
+        owns = shard.owns if shard is not None else None
+        n_files = sum(1 for e in events if e[0] in ("file", "folder") and (owns is None or owns(e[4] if e[0] == "file"
+                      else e[1].relative_to(root).as_posix())))
+        runner.jobs = jobs or (1 if n_files < 8 else min(os.cpu_count() or 1, 8))
+        if store is not None and data is None:
+            memo = _Memo(store, root, events, report, manifest=manifest, layouts=layouts, hash_policy=hash_policy,
+                         tiers=tiers, lineage=lineage, only=only, shard=shard)
+            again = memo.load(runner.jobs)
+            if again is not None:
+                return again
+        try:
+            walked = _replay(root, events, owns, scan.classify)
+        except BaseException:
+            runner.close()
+            raise
         if only is not None:
             walked = _restrict(walked, root, set(only))
         # walk order, whatever the walk or a shard's share: what a merge of shards reproduces
         walked.checkpoints.sort(key=lambda p: _walk_key(_rel(root, p)))
         walked.scalers.sort(key=lambda p: _walk_key(_rel(root, p)))
     else:
-        report.errors.append(ErrorEntry(path=str(path), message="not a regular file or folder"))
+        report.errors.append(ErrorEntry(path=str(given), message="not a regular file or folder"))
         return report
     report.root = str(root) if remote else os.path.abspath(root)
     report.skipped.extend(walked.skipped)
     report.errors.extend(walked.errors)
 
-    # a shard cannot see which layouts collide in the other shards: it hashes every file of its share
-    inspect_policy = "all" if shard is not None and hash_policy == "collisions" else hash_policy
-    n_jobs = jobs or (1 if len(walked.checkpoints) < 8 else min(os.cpu_count() or 1, 8))
+    n_jobs = jobs or (1 if n_files < 8 else min(os.cpu_count() or 1, 8))
     if remote:   # threads: waiting on the network, and sharing the blocks the walk fetched
         n_jobs = jobs or min(8, max(1, len(walked.checkpoints)))
     report.extra["jobs"] = n_jobs
-    runner = _Runner(n_jobs, progress, threads=remote)
-    store = _open_cache(cache)
+    runner.jobs = n_jobs
     try:
-        keys, cached = _cached(store, walked.checkpoints, inspect_policy, tiers)
-        todo = [p for p, k in zip(walked.checkpoints, keys) if k not in cached]
-        fresh = iter(_inspect_all(runner, todo, hash_policy=inspect_policy, tiers=tiers,
-                                  inline_limit=0 if remote else INLINE_HASH_BYTES))
-        files = [_File(rel=_rel(root, p), abs=p,
-                       insp=cached[k].model_copy(update={"path": str(p)}) if k in cached else next(fresh))
-                 for p, k in zip(walked.checkpoints, keys)]
+        insps = scan.inspect(walked.checkpoints, inline_limit=0 if remote else INLINE_HASH_BYTES)
+        files = [_File(rel=_rel(root, p), abs=p, insp=insp) for p, insp in zip(walked.checkpoints, insps)]
         if inspect_policy == "collisions":
             _hash_collisions(files, runner)
         if store is not None:
-            store.put_many({k: f.insp for k, f in zip(keys, files)
-                            if k and (k not in cached or f.insp.weights_sha256 != cached[k].weights_sha256)})
-            report.extra["cache"] = store.stats()
+            scan.write_back(files)
+            report.extra["cache"] = scan.stats(files)
     finally:
         runner.close()
-        if store is not None:
-            store.close()
     files = _set_aside_unchecked(files, report)
 
     findings: list[Finding] = []
     for f in files:
         findings.extend(_carry(f.insp.findings, f.rel))
-    scalers = _read_scalers({_rel(root, p): p for p in walked.scalers}, tiers)
+    scalers = _read_scalers({_rel(root, p): p for p in walked.scalers}, tiers, known=scan.scalers)
     declared = _read_scalers(_declared_scaler_paths(root, manifest, scalers, shard.owns if shard else None), tiers)
     for rec in scalers.values():
         findings.extend(rec["findings"])
@@ -855,6 +1126,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
         report.extra["scalers"] = {rel: rec["summary"] for rel, rec in sorted(scalers.items())}
         report.extra["shard"] = _shard_record(shard, root, files, reasons, scalers, declared, manifest,
                                               hash_policy, report, only is not None)
+        if memo is not None:
+            memo.keep(report)
         return report
 
     decl_status, scaler_info, used = _reconcile_archive(files, reasons, scalers, declared, manifest,
@@ -873,6 +1146,8 @@ def audit(path: str | os.PathLike, manifest: Manifest | str | os.PathLike | None
 
         report.extra["transfer"] = transfer_summary(
             root, {f.rel: f.abs for f in files} | {rel: root / rel for rel in used}, listing, before)
+    if memo is not None:
+        memo.keep(report)
     return report
 
 
@@ -1018,6 +1293,72 @@ def merge_shards(reports: list[Report]) -> Report:
                                                        findings, report.extra["hash_policy"])
     _fill(report, files, used, findings, scaler_info, decl_status, manifest)
     return report
+
+
+class _Memo:
+    """The whole report of an unchanged tree, reused: the cache's last report for this tree and these
+    options, kept with the key of everything it was computed from.
+
+    That key covers every input the audit reads: each file's identity as the inspection cache
+    sees it (path, size, mtime_ns, inode, device; a model folder's members), the walk's own
+    decisions (links, skipped folders, listing errors), the manifest (its declarations, lines,
+    expected layouts, and the files its scalers name), the options (hash policy, tiers,
+    declared families, lineage, --staged's list) and the ckreg version. Any change there is a
+    miss, and the audit runs as usual on its per-file entries. Never used with `--data`.
+    """
+
+    def __init__(self, store: Any, root: Path, events: list[tuple], report: Report, *, manifest: Manifest | None,
+                 layouts: dict[str, Any], hash_policy: str, tiers: tuple[str, ...] | None, lineage: bool,
+                 only: Iterable[str] | None, shard: Shard | None = None):
+        import hashlib
+        import json
+
+        from ckreg.inspect.cache import file_key, stat_ident
+
+        self.store = store
+        base = {"entry": "report", "root": os.path.abspath(root), "version": __version__,
+                "options": _inspection_options(hash_policy, tiers), "lineage": lineage,
+                "manifest": manifest.source if manifest is not None else None,
+                "shard": str(shard) if shard is not None else None}
+        self.slot = hashlib.sha256(_json_dumps(base).encode()).hexdigest()
+        tree: list[Any] = []
+        for e in events:
+            if e[0] == "file":
+                tree.append([e[4], *stat_ident(e[5])])
+            elif e[0] == "folder":
+                tree.append(["folder", e[1].relative_to(root).as_posix(), file_key(e[1], {})])
+            else:
+                tree.append([e[0], e[1].model_dump(mode="json")])
+        declared: Any = None
+        if manifest is not None:
+            scalers = sorted({m.scaler for m in manifest.models if m.scaler})
+            declared = {"models": manifest.model_dump(mode="json"),
+                        "lines": [manifest.line_of_model(m.name) for m in manifest.models],
+                        "layouts": layouts, "scalers": [[s, file_key(root / s, {})] for s in scalers]}
+        ident = [base, sorted(only) if only is not None else None, declared, dict(report.extra), tree]
+        self.key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+    def load(self, jobs: int) -> Report | None:
+        """The stored report when its key is this audit's (validated), with this run's jobs and cache figures."""
+        value = self.store.get_values([self.slot]).get(self.slot)
+        if value is None or not value.startswith(self.key + "\n"):
+            return None
+        try:
+            report = Report.model_validate_json(value[len(self.key) + 1:])
+        except ValueError:
+            self.store.damaged += 1
+            return None
+        stats = report.extra.get("cache")
+        if not isinstance(stats, dict) or "jobs" not in report.extra:
+            return None
+        n = int(stats.get("hits") or 0) + int(stats.get("misses") or 0)
+        self.store.hits, self.store.misses = n, 0
+        report.extra["jobs"] = jobs
+        report.extra["cache"] = {**self.store.stats(), "report_reused": True}
+        return report
+
+    def keep(self, report: Report) -> None:
+        self.store.put_values({self.slot: self.key + "\n" + report.model_dump_json()})
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -1199,16 +1540,15 @@ def _needs_scaler(f: _File, decls: dict[str, ModelDecl]) -> bool:
     return any(r is None or r.needs_scaler for r in recs)
 
 
-def _read_scalers(paths: dict[str, Path], tiers: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+def _read_scalers(paths: dict[str, Path], tiers: tuple[str, ...] | None = None,
+                  known: dict[str, tuple] | None = None) -> dict[str, dict[str, Any]]:
     """rel -> {"summary", "findings", "sha256"} of each scaler file: what pairing reads (symbolically, never
-    unpickled), so that it runs on what a shard recorded as well as on the files."""
+    unpickled), so that it runs on what a shard recorded as well as on the files. `known`: the
+    `_scaler_entry` results the audit's scan already has (str(path) -> entry)."""
     out: dict[str, dict[str, Any]] = {}
     for rel, p in paths.items():
-        summary, extra = _scaler_info(p, tiers)
-        try:
-            digest = sha256_of(p)
-        except OSError:
-            digest = None
+        entry = (known or {}).get(str(p))
+        summary, extra, digest = entry if entry is not None else _scaler_entry(p, tiers)
         out[rel] = {"summary": summary, "findings": _carry(extra, rel), "sha256": digest}
     return out
 

@@ -84,3 +84,9 @@ def registered(tmp_path_factory, npz):
         return root / "registry", done[family]
 
     return make
+
+
+@pytest.fixture
+def fit():
+    """fit(family, data, out) -> (checkpoint, scaler) of a tiny model fitted on `data` (see fit_tiny)."""
+    return fit_tiny

@@ -95,6 +95,9 @@ def test_a_fresh_process_with_onnxruntime_and_numpy_only_reproduces_the_accuracy
     assert _export(reg_root, ref, out, "onnx-int8", npz, "--quant", quant).exit_code == 0
     rec = json.loads((out / "deploy.json").read_text())
     assert rec["quantization"]["mode"] == quant
+    larger = rec["model_bytes"] > rec["quantization"]["float_onnx_bytes"]
+    assert larger == any("larger than the float ONNX model" in w for w in rec["warnings"])
+    assert larger or family == "GRU", "the tiny unrolled scale-aware cell is all small ops: its INT8 model is larger"
     block = tmp_path / "block"
     for mod in ("torch", "ckreg"):
         (block / mod).mkdir(parents=True)
@@ -270,3 +273,47 @@ def test_atomic_dir_removes_a_failed_folder_and_never_replaces(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_dir(target):
             pass
+
+
+def _glove_tree(root: Path) -> Path:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "train_factories_for_deploy", Path(__file__).resolve().parents[1] / "train" / "train_factories.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_glove_tree(root)
+
+
+@pytest.mark.parametrize("quant", ["static", "dynamic"])
+def test_the_independent_check_reproduces_a_signglove_export_without_torch_or_ckreg(tmp_path, fit, quant):
+    """bench/e2e_deploy_check.py (onnxruntime + numpy, its own CSV reader) agrees with what the export recorded."""
+    tree = _glove_tree(tmp_path / "glove")
+    ck, sc = fit("GRU", tree, tmp_path / "src")
+    with Registry(tmp_path / "reg") as reg:
+        ref = reg.add(ck, sc, name="g", family="GRU").ref
+    out = tmp_path / "exp"
+    r = _export(tmp_path / "reg", ref, out, "onnx-int8", tree, "--quant", quant, "--split", "all")
+    assert r.exit_code in (0, 1), r.output
+    rec = json.loads((out / "deploy.json").read_text())
+    assert rec["classes"] == ["a", "b", "c"] and rec["pad_value"] == 1.0 and len(rec["channels"]) == 8
+    block = tmp_path / "block"
+    for mod in ("torch", "ckreg"):
+        (block / mod).mkdir(parents=True)
+        (block / mod / "__init__.py").write_text(f"raise ImportError('{mod} is not available here')\n")
+    script = Path(__file__).resolve().parents[2] / "bench" / "e2e_deploy_check.py"
+
+    def check():
+        return subprocess.run([sys.executable, str(script), "--data", str(tree), "--json", str(out)],
+                              capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(block)),
+                              cwd=tmp_path)
+
+    proc = check()
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)[0]
+    assert row["match"] and row["n"] == rec["n_episodes"] == 21 and row["reproduced"] == pytest.approx(rec["accuracy"])
+    assert row["kind"] == f"int8-{quant}"
+    os.chmod(out / "deploy.json", 0o644)
+    (out / "deploy.json").write_text(json.dumps({**rec, "accuracy": rec["accuracy"] - 2 / 21}))
+    proc = check()
+    assert proc.returncode == 1 and not json.loads(proc.stdout)[0]["match"]

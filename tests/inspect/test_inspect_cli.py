@@ -35,6 +35,14 @@ def test_human_output(save_ckpt):
     assert "findings" in out and "none" in out
 
 
+def test_other_candidates_never_list_the_chosen_family(save_ckpt):
+    """ScaleAware and ScaleHard tie on weights; metadata picks ScaleHard, so ScaleAware is the other one."""
+    path = save_ckpt("MSCSGRU_ScaleHard", hyper_parameters={"model_name": "MSCSGRU_ScaleHard"})
+    out = _run(path, "--no-tree").stdout
+    line = next(ln for ln in out.splitlines() if "other candidates" in ln)
+    assert "MSCSGRU_ScaleAware 1.00" in line and "MSCSGRU_ScaleHard" not in line
+
+
 def test_human_output_unknown_and_ambiguous(save_ckpt, tmp_path):
     import torch
 

@@ -291,3 +291,26 @@ def test_odd_shapes_never_crash():
         recs = {k: TensorRecord(k, rng.choice(["float32", "int64"]), s) for k, s in lay.items()}
         insp = inspect_tensors(recs, metadata={"hyper_parameters": {"hidden_size": rng.choice([1, "x", [1], None])}})
         assert 0.0 <= insp.confidence <= 1.0 and insp.description
+
+
+def test_remembered_detections_are_the_detections_and_never_shared(family_state_dict, to_records):
+    """detect_all remembers answers per layout: the same answer as running the detectors, as copies,
+    and a change of the registered families is a new answer."""
+    import dataclasses
+
+    from ckreg.families import registry
+    from ckreg.inspect import detectors
+
+    shapes = {k: tuple(r.shape) for k, r in to_records(family_state_dict("MS3DGRU")).items()}
+    fresh = [d for d in (detectors.run_detector(f, shapes) for f in registry()) if d is not None]
+    for _ in range(2):   # the second answer is a remembered one: changing it changes nothing
+        got = detectors.detect_all(shapes)
+        got[0].hyper["tower_kernels"].append([1, 1, 1])
+        got[0].evidence.clear()
+    again = detectors.detect_all(shapes)
+    assert [dataclasses.asdict(d) for d in again] == [dataclasses.asdict(d) for d in fresh]
+    with registry().scoped():
+        gone = registry().find("MS3DGRU")
+        registry().remove("MS3DGRU")
+        assert gone.name not in {d.family for d in detectors.detect_all(shapes)}
+    assert [d.family for d in detectors.detect_all(shapes)] == [d.family for d in fresh]

@@ -74,15 +74,18 @@ def test_pread_matches_the_bytes_and_counts_what_it_fetched(mem):
 
 
 def test_small_reads_are_block_aligned_and_coalesced(mem):
-    data = bytes(range(256)) * 100
+    data = bytes(range(256)) * (2 * remote.DIRECT // 256)
     url = mem(data, "b.bin")
     with open_source(url) as f:
         f.pread(10, 20)                                   # one block
         assert remote.transferred(url) == (remote.BLOCK, 1)
         f.pread(100, 3 * remote.BLOCK)                    # the next three blocks, in one request
         assert remote.transferred(url) == (4 * remote.BLOCK, 2)
-        big = f.pread(0, remote.DIRECT)                   # a large read: as asked, not cached
-        assert big == data[:remote.DIRECT] and remote.transferred(url)[1] == 3
+        big = f.pread(0, remote.DIRECT)                   # a large read: the cached head, then the rest
+        assert big == data[:remote.DIRECT]
+        assert remote.transferred(url) == (remote.DIRECT, 3)
+        assert f.pread(remote.DIRECT - 10, 20) == data[remote.DIRECT - 10:remote.DIRECT + 10]
+        assert remote.transferred(url) == (remote.DIRECT + 2 * remote.BLOCK, 4)   # large reads are not cached
 
 
 class _Recording:
@@ -130,7 +133,8 @@ def test_a_driver_without_ranged_reads_never_reads_ahead(tmp_path, torch_mod):
     res = read_checkpoint("ckregrec:///big.pt")
     assert len(res.tensors) == 8
     fetched = sum(e - s for s, e in _Recording.ranges)
-    assert fetched == res.bytes_read <= 32 << 10, _Recording.ranges
+    assert fetched == res.bytes_read <= 48 << 10, _Recording.ranges
+    assert len(_Recording.ranges) <= 3
 
 
 def test_torch_zip_costs_a_few_requests(mem, torch_mod):
@@ -143,7 +147,7 @@ def test_torch_zip_costs_a_few_requests(mem, torch_mod):
     assert insp.error is None and insp.params.tensors == 100
     got, requests = remote.transferred(url)
     assert insp.bytes_read == got <= 48 << 10
-    assert requests <= 6
+    assert requests <= 3
 
 
 def _formats(tmp: Path, torch) -> dict[str, Path]:
@@ -271,7 +275,7 @@ def test_s3_inspect_json_reports_bytes_per_file(tmp_path, s3_bucket, torch_mod):
     assert out.exit_code == 0, out.output
     (row,) = json.loads(out.output)
     assert row["path"] == big and row["size"] == len(buf.getvalue())
-    assert 0 < row["bytes_read"] <= 16 << 10
+    assert 0 < row["bytes_read"] <= 48 << 10
     out = CliRunner().invoke(cli, ["inspect", small])
     assert out.exit_code == 2 and "empty file" in out.output
 
@@ -319,3 +323,17 @@ def test_missing_s3fs_says_pip_install(tmp_path):
         proc = _run_cli(args, env)
         assert proc.returncode == 2, proc.stderr
         assert "pip install 'ckreg[s3]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_legacy_file_costs_its_pickles_and_one_tiny_range_per_storage(mem, torch_mod):
+    """A legacy (pre-zip) file: the pickles, then each storage's 8-byte header, fetched at once where the
+    pickle says they are (no megabyte window, no block per header)."""
+    torch = torch_mod
+    buf = io.BytesIO()
+    torch.save({f"w{i}": torch.zeros(64, 1024) for i in range(40)}, buf, _use_new_zipfile_serialization=False)
+    url = mem(buf.getvalue(), "old.pt")
+    assert classify(url) == ("checkpoint", "legacy torch file")
+    insp = inspect_path(url)
+    assert insp.error is None and insp.format == "torch-legacy" and insp.params.tensors == 40
+    got, requests = remote.transferred(url)
+    assert got <= remote.BLOCK + 40 * 8 and requests == 1 + 40

@@ -168,13 +168,13 @@ def test_cli_teacher_student_registry(glove_tree, tmp_path):
     r = CliRunner().invoke(cli, ["train", "WRN", "--data", str(glove_tree), "--out", str(tmp_path / "t"),
                                  "--set", "conv_dim=2", "--set", "depth=10", "--imaging", "gasf", "--image-size", "8",
                                  "--epochs", "1", "--optimizer", "sgd", "--lr", "0.05",
-                                 "--register", "teacher", "--registry", str(reg)])
+                                 "--register", "teacher", "--min-acc", "0", "--registry", str(reg)])
     assert r.exit_code == 0, r.output
     assert "teacher@best -> teacher@1" in r.output
     r = CliRunner().invoke(cli, ["train", "GRU", "--data", str(glove_tree), "--out", str(tmp_path / "s"),
                                  "--set", "hidden_size=8", "--teacher", "teacher@best", "--registry", str(reg),
                                  "--kd-temperature", "4", "--kd-lambda", "0.7", "--epochs", "1",
-                                 "--seeds", "0,1", "--register", "student", "--json"])
+                                 "--seeds", "0,1", "--register", "student", "--min-acc", "0", "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["registered"]["versions"] == {"0": "student@1", "1": "student@2"}
@@ -185,6 +185,30 @@ def test_cli_teacher_student_registry(glove_tree, tmp_path):
     r = CliRunner().invoke(cli, ["train", "GRU", "--data", str(glove_tree), "--out", str(tmp_path / "x"),
                                  "--teacher", "nosuch@1", "--registry", str(reg), "--epochs", "1"])
     assert r.exit_code == 2 and "nosuch@1" in r.output
+
+
+def test_register_only_verified_runs(glove_tree, tmp_path):
+    """--register verifies every run against --min-acc first: no target, no registration; a run below it stays out."""
+    from ckreg.registry import Registry
+
+    reg = tmp_path / "reg"
+    base = ["train", "GRU", "--data", str(glove_tree), "--set", "hidden_size=8", "--epochs", "1",
+            "--registry", str(reg)]
+    r = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "a"), "--register", "gru"])
+    assert r.exit_code == 2 and "--min-acc" in r.output and not (tmp_path / "a").exists()
+    r = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "b"), "--min-acc", "0.5"])
+    assert r.exit_code == 2 and "--register" in r.output
+    r = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "c"), "--seeds", "0,1", "--register", "gru",
+                                 "--min-acc", "99.9", "--json"])
+    assert r.exit_code == 1, r.output
+    out = json.loads(r.stdout)["registered"]
+    assert out["not_registered"] and out["min_acc"] == pytest.approx(0.999)
+    registered = {s for s in ("0", "1") if s in out["versions"]}
+    assert registered | set(out["not_registered"]) == {"0", "1"} and not registered & set(out["not_registered"])
+    with Registry(reg) as rg:
+        versions = rg.ls("gru") if registered else []
+        assert all(v.verified for v in versions)
+    assert out["best"] is None if not registered else out["best"] in out["versions"].values()
 
 
 def test_manifest_declares_the_recipe(teacher_run, glove_tree, tmp_path):

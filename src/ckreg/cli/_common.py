@@ -103,3 +103,27 @@ def tiers_line(tiers) -> str:
     """One short line naming the allowlist tiers pickle globals were judged against."""
     tiers = list(tiers)
     return f"allowlist: {', '.join(tiers)}" + (" (= torch.load weights_only)" if tiers == ["torch"] else "")
+
+
+def _acc_type(value: str) -> float:
+    """--expect-acc accepts 0.9913 or 99.13 (percent)."""
+    from ckreg.verify import normalize_acc
+
+    return normalize_acc(float(value))
+
+
+class _Acc(click.ParamType):
+    """An accuracy target: a fraction (0.99) or a percentage (99)."""
+
+    name = "ACC"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            return _acc_type(value)
+        except (ValueError, CkregError) as exc:  # click renders it as a usage error (exit 2)
+            self.fail(f"{value!r}: {exc}", param, ctx)
+
+
+ACC = _Acc()

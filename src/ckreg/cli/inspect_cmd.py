@@ -39,6 +39,9 @@ def inspect_cmd(ctx: click.Context, paths: tuple[str, ...], as_json: bool, hash_
                 tree: bool, strict: bool = False, family_files: tuple[str, ...] = ()) -> None:
     """Identify the architecture in each checkpoint without executing it.
 
+    A PATH may be a URL (s3://bucket/key, read by range requests; needs the
+    [s3] extra).
+
     Exit status: 0 ok; 1 an error-severity finding (e.g. unsafe-global);
     2 a file could not be read (it is named on stderr; the others are still reported).
     """
@@ -127,9 +130,10 @@ def render(out, insp: Inspection, tree: bool = True) -> None:
         grid.add_row("structure", Text("\n".join(f"{label}: {text}" for label, text in srows)))
     if insp.family == "unknown" or not insp.candidates:
         grid.add_row("description", Text("\n".join(insp.description)))
-    elif insp.candidates[1:]:
+    elif others := [c for c in insp.candidates if c.family != insp.family]:
+        # the chosen family need not be the first candidate: ties are settled by metadata or the name
         grid.add_row("other candidates", Text("\n".join(
-            f"{c.family} {c.score:.2f}" + (f" broken: {c.broken[0]}" if c.broken else "") for c in insp.candidates[1:4])))
+            f"{c.family} {c.score:.2f}" + (f" broken: {c.broken[0]}" if c.broken else "") for c in others[:3])))
     if insp.leftovers:
         grid.add_row("leftovers", Text("\n".join(insp.leftovers[:12]) + (" ..." if len(insp.leftovers) > 12 else "")))
     if insp.scales is not None and insp.scales.cells:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ckreg.arch import FAMILIES
-from ckreg.cli._common import console, echo_json
+from ckreg.cli._common import ACC, console, echo_json
 from ckreg.errors import UsageError
 from ckreg.train.loop import DEFAULTS
 
@@ -153,17 +153,22 @@ class _Bar:
 @click.option("--seeds", default=None, metavar="0,1,2",
               help="One run per seed into --out/seed-<s>, reported each and as mean ± std.")
 @click.option("--register", "register_name", default=None, metavar="NAME",
-              help="Register the run(s) as versions of NAME; alias `best` = best by validation.")
+              help="Verify the run(s) against --min-acc on the held-out test split and register the "
+                   "verified ones as versions of NAME; alias `best` = best by validation.")
+@click.option("--min-acc", type=ACC, default=None,
+              help="Accuracy target for --register (a fraction 0.99 or a percentage 99).")
 @click.option("--registry", "registry_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Registry folder (for --register and registry --teacher refs; default $CKREG_REGISTRY or ./registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, min_delta, threads, pkl, force,
               optimizer, schedule, momentum, weight_decay, lr_min, step_size, gamma, imaging, image_size, mtf_bins,
-              image_rescale, teacher, kd_temperature, kd_lambda, seeds, register_name, registry_path, as_json):
+              image_rescale, teacher, kd_temperature, kd_lambda, seeds, register_name, min_acc, registry_path, as_json):
     """Train FAMILY on --data and write weights, a Lightning .ckpt, the scaler and metrics into --out."""
     from ckreg.train import train
     from ckreg.train.recipes import ImagingConfig, OptimConfig
 
+    if min_acc is not None and register_name is None:
+        raise UsageError("--min-acc is the target runs must reach to be registered; it needs --register NAME")
     overrides = parse_sets(sets)
     kwargs: dict[str, Any] = dict(
         overrides=overrides, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
@@ -186,11 +191,13 @@ def train_cmd(family, data, out, sets, seed, epochs, batch_size, lr, patience, m
 
         with _Bar() as bar:
             res = train_runs(family, data, out, seeds if seeds is not None else [seed], register=register_name,
-                             registry=registry_path, force=force, progress=bar, **kwargs)
+                             registry=registry_path, min_acc=min_acc, force=force, progress=bar, **kwargs)
         if as_json:
             echo_json(res)
         else:
             _render_seeds(res)
+        if (res.get("registered") or {}).get("not_registered"):
+            sys.exit(1)        # a run that did not verify is a finding, not a crash
         return
     with _Bar() as bar:
         result = train(family, data, out, seed=seed, progress=bar, force=force, **kwargs)
@@ -225,7 +232,11 @@ def _render_seeds(res: dict) -> None:
                f"best by validation: seed {table['best_seed']}")
     reg = res.get("registered")
     if reg:
-        click.echo(f"registered {', '.join(reg['versions'].values())}; {reg['name']}@{reg['alias']} -> {reg['best']}")
+        if reg["versions"]:
+            click.echo(f"registered {', '.join(reg['versions'].values())} (verified, target {pct(reg['min_acc'])}); "
+                       f"{reg['name']}@{reg['alias']} -> {reg['best']}")
+        for s, why in reg.get("not_registered", {}).items():
+            click.echo(f"seed {s} not registered (not verified): {why}")
 
 
 def _render_train(r) -> None:

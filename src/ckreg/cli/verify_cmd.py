@@ -12,7 +12,7 @@ import sys
 import click
 
 from ckreg.arch import FAMILIES
-from ckreg.cli._common import console, echo_json
+from ckreg.cli._common import ACC, console, echo_json
 from ckreg.errors import CkregError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
 
@@ -21,26 +21,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100.0 * x:.2f}%"
 
 
-def _acc_type(value: str) -> float:
-    """--expect-acc accepts 0.9913 or 99.13 (percent)."""
-    from ckreg.verify import normalize_acc
-
-    return normalize_acc(float(value))
-
-
-class _Acc(click.ParamType):
-    name = "ACC"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        try:
-            return _acc_type(value)
-        except (ValueError, CkregError) as exc:  # click renders it as a usage error (exit 2)
-            self.fail(f"{value!r}: {exc}", param, ctx)
-
-
-ACC = _Acc()
 
 
 # --------------------------------------------------------------------------- rendering

@@ -55,6 +55,9 @@ class DeployResult(BaseModel):
     model_bytes: int
     inputs: list[str]
     T: int
+    pad_value: float | None = None                               # raw value padding rows hold (before scaling)
+    channels: list[str] = Field(default_factory=list)            # input channel order
+    classes: list[str] = Field(default_factory=list)             # logit index -> class name
     tolerance: float
     split: str
     split_source: str
@@ -214,6 +217,13 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
                                            "requested": int(calibration), "episodes": int(len(calib)),
                                            "episode_ids": [str(ds.ids[i]) for i in calib]}
                 if quant is not None:
+                    float_bytes, int8_bytes = float_onnx.stat().st_size, (tmp / name).stat().st_size
+                    qrec["float_onnx_bytes"] = float_bytes
+                    if int8_bytes > float_bytes:
+                        notes.append(f"the INT8 model ({int8_bytes:,} bytes) is larger than the float ONNX model "
+                                     f"({float_bytes:,} bytes): its quantize/dequantize nodes outweigh the smaller "
+                                     "weights (a graph with many small int8 ops, e.g. recurrent steps unrolled); "
+                                     "compare the latencies before deploying it")
                     float_onnx.unlink()
             run, inputs = formats.runner(fmt, tmp / name, threads=threads)
             logits = formats.predict_all(run, X, mask)
@@ -234,6 +244,8 @@ def export_deployment(reg, ref: str, to_dir: str | Path, fmt: str, data: Any, *,
             result = DeployResult(
                 ref=version.ref, family=spec.family, format=fmt, status=status, out=str(to_dir), files=files,
                 model_file=name, model_bytes=(tmp / name).stat().st_size, inputs=inputs, T=T,
+                pad_value=pre["pad_value"], channels=list(scaler.channel_names or pre.get("channels") or []),
+                classes=list(ds.class_names or version.class_names or []),
                 tolerance=tolerance, split=split, split_source=source, n_episodes=int(len(idx)),
                 data_hash=ds.data_hash, float_accuracy=float_acc, accuracy=acc, accuracy_drop=drop,
                 agreement=float((pred == ref_pred).mean()),

@@ -132,9 +132,9 @@ def _int8_weight_ops(path: Path) -> list[str]:
 
 
 def _conv3d_nodes(path: Path) -> list[str]:
-    """Conv nodes with a 5-D weight (Conv3d). onnxruntime's CPU provider runs them no faster in int8 and, on the
-    multi-scale 3D towers, measurably slower and less accurate than in float (docs/deploy.md), so static
-    quantization keeps them float."""
+    """Conv nodes with a 5-D weight (Conv3d). On onnxruntime's CPU provider the MS3D towers ran slower in int8
+    than in float, and lost an episode, when these settings were chosen (dynamic INT8, which quantizes them, is
+    about 10x slower there: docs/deploy.md), so static quantization keeps them float."""
     import onnx
 
     graph = onnx.load(str(path)).graph
@@ -165,9 +165,9 @@ def quantize_static_int8(src: Path, dst: Path, X, mask, inputs: list[str], *, pe
     input activations uint8 with the MinMax ranges seen on the calibration
     episodes, fed in batches of `batch_size` by a `CalibrationDataReader`.
     Everything between them (the recurrent ops and their state, the
-    additions, the readout's indexing) stays float: quantizing those tensors
-    too cost the retrained GRU 0.9 points on its test split, and per-tensor
-    weights 0.5 (docs/deploy.md). Returns the quantization record.
+    additions, the readout's indexing) stays float: when these settings were
+    chosen, quantizing those tensors too cost the retrained SignGlove GRU two
+    test episodes, and per-tensor weights one. Returns the quantization record.
     """
     import numpy as np
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,

@@ -13,6 +13,20 @@ value carries its own sha256 and is validated on the way out; a damaged entry
 is a miss, and a file that is not a readable cache is set aside and rebuilt.
 Writes are best effort (a read-only or busy cache slows the audit down, it
 never fails it).
+
+Besides inspections, the audit keeps what else it would recompute per file
+(the content sniff of every file, each scaler's summary) and, per audited
+tree and options, the last whole report with the key of everything it was
+computed from (`ckreg.audit`): an unchanged archive is answered without
+reading any file. All of them are entries of the one table, validated the
+same way.
+
+Writing: the database file is created through `ckreg.fsutil` (an empty,
+initialised database under a temporary name, published without clobbering:
+two audits starting at once agree on one file). From then on SQLite is the
+writer of its own file: every change is one transaction, made atomic by
+SQLite's rollback journal (`<cache>-journal`, https://www.sqlite.org/atomiccommit.html),
+so a crash or a full disk leaves the previous state, never half an entry.
 """
 
 from __future__ import annotations
@@ -21,13 +35,14 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from ckreg import __version__
 
-SCHEMA = 1
+SCHEMA = 2   # 2: digests bind key and value; sniff, scaler and report entries
 FILE_NAME = "inspections.sqlite"
 
 
@@ -54,8 +69,18 @@ def file_key(path: str | os.PathLike, options: dict[str, Any]) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
+    return stat_key(path, st, options)
+
+
+def stat_ident(st: os.stat_result) -> list[int]:
+    """What identifies a file's bytes without reading them (size, mtime_ns, inode, device)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+
+
+def stat_key(path: str | os.PathLike, st: os.stat_result, options: dict[str, Any]) -> str | None:
+    """`file_key` from a stat result the caller already has (`os.stat(path)`, links followed)."""
     ident = [os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, __version__, options]
-    if os.path.isdir(path):  # a model folder: its member files' states (shards rewritten in place)
+    if stat.S_ISDIR(st.st_mode):  # a model folder: its member files' states (shards rewritten in place)
         from ckreg.readers.folder import folder_members
 
         try:
@@ -85,8 +110,14 @@ def remote_identity(url: str) -> list | None:
     return [canonical(url), "folder", members]
 
 
+def _digest(key: str, value: str) -> str:
+    """sha256 over key and value: a value is trusted only under the key it was stored with."""
+    return hashlib.sha256(key.encode() + b"\0" + value.encode()).hexdigest()
+
+
 class InspectionCache:
-    """`get_many(keys)` -> {key: Inspection}; `put_many({key: Inspection})`."""
+    """`get_many(keys)` -> {key: Inspection}; `put_many({key: Inspection})`; `get_values` /
+    `put_values` for the other entries (text the caller parses and validates)."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else default_path()
@@ -110,20 +141,17 @@ class InspectionCache:
 
     def _connect(self) -> sqlite3.Connection:
         for attempt in (0, 1):
+            if not self.path.exists():
+                self._create()
             try:
                 conn = sqlite3.connect(str(self.path), timeout=10)
                 conn.execute("PRAGMA busy_timeout = 10000")
-                ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (schema INTEGER NOT NULL)")
+                # No PRAGMA quick_check (it reads the whole file on every audit): a damaged page
+                # surfaces as a DatabaseError where it is read (the cache is then set aside), and
+                # a damaged value fails its key-bound digest (a miss).
                 row = conn.execute("SELECT schema FROM meta").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta VALUES (?)", (SCHEMA,))
-                elif row[0] != SCHEMA:
-                    ok = False
-                conn.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-                             " digest TEXT NOT NULL, at REAL NOT NULL)")
-                conn.commit()
-                if ok:
+                conn.execute("SELECT 1 FROM entries LIMIT 1").fetchall()
+                if row is not None and row[0] == SCHEMA:
                     return conn
                 conn.close()
             except sqlite3.DatabaseError:
@@ -131,6 +159,25 @@ class InspectionCache:
                     raise
             self._set_aside()
         raise sqlite3.DatabaseError("cannot rebuild the inspection cache")
+
+    def _create(self) -> None:
+        """A new, initialised cache, published through `ckreg.fsutil` (never over an existing file)."""
+        from ckreg.errors import OutputExistsError
+        from ckreg.fsutil import atomic_path
+
+        try:
+            with atomic_path(self.path) as tmp:
+                conn = sqlite3.connect(str(tmp))
+                try:
+                    conn.execute("CREATE TABLE meta (schema INTEGER NOT NULL)")
+                    conn.execute("INSERT INTO meta VALUES (?)", (SCHEMA,))
+                    conn.execute("CREATE TABLE entries (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                                 " digest TEXT NOT NULL, at REAL NOT NULL)")
+                    conn.commit()
+                finally:
+                    conn.close()
+        except OutputExistsError:
+            pass   # another audit created it meanwhile: use theirs
 
     def _set_aside(self) -> None:
         """A damaged cache is ckreg's own file: move it out of the way (kept once) and start afresh."""
@@ -152,14 +199,12 @@ class InspectionCache:
             self._conn = None
 
     # ------------------------------------------------------------------ entries
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        from ckreg.inspect.model import Inspection
-
-        keys = [k for k in keys if k]
-        out: dict[str, Any] = {}
+    def get_values(self, keys: Iterable[str]) -> dict[str, str]:
+        """{key: value} for the keys present whose value passes its digest (damaged ones are counted)."""
+        keys = list(dict.fromkeys(k for k in keys if k))
+        out: dict[str, str] = {}
         conn = self._open()
         if conn is None or not keys:
-            self.misses += len(keys)
             return out
         rows: list[tuple[str, str, str]] = []
         try:
@@ -170,36 +215,46 @@ class InspectionCache:
         except sqlite3.DatabaseError:
             self.close()
             self._set_aside()
-            self.misses += len(keys)
-            return out
+            return {}
         for key, value, digest in rows:
-            if hashlib.sha256(value.encode()).hexdigest() != digest:
+            if not isinstance(value, str) or _digest(key, value) != digest:
                 self.damaged += 1
                 continue
-            try:
-                out[key] = Inspection.model_validate_json(value)
-            except ValueError:
-                self.damaged += 1
-        self.hits += len(out)
-        self.misses += len(keys) - len(out)
+            out[key] = value
         return out
 
-    def put_many(self, items: dict[str, Any]) -> None:
+    def put_values(self, items: dict[str, str]) -> None:
+        """Store {key: value} in one transaction (best effort: a cache that cannot be written is skipped)."""
         conn = self._open()
         if conn is None or not items:
             return
         now = time.time()
-        rows = []
-        for key, insp in items.items():
-            if not key:
-                continue
-            value = insp.model_dump_json()
-            rows.append((key, value, hashlib.sha256(value.encode()).hexdigest(), now))
+        rows = [(key, value, _digest(key, value), now) for key, value in items.items() if key]
         try:
-            conn.executemany("INSERT OR REPLACE INTO entries (key, value, digest, at) VALUES (?, ?, ?, ?)", rows)
-            conn.commit()
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO entries (key, value, digest, at) VALUES (?, ?, ?, ?)", rows)
         except sqlite3.Error:
             pass
+
+    def get_many(self, keys: Iterable[str], count: bool = True) -> dict[str, Any]:
+        """{key: Inspection} for the keys whose entry is intact and validates (the rest are misses;
+        `count=False`: a look-up that is not counted in the hits and misses)."""
+        from ckreg.inspect.model import Inspection
+
+        keys = [k for k in keys if k]
+        out: dict[str, Any] = {}
+        for key, value in self.get_values(keys).items():
+            try:
+                out[key] = Inspection.model_validate_json(value)
+            except ValueError:
+                self.damaged += 1
+        if count:
+            self.hits += len(out)
+            self.misses += len(keys) - len(out)
+        return out
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        self.put_values({key: insp.model_dump_json() for key, insp in items.items() if key})
 
     def stats(self) -> dict[str, Any]:
         return {"path": str(self.path), "hits": self.hits, "misses": self.misses,

@@ -77,7 +77,8 @@ def count_params(tensors: Mapping[str, TensorRecord]) -> ParamCounts:
     floating point (integer tensors cannot be trainable parameters).
     """
     seen: set = set()
-    counts = ParamCounts()
+    trainable = buffers = n_tensors = n_bytes = 0   # summed here, not on the model (pydantic setattr is slow)
+    dtypes: dict[str, int] = {}
     for rec in tensors.values():
         key = rec.tie_key
         if key is not None:
@@ -90,13 +91,13 @@ def count_params(tensors: Mapping[str, TensorRecord]) -> ParamCounts:
         else:
             buffer = is_buffer_name(rec.name) or not _is_float(rec.dtype)
         if buffer:
-            counts.buffers += n
+            buffers += n
         else:
-            counts.trainable += n
-        counts.tensors += 1
-        counts.bytes += rec.nbytes
-        counts.dtypes[rec.dtype] = counts.dtypes.get(rec.dtype, 0) + n
-    return counts
+            trainable += n
+        n_tensors += 1
+        n_bytes += rec.nbytes
+        dtypes[rec.dtype] = dtypes.get(rec.dtype, 0) + n
+    return ParamCounts(trainable=trainable, buffers=buffers, tensors=n_tensors, bytes=n_bytes, dtypes=dtypes)
 
 
 def layout_sha256(tensors: Mapping[str, TensorRecord]) -> str:
@@ -454,24 +455,25 @@ def _add_scales(insp: Inspection, result: ReadResult) -> None:
 
 
 def inspect_path(path: str | os.PathLike, hash_weights: bool = False,
-                 tiers: Sequence[str] | None = None) -> Inspection:
+                 tiers: Sequence[str] | None = None, *, kind: str | None = None) -> Inspection:
     """Inspect one file; never raises for a bad file (sets `.error` and an `unreadable` finding).
 
     When the reader gives up part-way but learned something (an unsafe global
     in a truncated file, a partial state_dict), those findings and tensors are
-    kept, so nothing it saw is lost.
+    kept, so nothing it saw is lost. `kind`: what `ckreg.readers.sniff.classify`
+    already said of the file ("checkpoint": it is not sniffed again for a scaler).
     """
     from ckreg.readers import DEFAULT_TIERS
 
     tiers = tuple(tiers) if tiers is not None else DEFAULT_TIERS
     p = os.fspath(path)
     if not is_url(p):
-        insp = _inspect_path(p, hash_weights, tiers)
+        insp = _inspect_path(p, hash_weights, tiers, kind)
     else:   # bytes_read: everything transferred for it (sniffing included), from the remote ledger
         from ckreg.readers import remote
 
         before = remote.transfers()
-        insp = _inspect_path(p, hash_weights, tiers)
+        insp = _inspect_path(p, hash_weights, tiers, kind)
         folder = insp.format is not None and "model_folder" in (insp.metadata or {})
         insp.bytes_read = remote.transferred(p, folder=folder, since=before)[0]
         if not hash_weights and insp.size and insp.size > WHOLE_NOTE_BYTES and insp.bytes_read >= insp.size:
@@ -481,9 +483,9 @@ def inspect_path(path: str | os.PathLike, hash_weights: bool = False,
     return insp
 
 
-def _inspect_path(p: str, hash_weights: bool, tiers: tuple[str, ...]) -> Inspection:
+def _inspect_path(p: str, hash_weights: bool, tiers: tuple[str, ...], kind: str | None = None) -> Inspection:
     insp = Inspection(path=p)
-    scaler = _inspect_scaler(p, tiers)
+    scaler = _inspect_scaler(p, tiers) if kind != "checkpoint" else None
     if scaler is not None:
         return scaler
     try:

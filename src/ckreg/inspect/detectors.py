@@ -16,6 +16,8 @@ ranks every candidate by score (no first match, no default family).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -138,10 +140,45 @@ def run_detector(det: Detector | Family, shapes: Shapes) -> Detected | None:
 
 
 def detect_all(shapes: Shapes, families: Iterable[Family] | None = None) -> list[Detected]:
-    """Every registered family whose signature is present, in registry order (ranking is the caller's)."""
+    """Every registered family whose signature is present, in registry order (ranking is the caller's).
+
+    A detector's answer depends on the names and shapes alone, and an archive holds the same
+    layout many times over: answers are remembered per (families, ordered names and shapes),
+    the last `_MEMO_SIZE` of them, and handed out as copies.
+    """
+    fams = tuple(families if families is not None else registry())
+    key = (tuple(id(f) for f in fams), tuple((k, tuple(v)) for k, v in shapes.items()))
+    with _memo_lock:
+        hit = _MEMO.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], fams)):   # the same records, alive
+            _MEMO.move_to_end(key)
+            return [_copy(d) for d in hit[1]]
     out = []
-    for fam in (families if families is not None else registry()):
+    for fam in fams:
         found = run_detector(fam, shapes)
         if found is not None:
             out.append(found)
+    with _memo_lock:
+        _MEMO[key] = (fams, [_copy(d) for d in out])
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
     return out
+
+
+_MEMO_SIZE = 256
+_MEMO: "OrderedDict[tuple, tuple[tuple[Family, ...], list[Detected]]]" = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _copy(d: Detected) -> Detected:
+    return Detected(d.family, _clone(d.hyper), list(d.evidence), list(d.broken), d.score,
+                    dict(d.expected) if d.expected is not None else None, list(d.extra), d.params, d.buffers)
+
+
+def _clone(value: Any) -> Any:
+    """A copy of nested lists and dicts (hyperparameters such as tower_kernels): no sharing with the memo."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value

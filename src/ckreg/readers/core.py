@@ -39,7 +39,7 @@ PLAIN_PICKLE_CAP = 256 << 20   # plain pickle files are read whole; bigger ones 
 SCALAR_READ_MAX = 64           # bytes: 0-d tensors in metadata are decoded only when this small
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
-LEGACY_PROBE = 64 << 10       # bytes read first from a pickle file: enough for a legacy file's first pickles
+LEGACY_PROBE = 16 << 10       # a remote pickle file's first read: a legacy file's first pickles, if not all five
 # members torch writes besides data.pkl and storages
 TORCH_SIDE_MEMBERS = ("byteorder", "version", ".data/version", ".data/serialization_id", ".format_version",
                       ".storage_alignment")
@@ -601,9 +601,10 @@ def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_membe
 
 
 def _read_pickle_file(f: Source, ctx: _Ctx) -> ReadResult:
-    # First pickle decides: the legacy magic number (a few bytes: a small window tells, and the
-    # legacy reader grows it as its pickles need), or a plain pickle (judged on its first MiB).
-    window = f.pread(0, min(f.size, LEGACY_PROBE))
+    # First pickle decides: the legacy magic number, or a plain pickle (judged on its first MiB).
+    # A remote file is probed with a small window first (the magic number is a few bytes, and
+    # the legacy reader grows the window only as far as its pickles need).
+    window = f.pread(0, min(f.size, LEGACY_PROBE if getattr(f, "remote", False) else 1 << 20))
     first = run_pickle(window, 0)
     if not (first.clean and first.value == LEGACY_MAGIC) and len(window) < f.size:
         window = f.pread(0, min(f.size, 1 << 20))
@@ -699,6 +700,7 @@ def _read_legacy(f: Source, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadR
         return PersistentRef(pid)
 
     names = ["magic number", "protocol version", "sys_info", "the saved object", "storage keys"]
+    grow = 2 if getattr(f, "remote", False) else 8   # remote: transfer little more than the pickles
     runs: list[PickleRun] = [first]
     ctx.judge(first, "pickle 1 (magic number)")
     pos = first.end
@@ -706,7 +708,7 @@ def _read_legacy(f: Source, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadR
         run = run_pickle(window, pos, persistent_load=persistent_load)
         while run.truncated and len(window) < f.size and len(window) < PICKLE_CAP:
             storages.clear()
-            window = f.pread(0, min(f.size, len(window) * 8, PICKLE_CAP))
+            window = f.pread(0, min(f.size, len(window) * grow, PICKLE_CAP))
             run = run_pickle(window, pos, persistent_load=persistent_load)
         i = len(runs)
         runs.append(run)
@@ -732,6 +734,17 @@ def _read_legacy(f: Source, ctx: _Ctx, window: bytes, first: PickleRun) -> ReadR
     offsets: dict[str, tuple[int, int]] = {}        # key -> (absolute offset, bytes)
     missing: list[str] = []
     spos = pos if len(runs) == 5 and runs[-1].clean else f.size
+    prefetch = getattr(f, "prefetch", None)
+    if prefetch is not None and keys:   # a remote file: every 8-byte header at once, where the pickle puts them
+        at, planned = spos, []
+        for key in keys:
+            rec = storages.get(str(key))
+            isz = _itemsize(rec.dtype) if rec else None
+            if rec is None or rec.numel is None or isz is None or rec.numel < 0 or at + 8 > f.size:
+                break
+            planned.append((at, 8))
+            at += 8 + rec.numel * isz
+        prefetch(planned)
     for key in keys:
         key = str(key)
         rec = storages.get(key)

@@ -698,8 +698,55 @@ class _VM:
                                 f"globals", op_pos)
             stack = self.stack
             push = stack.append
+            # ---- the opcodes torch.save writes most, first (one comparison each on the way down;
+            # the branches are exclusive, so their order changes nothing else)
+            if b == 0x71:  # BINPUT 'q'
+                self.memo[read(1)[0]] = self.top()
+            elif b == 0x68:  # BINGET 'h'
+                idx = read(1)[0]
+                try:
+                    push(self.memo[idx])
+                except KeyError:
+                    raise Malformed(f"memo miss: index {idx} was never stored", op_pos) from None
+            elif b == 0x4B:  # BININT1 'K'
+                push(read(1)[0])
+            elif b == 0x58:  # BINUNICODE 'X'
+                (k,) = unpack("<I", read(4))
+                push(str(read(self.length(k, "BINUNICODE")), "utf-8", "surrogatepass"))
+            elif b == 0x28:  # MARK '('
+                self.metastack.append(stack)
+                self.stack = []
+            elif b == 0x74:  # TUPLE 't'
+                items = self.pop_mark()
+                self.stack.append(tuple(items))
+            elif b == 0x52:  # REDUCE 'R'
+                args = self.pop()
+                func = self.pop()
+                self.stack.append(self.reduce(func, args, "reduce", pos=op_pos))
+            elif b == 0x85:  # TUPLE1
+                stack.append((self.pop(),))
+            elif b == 0x29:  # EMPTY_TUPLE ')'
+                push(())
+            elif b == 0x89:  # NEWFALSE
+                push(False)
+            elif b == 0x51:  # BINPERSID 'Q'
+                pid = self.pop()
+                self.stack.append(self.persistent_load(pid))
+            elif b == 0x86:  # TUPLE2
+                b2 = self.pop()
+                a2 = self.pop()
+                stack.append((a2, b2))
+            elif b == 0x94:  # MEMOIZE
+                self.memo[len(self.memo)] = self.top()
+            elif b == 0x4D:  # BININT2 'M'
+                push(unpack("<H", read(2))[0])
+            elif b == 0x72:  # LONG_BINPUT 'r'
+                (idx,) = unpack("<I", read(4))
+                self.memo[idx] = self.top()
+            elif b == 0x8C:  # SHORT_BINUNICODE
+                push(str(read(read(1)[0]), "utf-8", "surrogatepass"))
             # ---- framing and protocol
-            if b == 0x80:  # PROTO
+            elif b == 0x80:  # PROTO
                 proto = read(1)[0]
                 if proto > 5:
                     raise Malformed(f"unsupported pickle protocol {proto}", op_pos, recoverable=False)
@@ -723,10 +770,6 @@ class _VM:
                         f"{len(self.metastack)} MARK(s) left on the stack at STOP")
                 run.value = value
                 return
-            # ---- stack manipulation
-            elif b == 0x28:  # MARK '('
-                self.metastack.append(stack)
-                self.stack = []
             elif b == 0x30:  # POP '0'
                 if stack:
                     stack.pop()
@@ -746,21 +789,12 @@ class _VM:
                 if idx < 0:
                     raise Malformed("negative PUT index", op_pos)
                 self.memo[idx] = self.top()
-            elif b == 0x71:  # BINPUT 'q'
-                self.memo[read(1)[0]] = self.top()
-            elif b == 0x72:  # LONG_BINPUT 'r'
-                (idx,) = unpack("<I", read(4))
-                self.memo[idx] = self.top()
-            elif b == 0x94:  # MEMOIZE
-                self.memo[len(self.memo)] = self.top()
-            elif b in (0x67, 0x68, 0x6A):  # GET 'g', BINGET 'h', LONG_BINGET 'j'
+            elif b in (0x67, 0x6A):  # GET 'g', LONG_BINGET 'j'
                 if b == 0x67:
                     try:
                         idx = int(self.readline()[:-1])
                     except ValueError:
                         raise Malformed("GET with a non-integer index", op_pos) from None
-                elif b == 0x68:
-                    idx = read(1)[0]
                 else:
                     (idx,) = unpack("<I", read(4))
                 try:
@@ -772,8 +806,6 @@ class _VM:
                 push(None)
             elif b == 0x88:  # NEWTRUE
                 push(True)
-            elif b == 0x89:  # NEWFALSE
-                push(False)
             elif b == 0x49:  # INT 'I'
                 value = c_int_line(self.readline())
                 if value is None:
@@ -781,10 +813,6 @@ class _VM:
                 push(value)
             elif b == 0x4A:  # BININT 'J'
                 push(unpack("<i", read(4))[0])
-            elif b == 0x4B:  # BININT1 'K'
-                push(read(1)[0])
-            elif b == 0x4D:  # BININT2 'M'
-                push(unpack("<H", read(2))[0])
             elif b == 0x4C:  # LONG 'L'
                 value = c_long_line(self.readline())
                 if value is None:
@@ -826,11 +854,6 @@ class _VM:
                 push(raw.decode("ascii") if raw.isascii() else raw)
             elif b == 0x56:  # UNICODE 'V'
                 push(str(self.readline()[:-1], "raw-unicode-escape"))
-            elif b == 0x58:  # BINUNICODE 'X'
-                (k,) = unpack("<I", read(4))
-                push(str(read(self.length(k, "BINUNICODE")), "utf-8", "surrogatepass"))
-            elif b == 0x8C:  # SHORT_BINUNICODE
-                push(str(read(read(1)[0]), "utf-8", "surrogatepass"))
             elif b == 0x8D:  # BINUNICODE8
                 (k,) = unpack("<Q", read(8))
                 push(str(read(self.length(k, "BINUNICODE8")), "utf-8", "surrogatepass"))
@@ -849,24 +872,12 @@ class _VM:
                 raise Malformed("NEXT_BUFFER: out-of-band buffer that a file cannot supply", op_pos)
             elif b == 0x98:  # READONLY_BUFFER
                 self.top()
-            # ---- containers
-            elif b == 0x29:  # EMPTY_TUPLE ')'
-                push(())
             elif b == 0x5D:  # EMPTY_LIST ']'
                 push([])
             elif b == 0x7D:  # EMPTY_DICT '}'
                 push({})
             elif b == 0x8F:  # EMPTY_SET
                 push(set())
-            elif b == 0x74:  # TUPLE 't'
-                items = self.pop_mark()
-                self.stack.append(tuple(items))
-            elif b == 0x85:  # TUPLE1
-                stack.append((self.pop(),))
-            elif b == 0x86:  # TUPLE2
-                b2 = self.pop()
-                a2 = self.pop()
-                stack.append((a2, b2))
             elif b == 0x87:  # TUPLE3
                 c3 = self.pop()
                 b3 = self.pop()
@@ -935,10 +946,6 @@ class _VM:
                     raise Malformed(f"EXT code {code} is not positive", op_pos)
                 run.ext_codes.append(code)
                 push(ExtRef(code))
-            elif b == 0x52:  # REDUCE 'R'
-                args = self.pop()
-                func = self.pop()
-                self.stack.append(self.reduce(func, args, "reduce", pos=op_pos))
             elif b == 0x81:  # NEWOBJ
                 args = self.pop()
                 cls = self.pop()
@@ -965,9 +972,6 @@ class _VM:
             elif b == 0x50:  # PERSID 'P'
                 pid = self.readline()[:-1].decode("ascii")
                 push(self.persistent_load(pid))
-            elif b == 0x51:  # BINPERSID 'Q'
-                pid = self.pop()
-                self.stack.append(self.persistent_load(pid))
             else:
                 raise Malformed(f"unknown opcode 0x{b:02x}", op_pos, recoverable=False)
 

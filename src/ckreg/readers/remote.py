@@ -39,11 +39,12 @@ from typing import Any
 from ckreg.errors import UsageError
 from ckreg.readers.fileio import Counter
 
-BLOCK = 4096                 # small reads are rounded out to aligned blocks of this size
+BLOCK = 16 << 10             # small reads are rounded out to aligned blocks of this size
 DIRECT = 256 << 10           # reads at least this long are fetched as asked, uncached
 CACHE_BYTES = 64 << 20       # cached blocks per process, over all objects
 CHUNK = 8 << 20              # streaming read size (hashing, tensor bytes): fewer round trips
 WHOLE_FILE_LIMIT = 256 << 20  # formats read whole (ONNX) are refused above this, remotely
+PREFETCH_THREADS = 16        # concurrent requests for scattered small ranges
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 # packages each protocol's fsspec driver comes from, and the extra that installs it
@@ -304,6 +305,7 @@ class _Object:
         self.url, self.key, self.info = url, key, info
         self.fs, self.path = filesystem(url)
         self.blocks: dict[int, bytes] = {}
+        self.exact: dict[int, bytes] = {}      # offset -> bytes fetched by `prefetch` (not block-aligned)
         self.lock = threading.Lock()
         self.ranged = _has_ranged_cat(self.fs)
 
@@ -355,6 +357,7 @@ def _drop_blocks(key: str) -> None:
     if obj is not None:
         _cached_bytes -= sum(len(b) for b in obj.blocks.values())
         obj.blocks = {}
+        obj.exact = {}
 
 
 def _object(url: str) -> _Object:
@@ -422,10 +425,14 @@ class RemoteFile:
             return b""
         end = min(self.size, offset + n)
         obj = self._obj
-        if end - offset >= DIRECT:
-            data = obj.fetch(offset, end)
+        got = obj.exact.get(offset)
+        if got is not None and len(got) >= end - offset:
+            return got[:end - offset]
+        if end - offset >= DIRECT:   # as asked, after the cached blocks it starts with (a growing window)
+            head = self._cached_prefix(offset, end)
+            data = obj.fetch(offset + len(head), end)
             self.counter.n += len(data)
-            return data
+            return head + data
         first, last = offset // BLOCK, (end - 1) // BLOCK
         with _lock:
             have = {b: obj.blocks[b] for b in range(first, last + 1) if b in obj.blocks}
@@ -439,6 +446,35 @@ class RemoteFile:
         buf = b"".join(have[b] for b in range(first, last + 1))
         start = offset - first * BLOCK
         return buf[start:start + end - offset]
+
+    def _cached_prefix(self, offset: int, end: int) -> bytes:
+        """The bytes from `offset` that consecutive cached blocks hold (at most up to `end`)."""
+        parts, b = [], offset // BLOCK
+        with _lock:
+            while b * BLOCK < end and b in self._obj.blocks:
+                parts.append(self._obj.blocks[b])
+                b += 1
+        buf = b"".join(parts)[offset - (offset // BLOCK) * BLOCK:]
+        return buf[:end - offset]
+
+    def prefetch(self, ranges: list[tuple[int, int]]) -> None:
+        """Fetch small, scattered ranges exactly and concurrently (a legacy file's storage headers);
+        later `pread`s of them are answered from memory."""
+        import concurrent.futures as cf
+
+        obj = self._obj
+        todo = [(o, min(self.size, o + n)) for o, n in ranges if 0 <= o < self.size and o not in obj.exact]
+        if not todo:
+            return
+
+        def one(r: tuple[int, int]) -> tuple[int, bytes]:
+            return r[0], obj.fetch(*r)
+
+        with cf.ThreadPoolExecutor(max_workers=min(PREFETCH_THREADS, len(todo))) as ex:
+            for start, data in ex.map(one, todo):
+                self.counter.n += len(data)
+                with _lock:
+                    obj.exact[start] = data
 
     def close(self) -> None:
         pass

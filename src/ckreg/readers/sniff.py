@@ -83,6 +83,9 @@ def classify(path: str | os.PathLike, head: bytes | None = None) -> tuple[str | 
             if not could_be_pickle(head[:2]):
                 return ("checkpoint" if ext in STRONG_CKPT_EXTS else None), f"{kind}-compressed data, not a pickle"
         if could_be_pickle(head[:2]):
+            first = run_pickle(head, 0, max_objects=1000, max_ops=10_000)
+            if first.clean and first.value == LEGACY_MAGIC:   # told by its first pickle: no MiB to read
+                return "checkpoint", "legacy torch file"
             data = head if f.size <= len(head) else f.pread(0, min(f.size, _TRIAL))
             got, why = _pickle_kind(data, full=f.size <= len(data))
             if got:

@@ -51,6 +51,7 @@ class ZipIndex:
     anomalies: list[str] = field(default_factory=list)
     by_name: dict[str, list[Member]] = field(default_factory=dict)
     _sorted: list[int] | None = field(default=None, repr=False)
+    _folded: dict[bytes, Member] | None = field(default=None, repr=False)
 
     def get(self, name: str) -> Member | None:
         found = self.by_name.get(name)
@@ -75,6 +76,14 @@ class ZipIndex:
         depends on the directory's order, which this reproduces step for step.
         """
         key = name.encode("utf-8") if isinstance(name, str) else name
+        if self._folded is None:
+            # Names distinct once lower-cased (every archive torch.save writes): the sorted order
+            # is the one order of distinct keys and the search finds the one equal name, so a
+            # lookup by folded name answers the same, without sorting.
+            folded = {m.raw.translate(_LOWER): m for m in self.members}
+            self._folded = folded if len(folded) == len(self.members) else {}
+        if self._folded:
+            return self._folded.get(key.translate(_LOWER))
         if self._sorted is None:
             self._sorted = _miniz_sorted([m.raw for m in self.members])
         order, raws = self._sorted, self.members

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from ckreg import __version__
 from ckreg.findings import CODES, Finding, Report
-from ckreg.report._common import absolute, jsonable, line_of
+from ckreg.report._common import absolute, jsonable, line_of, manifest_path
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 RULE_INDEX = {code: i for i, code in enumerate(CODES)}
@@ -48,13 +48,19 @@ def _rules() -> list[dict]:
 
 class _Locator:
     def __init__(self, report: Report, base: str | os.PathLike | None):
+        from ckreg.readers.fileio import is_url
+
         self.report = report
         self.base = Path(base).absolute() if base is not None else Path.cwd()
-        root = Path(report.root).absolute() if report.root else self.base
+        # a remote archive (s3://bucket/prefix): its URL is the base of its files' URIs
+        self.url = report.root.rstrip("/") + "/" if report.root and is_url(report.root) else None
+        root = Path(report.root).absolute() if report.root and self.url is None else self.base
         self.root = root
         self.root_inside = root.is_relative_to(self.base)
 
     def artifact(self, path: str) -> dict:
+        if self.url is not None and not Path(path).is_absolute() and path != manifest_path(self.report):
+            return {"uri": quote(path), "uriBaseId": "AUDITROOT"}
         p = absolute(self.report, path)
         # normalise ".." without resolving symlinks (the tree may be reached through one)
         p = Path(os.path.normpath(p))
@@ -108,7 +114,7 @@ def build(report: Report, *, fail_on: str = "error", base: str | os.PathLike | N
         }},
         "originalUriBaseIds": {
             "%SRCROOT%": {"uri": _dir_uri(loc.base)},
-            "AUDITROOT": {"uri": _dir_uri(loc.root)},
+            "AUDITROOT": {"uri": loc.url or _dir_uri(loc.root)},
         },
         "invocations": [invocation],
         "results": [_result(f, loc) for f in report.findings],
