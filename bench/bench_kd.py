@@ -251,6 +251,11 @@ def main(argv=None) -> int:
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     from ckreg.fsutil import write_text
 
+    # run folders relative to --work: the committed results name no machine's paths
+    text = json.dumps(out, indent=2)
+    for prefix in {str(work.resolve()), str(work)}:
+        text = text.replace(json.dumps(prefix)[1:-1], "WORK")
+    out = json.loads(text)
     write_text(work / "results_kd.json", json.dumps(out, indent=2))
     if args.markdown:
         md = Path(args.markdown)
