@@ -235,6 +235,9 @@ def main(argv=None) -> int:
         f"{load_end[0]:.1f} at the end); the whole table took {wall / 60:.0f} min "
         f"({dt.date.today().isoformat()}, torch {torch.__version__}).",
         "Deviations from the notes: " + ("; ".join(deviations) if deviations else "none") + ".",
+        "GASF range per signal channel from the training split (`--image-rescale train-split`, the "
+        "trainer's default), not per episode: per-episode images lose each sensor's level "
+        "(`--profile`, linear probe).",
     ]
     table = "\n".join(lines + caption)
     print(table)
@@ -248,6 +251,11 @@ def main(argv=None) -> int:
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     from ckreg.fsutil import write_text
 
+    # run folders relative to --work: the committed results name no machine's paths
+    text = json.dumps(out, indent=2)
+    for prefix in {str(work.resolve()), str(work)}:
+        text = text.replace(json.dumps(prefix)[1:-1], "WORK")
+    out = json.loads(text)
     write_text(work / "results_kd.json", json.dumps(out, indent=2))
     if args.markdown:
         md = Path(args.markdown)
