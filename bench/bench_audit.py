@@ -181,7 +181,8 @@ def measure_child(path: str, jobs: int, cores: int, extra: list[str] | None = No
 
     getrusage(RUSAGE_CHILDREN) sees the audit process itself but not pool workers
     started through a forkserver (they are not our children), so the process
-    tree is also sampled from /proc every 50 ms: peak summed RSS and CPU seconds.
+    tree is also sampled from /proc every 50 ms: peak summed RSS and CPU seconds. The wall time
+    ends when the audit does (`wait`, not the next sampling tick).
     """
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[:cores]
@@ -195,10 +196,14 @@ def measure_child(path: str, jobs: int, cores: int, extra: list[str] | None = No
         proc = subprocess.Popen(CKREG + ["audit", path, "--format", "json", "--jobs", str(jobs), "--fail-on", "never",
                                          *(extra or ["--no-cache"])],
                                 stdout=out, stderr=subprocess.PIPE)
-        while proc.poll() is None:
+        while True:
             if sample:
                 peak_tree = max(peak_tree, _sample(_descendants(proc.pid), cpu))
-            time.sleep(0.05)
+            try:   # wakes up when the audit ends, not at the next 50 ms tick (a warm audit takes ~0.4 s)
+                proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace")
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
