@@ -81,8 +81,6 @@ ALLOWED = {
     ("inspect/cache.py", "_set_aside"): "moves ckreg's own damaged SQLite cache aside, writes no bytes",
     ("inspect/cache.py", "_connect"): "opens the cache _create published through fsutil; SQLite's rollback "
                                       "journal makes each later transaction atomic",
-    ("registry/index.py", "backup_sqlite"): "SQLite's backup API copies the index to a fresh .bak name before a "
-                                            "migration (the index itself is SQLite's transactional file)",
     ("deploy/formats.py", "export_torchscript"): "torch.jit.save into the staged folder of a deploy export",
 }
 WRITE_METHODS = {"write_text", "write_bytes", "savefig", "savez", "savez_compressed", "save", "dump",

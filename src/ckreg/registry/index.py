@@ -188,15 +188,22 @@ class Index:
         return [] if rows == ["ok"] else rows
 
     def backup_sqlite(self, dest: Path) -> None:
+        """A consistent copy of the index at `dest` (before a migration): SQLite's backup API writes a
+        temporary file that `fsutil` publishes; an existing `dest` is never replaced."""
         import sqlite3
 
-        src = sqlite3.connect(str(self.sqlite_path))
-        out = sqlite3.connect(str(dest))
-        try:
-            src.backup(out)
-        finally:
-            out.close()
-            src.close()
+        from ckreg.fsutil import atomic_path
+
+        with atomic_path(dest) as tmp:
+            src = sqlite3.connect(str(self.sqlite_path))
+            try:
+                out = sqlite3.connect(str(tmp))
+                try:
+                    src.backup(out)
+                finally:
+                    out.close()
+            finally:
+                src.close()
 
 
 @functools.lru_cache(maxsize=512)
