@@ -14,7 +14,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from ckreg.cli import cli  # noqa: E402
 from ckreg.retrain import LOCK_NAME, declared_for_checkpoint, plan_retrain, read_lock, run_retrain  # noqa: E402
-from verify_helpers import make_dataset, save_state_dict, train_tiny  # noqa: E402
+from verify_helpers import good_and_poor_pair, make_dataset  # noqa: E402
 
 HP = "{input_size: 8, num_classes: 4, hidden_size: 8, num_layers: 1}"
 HP_A = "{input_size: 8, num_classes: 4, hidden_size: 8, num_layers: 2}"   # no archive file holds this
@@ -31,16 +31,7 @@ def rdata(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(rdata, tmp_path_factory):
     """A good and a poor tiny GRU (with their train-split scaler), stand-ins for what a trainer writes."""
-    from ckreg.data import load_dataset
-    from ckreg.scaler import fit_scaler, save_json
-
-    ds = load_dataset(rdata)
-    sc = fit_scaler(ds, "train-split")
-    d = tmp_path_factory.mktemp("trained")
-    good, _ = train_tiny(ds, sc, steps=60)
-    poor, _ = train_tiny(ds, sc, steps=3, seed=1)
-    return {"good": save_state_dict(good, d / "good.pt"), "poor": save_state_dict(poor, d / "poor.pt"),
-            "scaler": save_json(sc, d / "scaler.json"), "upstream": save_json(fit_scaler(ds, "upstream"), d / "up.json")}
+    return good_and_poor_pair(rdata, tmp_path_factory.mktemp("trained"))
 
 
 class FakeTrainer:

@@ -100,3 +100,18 @@ def accuracy(model, dataset, scaler) -> float:
 
     logits = predict(model, scaler.transform(dataset.X), dataset.mask)
     return float((logits.argmax(1) == dataset.y).mean())
+
+
+def good_and_poor_pair(data_path: Path, out: Path) -> dict[str, Path]:
+    """A good and a poor tiny GRU with their train-split scaler (what a trainer would write), plus the
+    `upstream` refit scaler: stand-ins for trained runs in retrain tests."""
+    from ckreg.data import load_dataset
+    from ckreg.scaler import fit_scaler, save_json
+
+    ds = load_dataset(data_path)
+    sc = fit_scaler(ds, "train-split")
+    good, _ = train_tiny(ds, sc, steps=60)
+    poor, _ = train_tiny(ds, sc, steps=3, seed=1)
+    return {"good": save_state_dict(good, out / "good.pt"), "poor": save_state_dict(poor, out / "poor.pt"),
+            "scaler": save_json(sc, out / "scaler.json"), "upstream": save_json(fit_scaler(ds, "upstream"), out / "up.json")}
+

@@ -101,17 +101,26 @@ def _emit(report, fmt: str, output: Path | None, fail_on: str, force: bool = Fal
     return code
 
 
+def report_options(fn):
+    """--format/--json/--output/--force/--fail-on: the options of every command that emits a report."""
+    for option in reversed([
+        click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS), case_sensitive=False), default=None,
+                     help="Report format  [default: table]."),
+        click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+        click.option("-o", "--output", type=click.Path(path_type=Path),
+                     help="Write the report here instead of stdout (an existing file is refused unless --force)."),
+        click.option("--force", is_flag=True, help="Replace an existing --output file."),
+        click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
+                     help="Lowest severity that makes the exit code 1."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @click.command("audit")
 @click.argument("path", type=str)
 @click.option("-m", "--manifest", type=click.Path(path_type=Path), help="Manifest YAML declaring what PATH should hold.")
-@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS), case_sensitive=False), default=None,
-              help="Report format  [default: table].")
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write the report here instead of stdout (an existing file is refused unless --force).")
-@click.option("--force", is_flag=True, help="Replace an existing --output file.")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
-              help="Lowest severity that makes the exit code 1.")
+@report_options
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Inspection processes (default: CPUs, max 8).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset to verify every checkpoint + scaler pair on (needs the [train] extra).")

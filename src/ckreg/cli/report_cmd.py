@@ -7,9 +7,7 @@ from pathlib import Path
 import click
 
 from ckreg.cli._common import families_option, load_families
-from ckreg.cli.audit_cmd import _check_output, _emit, report_format
-from ckreg.findings import FAIL_ON
-from ckreg.report import REPORTERS
+from ckreg.cli.audit_cmd import _check_output, _emit, report_format, report_options
 
 
 @click.group("report")
@@ -19,14 +17,7 @@ def report_group() -> None:
 
 @report_group.command("merge")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(tuple(REPORTERS), case_sensitive=False), default=None,
-              help="Report format  [default: table].")
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write the report here instead of stdout (an existing file is refused unless --force).")
-@click.option("--force", is_flag=True, help="Replace an existing --output file.")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
-              help="Lowest severity that makes the exit code 1.")
+@report_options
 @families_option
 @click.pass_context
 def merge_cmd(ctx: click.Context, reports: tuple[Path, ...], fmt: str | None, as_json: bool, output: Path | None,
