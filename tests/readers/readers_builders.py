@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import tarfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -97,3 +98,17 @@ def zip_bomb_member(size: int) -> bytes:
 
 def pickle_bytes(obj, protocol: int) -> bytes:
     return pickle.dumps(obj, protocol=protocol)
+
+
+def tar_legacy_torch(path: Path) -> Path:
+    """A tar-format (torch < 0.4) file whose `pickle` member calls os.system: ckreg cannot read all of it."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("sys_info", pickle.dumps({"little_endian": True}, protocol=2)),
+                           ("pickle", wrap(reduce_call("os", "system", "id"))),
+                           ("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
+                           ("tensors", pickle.dumps(0, protocol=2))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+

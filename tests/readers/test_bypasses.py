@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import lzma
 import pickle
 import random
 import struct
-import tarfile
 import warnings
 import zipfile
 import zlib
@@ -19,7 +17,7 @@ import pytest
 
 from ckreg.readers import read_checkpoint, read_scaler_summary
 from ckreg.readers.pickle_vm import numpy_dtype_info, run_pickle
-from readers_builders import global_op, reduce_call, wrap
+from readers_builders import global_op, reduce_call, tar_legacy_torch, wrap
 
 
 def unsafe(res) -> set[str]:
@@ -304,14 +302,7 @@ def test_numeric_npy_is_not_a_checkpoint(tmp_path):
 
 def test_tar_format_legacy_torch_file(tmp_path):
     path = tmp_path / "old.tar"
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in (("sys_info", pickle.dumps({"little_endian": True}, protocol=2)),
-                           ("pickle", wrap(reduce_call("os", "system", "id"))),
-                           ("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
-                           ("tensors", pickle.dumps(0, protocol=2))):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    tar_legacy_torch(path)
     res = read_checkpoint(path)
     assert "os.system" in unsafe(res)
     assert any(f.code == "format-unsupported" for f in res.findings)

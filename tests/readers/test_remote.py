@@ -16,7 +16,6 @@ import pickle
 import random
 import subprocess
 import sys
-import tarfile
 import uuid
 from pathlib import Path
 
@@ -152,7 +151,7 @@ def test_torch_zip_costs_a_few_requests(mem, torch_mod):
 
 def _formats(tmp: Path, torch) -> dict[str, Path]:
     """One file per format the readers know (local), to read remotely too."""
-    from readers_builders import reduce_call, wrap
+    from readers_builders import tar_legacy_torch
 
     sd = {"gru.weight_ih_l0": torch.randn(12, 8), "gru.bias_ih_l0": torch.randn(12), "fc.weight": torch.randn(4, 4)}
     out = {}
@@ -165,14 +164,7 @@ def _formats(tmp: Path, torch) -> dict[str, Path]:
     out["gzip"] = tmp / "z.pkl.gz"
     out["gzip"].write_bytes(gzip.compress(pickle.dumps({"w": (1, 2, 3)}, protocol=2)))
     out["tar"] = tmp / "old.tar"
-    with tarfile.open(out["tar"], "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in (("sys_info", pickle.dumps({"little_endian": True}, protocol=2)),
-                           ("pickle", wrap(reduce_call("os", "system", "id"))),
-                           ("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
-                           ("tensors", pickle.dumps(0, protocol=2))):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    tar_legacy_torch(out["tar"])
     header = json.dumps({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
                          "__metadata__": {"format": "pt"}}).encode()
     out["safetensors"] = tmp / "m.safetensors"
