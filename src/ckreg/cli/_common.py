@@ -96,7 +96,7 @@ def console(stderr: bool = False):
 
 
 __all__ = ["echo_json", "fail", "families_option", "load_families", "console", "terminal_width", "one_line_warnings",
-           "CkregError", "tiers_line"]
+           "CkregError", "tiers_line", "ACC"]
 
 
 def tiers_line(tiers) -> str:

@@ -7,13 +7,14 @@ terminal; the progress bar here is its `progress` callback.
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ckreg.arch import FAMILIES
-from ckreg.cli._common import ACC, console, echo_json
+from ckreg.cli._common import ACC, console, echo_json, terminal_width
 from ckreg.errors import UsageError
 from ckreg.train.loop import DEFAULTS
 
@@ -233,10 +234,11 @@ def _render_seeds(res: dict) -> None:
     reg = res.get("registered")
     if reg:
         if reg["versions"]:
-            click.echo(f"registered {', '.join(reg['versions'].values())} (verified, target {pct(reg['min_acc'])}); "
-                       f"{reg['name']}@{reg['alias']} -> {reg['best']}")
+            click.echo(f"registered {', '.join(reg['versions'].values())} (verified, target {pct(reg['min_acc'])})")
+            click.echo(f"{reg['name']}@{reg['alias']} -> {reg['best']} (best verified run by validation)")
         for s, why in reg.get("not_registered", {}).items():
-            click.echo(f"seed {s} not registered (not verified): {why}")
+            click.echo(textwrap.fill(f"seed {s} not registered (not verified): {why}", width=terminal_width(),
+                                     subsequent_indent="  ", break_on_hyphens=False))
 
 
 def _render_train(r) -> None:

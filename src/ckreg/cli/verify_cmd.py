@@ -13,7 +13,6 @@ import click
 
 from ckreg.arch import FAMILIES
 from ckreg.cli._common import ACC, console, echo_json
-from ckreg.errors import CkregError
 from ckreg.findings import EXIT_FINDINGS, EXIT_OK
 
 
