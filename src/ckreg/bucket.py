@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from ckreg.errors import UsageError
 from ckreg.findings import ErrorEntry, Skipped
-from ckreg.readers.remote import (RemoteInfo, RemoteNotFound, RemotePath, _storage_error, explain, filesystem,
-                                  forget, info_from, remember, transferred)
+from ckreg.readers.remote import (RemoteInfo, RemoteIOError, RemoteNotFound, RemotePath, filesystem, forget,
+                                  info_from, remember, storage_errors, transferred)
 
 Progress = Callable[[str, int, int], None]
 CLASSIFY_THREADS = 16   # classification is a few round trips per object: latency, not CPU
@@ -42,8 +42,8 @@ class Listing:
         return sum(i.size for i in self.objects.values())
 
 
-def _fail(url: str, exc: BaseException) -> UsageError:
-    err = explain(url, exc)
+def _usage(url: str, err: RemoteIOError) -> UsageError:
+    """Nothing can be audited when the listing fails: a user's error (exit 2) naming the URL and the fix."""
     return UsageError(err.strerror, path=url, hint=err.hint)
 
 
@@ -58,24 +58,21 @@ def list_url(url: str) -> tuple[RemoteInfo | None, Listing]:
     forget(url)
     listing = Listing(url=url)
     try:
-        raw = fs.info(base)
-    except Exception as exc:  # noqa: BLE001 - only the storage stack's errors are translated
-        if not _storage_error(exc):
-            raise
-        err = explain(url, exc)
+        with storage_errors(url):
+            raw = fs.info(base)
+    except RemoteIOError as err:
         if isinstance(err, RemoteNotFound) and err.hint is None:   # the bucket is there, the key is not
             return None, listing
-        raise _fail(url, exc) from None
+        raise _usage(url, err) from None
     top = info_from(url, raw)
     if not top.is_dir:
         remember([top])
         return top, listing
     try:
-        found = fs.find(base, detail=True)
-    except Exception as exc:  # noqa: BLE001
-        if not _storage_error(exc):
-            raise
-        raise _fail(url, exc) from None
+        with storage_errors(url):
+            found = fs.find(base, detail=True)
+    except RemoteIOError as err:
+        raise _usage(url, err) from None
     stripped = base.rstrip("/")
     for name, entry in sorted(found.items()):
         name = str(name)
@@ -109,11 +106,10 @@ def _parent_listing(given: RemotePath) -> None:
     parent = given.parent
     fs, base = filesystem(parent.url)
     try:
-        entries = fs.ls(base, detail=True)
-    except Exception as exc:  # noqa: BLE001
-        if not _storage_error(exc):
-            raise
-        raise _fail(parent.url, exc) from None
+        with storage_errors(parent.url):
+            entries = fs.ls(base, detail=True)
+    except RemoteIOError as err:
+        raise _usage(parent.url, err) from None
     stripped = base.rstrip("/")
     infos, names = [], []
     for entry in entries:

@@ -28,6 +28,7 @@ naming the package to install.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -134,6 +135,18 @@ def explain(url: str, exc: BaseException) -> RemoteIOError:
     return RemoteIOError(url, f"{name}: {text}")
 
 
+@contextlib.contextmanager
+def storage_errors(url: str):
+    """Inside the block, a failure of the storage stack becomes a `RemoteIOError` naming `url` and the fix
+    (`explain`); anything else is a bug in ckreg and propagates as it is."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only the storage stack's errors are translated
+        if not _storage_error(exc):
+            raise
+        raise explain(url, exc) from None
+
+
 def _storage_error(exc: BaseException) -> bool:
     """Failures of the storage stack (not bugs in ckreg): OSError and the client libraries' own errors."""
     if isinstance(exc, OSError):
@@ -217,12 +230,8 @@ def stat(url: str) -> RemoteInfo:
     if key in _LISTING:
         return RemoteInfo(url=url, size=0, is_dir=True)
     fs, path = filesystem(url)
-    try:
+    with storage_errors(url):
         raw = fs.info(path)
-    except Exception as exc:  # noqa: BLE001 - only the storage stack's errors are translated
-        if not _storage_error(exc):
-            raise
-        raise explain(url, exc) from None
     info = info_from(url, raw)
     with _lock:
         _INFO[key] = info
@@ -243,12 +252,8 @@ def listdir(url: str) -> list[str]:
     if names is not None:
         return list(names)
     fs, path = filesystem(url)
-    try:
+    with storage_errors(url):
         entries = fs.ls(path, detail=True)
-    except Exception as exc:  # noqa: BLE001
-        if not _storage_error(exc):
-            raise
-        raise explain(url, exc) from None
     base = path.rstrip("/")
     infos, names = [], []
     for raw in entries:
@@ -311,17 +316,13 @@ class _Object:
 
     def fetch(self, start: int, end: int) -> bytes:
         """Bytes [start, end) in one request."""
-        try:
+        with storage_errors(self.url):
             if self.ranged:
                 data = self.fs.cat_file(self.path, start=start, end=end)
             else:  # a plain file object, its read-ahead cache turned off
                 with self.fs.open(self.path, "rb", cache_type="none") as fh:
                     fh.seek(start)
                     data = fh.read(end - start)
-        except Exception as exc:  # noqa: BLE001 - only the storage stack's errors are translated
-            if not _storage_error(exc):
-                raise
-            raise explain(self.url, exc) from None
         data = bytes(data)
         _account(self.key, len(data))
         if len(data) != end - start:
