@@ -30,11 +30,6 @@ def decode(np: Any, block: bytes, dtype: str):
     return np.frombuffer(block, dtype=code).astype(np.float64)
 
 
-def sum_squares(np: Any, block: bytes, dtype: str) -> float:
-    a = decode(np, block, dtype)
-    return float(np.dot(a, a))
-
-
 def diff_squares(np: Any, a_blocks, b_blocks, dtype: str) -> float:
     """Sum of squared differences of two equally long streams of whole-element blocks."""
     total = 0.0
