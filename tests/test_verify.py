@@ -51,7 +51,9 @@ def scalers(vds, tmp_path_factory):
 
 def _pair(vds, scalers, recipe, tmp_path_factory):
     sc, sc_path = scalers[recipe]
-    model, spec = train_tiny(vds, sc)
+    # 100 full-batch steps: at 60 the upstream-scaled model sits near the 0.95 line, and the BLAS
+    # kernels of another CPU can put it below (0.88 seen); at 100 it is at 1.0 with seed 0
+    model, spec = train_tiny(vds, sc, steps=100)
     d = tmp_path_factory.mktemp(f"pair-{recipe}")
     ckpt = save_state_dict(model, d / "tiny.pt")
     return {"ckpt": ckpt, "scaler": sc_path, "model": model, "spec": spec, "dir": d,
