@@ -73,6 +73,7 @@ def test_a_tampered_entry_is_a_miss(demo, tmp_path):
     audit(demo.root, demo.manifest, cache=cache)
     conn = sqlite3.connect(cache)
     conn.execute("UPDATE entries SET value = replace(value, '\"family\":\"', '\"family\":\"X')")
+    conn.execute("UPDATE entries SET value = replace(value, '\"family\": \"', '\"family\": \"X')")  # a kept report
     conn.commit()
     conn.close()
     rep = audit(demo.root, demo.manifest, cache=cache)
@@ -256,3 +257,54 @@ def test_a_checkpoint_whose_name_is_not_utf8_is_audited_with_a_cache(tmp_path, t
     first = audit(root, cache=cache)
     assert first.checked == [odd] and not first.errors
     assert audit(root, cache=cache).findings == first.findings == audit(root).findings
+
+
+def _without_cache_figures(text):
+    data = json.loads(text)
+    data["extra"].pop("cache")
+    return data
+
+
+def test_the_cli_writes_a_reused_report_as_the_first_one(demo, tmp_path, monkeypatch):
+    """Second `audit --json` of an unchanged tree: the kept JSON as is (not rebuilt), the same report,
+    exit code and summary line as the first; other formats get the report validated from it."""
+    from ckreg.findings import KeptReport
+
+    args = ["audit", str(demo.root), "-m", str(demo.manifest), "--cache", str(tmp_path / "c.sqlite")]
+    run = CliRunner().invoke
+    cold, cold_table = run(cli, [*args, "--json"]), run(cli, [*args, "--no-cache"])
+    rebuilt = []
+    real = KeptReport.report
+    monkeypatch.setattr(KeptReport, "report", lambda self: rebuilt.append(1) or real(self))
+    warm = run(cli, [*args, "--json"])
+    assert warm.exit_code == cold.exit_code == 1 and rebuilt == []
+    assert json.loads(warm.stdout)["extra"]["cache"]["report_reused"] is True
+    assert _without_cache_figures(warm.stdout) == _without_cache_figures(cold.stdout)
+    assert warm.stderr.splitlines()[-1] == cold.stderr.splitlines()[-1]
+    table = run(cli, args)
+    assert table.exit_code == 1 and rebuilt == [1] and table.stdout == cold_table.stdout
+    out = tmp_path / "r.json"
+    written = run(cli, [*args, "--json", "-o", str(out)])
+    assert written.exit_code == 1 and _without_cache_figures(out.read_text()) == _without_cache_figures(cold.stdout)
+
+
+def test_a_kept_report_that_does_not_validate_is_a_miss(demo, tmp_path):
+    """A report entry whose digest holds but whose text is not a report (written by a broken
+    ckreg): the library audits the tree again rather than trusting it."""
+    from ckreg.inspect.cache import _digest
+
+    cache = tmp_path / "c.sqlite"
+    first = audit(demo.root, demo.manifest, cache=cache)
+    conn = sqlite3.connect(cache)
+    rows = conn.execute("SELECT key, value FROM entries").fetchall()
+    kept = [(k, v) for k, v in rows if v.count("\n") > 100]
+    assert len(kept) == 1
+    key, value = kept[0]
+    head, body = value.split("\n", 2)[:2], value.split("\n", 2)[2]
+    broken = "\n".join(head) + "\n" + body.replace('"findings": [', '"findings": [7, ', 1)
+    conn.execute("UPDATE entries SET value = ?, digest = ? WHERE key = ?", (broken, _digest(key, broken), key))
+    conn.commit()
+    conn.close()
+    again = audit(demo.root, demo.manifest, cache=cache)
+    assert "report_reused" not in again.extra["cache"] and again.extra["cache"]["damaged_entries"] >= 1
+    assert _view(again) == _view(first)

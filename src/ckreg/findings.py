@@ -8,6 +8,7 @@ documented here once: the README table, SARIF rules and JUnit cases all read
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -122,7 +123,7 @@ CODES: dict[str, CodeInfo] = dict(
 class Finding(BaseModel):
     """One thing wrong (or worth knowing) about one path."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     code: str
     severity: Severity
@@ -179,16 +180,124 @@ class Report(BaseModel):
     errors: list[ErrorEntry] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    def tally(self) -> "Tally":
+        """The counts a summary line, an exit code and a JSON summary are made of."""
+        counts = {s.value: 0 for s in Severity}
+        for f in self.findings:
+            counts[f.severity.value] += 1
+        return Tally(checked=len(self.checked), counts=counts, skipped=len(self.skipped), errors=len(self.errors),
+                     shard=isinstance(self.extra.get("shard"), dict))
+
+    def exit_code(self, fail_on: str = "error") -> int:
+        return self.tally().exit_code(fail_on)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A report counted: what its exit code and its one summary line depend on (a `Report` or a
+    `KeptReport` alike, so both give the same code for the same findings)."""
+
+    checked: int
+    counts: dict[str, int]     # severity -> number of findings
+    skipped: int
+    errors: int
+    shard: bool = False        # a shard's report (extra["shard"]): an empty share is no failure
+
     def exit_code(self, fail_on: str = "error") -> int:
         if fail_on not in FAIL_ON:
             raise ValueError(f"fail_on must be one of {FAIL_ON}")
         if self.errors:
             return EXIT_USAGE
         if not self.checked:   # a shard's share may hold nothing: the merge tells whether the archive does
-            return EXIT_OK if isinstance(self.extra.get("shard"), dict) else EXIT_NOTHING
+            return EXIT_OK if self.shard else EXIT_NOTHING
         if fail_on == "never":
             return EXIT_OK
         threshold = Severity(fail_on).rank
-        if any(f.severity.rank >= threshold for f in self.findings):
+        if any(n and Severity(sev).rank >= threshold for sev, n in self.counts.items()):
             return EXIT_FINDINGS
         return EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "counts": dict(self.counts), "skipped": self.skipped,
+                "errors": self.errors, "shard": self.shard}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Tally":
+        counts = data["counts"]
+        if set(counts) != {s.value for s in Severity} or not all(type(v) is int for v in counts.values()):
+            raise ValueError("a tally counts findings by severity")
+        fields = [data[k] for k in ("checked", "skipped", "errors")]
+        if not all(type(v) is int and v >= 0 for v in fields) or type(data["shard"]) is not bool:
+            raise ValueError("a tally holds counts")
+        return cls(checked=data["checked"], counts=dict(counts), skipped=data["skipped"], errors=data["errors"],
+                   shard=data["shard"])
+
+
+class KeptReport:
+    """A whole report as an earlier run kept it: its JSON form, with this run's own figures to put in.
+
+    Why: an unchanged archive's audit is answered from the report its last audit kept
+    (`ckreg.audit`), and turning megabytes of JSON back into thousands of `Finding` objects,
+    only to write them out as the same JSON, would be most of that answer's time. The JSON
+    reporter writes `text` as it is, with `run` spliced into `extra`
+    (`ckreg.report.json_report`); any other use asks `report()`, which validates the text into
+    a `Report` like any stored one.
+
+    - `text`: `Report.model_dump_json(indent=2)` of the report without the `run` keys of extra;
+    - `run`: entries of extra that belong to this run (jobs, cache figures), written last;
+    - `tally()`: the report counted; `errors`: its errors; `extra`: its extra without the entries
+      the keeper named heavy (per-file summaries), with `run`.
+    """
+
+    __slots__ = ("text", "run", "_tally", "errors", "extra", "_report")
+
+    def __init__(self, text: str, run: dict[str, Any], tally: Tally, errors: list[ErrorEntry],
+                 extra: dict[str, Any]):
+        if not (text.startswith("{\n") and text.endswith("\n}")):
+            raise ValueError("a kept report is the indented JSON form of a report")
+        self.text, self.run, self._tally, self.errors = text, dict(run), tally, list(errors)
+        self.extra = {**extra, **run}
+        self._report: Report | None = None
+
+    @classmethod
+    def keep(cls, report: Report, run_keys: tuple[str, ...], heavy: tuple[str, ...] = ()) -> tuple[str, str]:
+        """(text, head) of `report` to store: `head` is the JSON of everything else `load` needs."""
+        text = report.model_dump_json(indent=2, exclude={"extra": set(run_keys)})
+        light = {k: v for k, v in report.extra.items() if k not in heavy and k not in run_keys}
+        head = Report(errors=report.errors, extra=light).model_dump(mode="json", include={"errors", "extra"})
+        run = {k: report.extra[k] for k in run_keys if k in report.extra}
+        return text, json.dumps({"tally": report.tally().as_dict(), "head": head, "run": run},
+                                ensure_ascii=False, default=str)
+
+    @classmethod
+    def load(cls, text: str, head: str) -> "KeptReport":
+        """From what `keep` gave, with the kept run's figures (ValueError when `head` is not such a record)."""
+        data = json.loads(head)
+        if not isinstance(data, dict) or not isinstance(data.get("head"), dict) or not isinstance(data.get("run"), dict):
+            raise ValueError("not a kept report's head")
+        small = Report.model_validate(data["head"])
+        try:
+            tally = Tally.from_dict(data["tally"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"not a kept report's tally: {e}") from None
+        return cls(text, data["run"], tally, small.errors, small.extra)
+
+    def set_run(self, run: dict[str, Any]) -> None:
+        """This run's figures in place of the kept ones."""
+        self.extra = {**{k: v for k, v in self.extra.items() if k not in self.run}, **run}
+        self.run = dict(run)
+        self._report = None
+
+    def tally(self) -> Tally:
+        return self._tally
+
+    def exit_code(self, fail_on: str = "error") -> int:
+        return self._tally.exit_code(fail_on)
+
+    def report(self) -> Report:
+        """The `Report` itself, validated from the text (once), with this run's figures."""
+        if self._report is None:
+            report = Report.model_validate_json(self.text)
+            report.extra.update(self.run)
+            self._report = report
+        return self._report

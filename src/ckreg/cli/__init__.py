@@ -9,6 +9,7 @@ like a finding; `CkregError` prints one line and exits 2.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 

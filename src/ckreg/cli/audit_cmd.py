@@ -9,7 +9,7 @@ import click
 
 from ckreg.cli._common import families_option, load_families, terminal_width
 from ckreg.findings import FAIL_ON
-from ckreg.report import MACHINE_FORMATS, REPORTERS
+from ckreg.report import KEPT_FORMATS, MACHINE_FORMATS, REPORTERS
 
 PROGRESS_MIN_FILES = 20
 
@@ -179,7 +179,8 @@ def audit_cmd(ctx: click.Context, path: str, manifest: Path | None, fmt: str | N
     try:
         report = audit(target, loaded, data=data, jobs=jobs, hash_policy=hash_policy, progress=bar, min_acc=min_acc,
                        only=only, tiers=WEIGHTS_ONLY if strict else DEFAULT_TIERS, lineage=lineage,
-                       cache=None if no_cache else (cache_path or default_path()), shard=shard_spec)
+                       cache=None if no_cache else (cache_path or default_path()), shard=shard_spec,
+                       lazy=fmt in KEPT_FORMATS)
     finally:
         bar.close()
     click.echo(tiers_line(report.extra.get("allowlist_tiers", [])), err=True)

@@ -18,8 +18,9 @@ Besides inspections, the audit keeps what else it would recompute per file
 (the content sniff of every file, each scaler's summary) and, per audited
 tree and options, the last whole report with the key of everything it was
 computed from (`ckreg.audit`): an unchanged archive is answered without
-reading any file. All of them are entries of the one table, validated the
-same way.
+reading any file. All of them are entries of the one table, checked by the
+same digest; a kept report's text is validated when it is turned back into a
+`Report` (a JSON answer writes it as it is: `ckreg.findings.KeptReport`).
 
 Writing: the database file is created through `ckreg.fsutil` (an empty,
 initialised database under a temporary name, published without clobbering:

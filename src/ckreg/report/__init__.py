@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ckreg.findings import Report
+from ckreg.findings import KeptReport, Report
 
 Reporter = Callable[..., str]
 
@@ -34,17 +34,23 @@ REPORTERS: dict[str, Reporter] = {
     "junit": _reporter("junit"),
 }
 
+# Formats that write a `KeptReport` (a reused audit's JSON, kept as text) without rebuilding the
+# Report; any other format gets the Report, validated from that text.
+KEPT_FORMATS = frozenset({"json"})
+
 # Formats meant for machines: keep stdout clean (no progress bar, no colour) when they go there.
 MACHINE_FORMATS = frozenset({"json", "sarif", "junit"})
 
 
-def render(report: Report, fmt: str, **options: Any) -> str:
+def render(report: Report | KeptReport, fmt: str, **options: Any) -> str:
     """Render `report` in format `fmt` (a key of REPORTERS)."""
     try:
         reporter = REPORTERS[fmt]
     except KeyError:
         raise ValueError(f"unknown report format {fmt!r}; known: {', '.join(REPORTERS)}") from None
+    if isinstance(report, KeptReport) and fmt not in KEPT_FORMATS:
+        report = report.report()
     return reporter(report, **options)
 
 
-__all__ = ["REPORTERS", "MACHINE_FORMATS", "render", "Reporter"]
+__all__ = ["REPORTERS", "MACHINE_FORMATS", "KEPT_FORMATS", "render", "Reporter"]

@@ -5,40 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ckreg.findings import EXIT_CRASH, EXIT_FINDINGS, EXIT_NOTHING, EXIT_OK, EXIT_USAGE, FAIL_ON, Finding, Report, Severity
+from ckreg.findings import EXIT_CRASH, EXIT_FINDINGS, EXIT_NOTHING, EXIT_OK, EXIT_USAGE, FAIL_ON, Finding, KeptReport, Report, Severity
 
 EXIT_WORDS = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage or I/O error",
               EXIT_NOTHING: "nothing checkable found", EXIT_CRASH: "crash"}
 
 
-def counts(report: Report) -> dict[str, int]:
-    out = {s.value: 0 for s in Severity}
-    for f in report.findings:
-        out[f.severity.value] += 1
-    return out
+def counts(report: Report | KeptReport) -> dict[str, int]:
+    """Findings by severity ({"error": n, "warning": n, "note": n})."""
+    return dict(report.tally().counts)
 
 
-def summary_parts(report: Report, fail_on: str = "error") -> list[tuple[str, str | None]]:
+def summary_parts(report: Report | KeptReport, fail_on: str = "error") -> list[tuple[str, str | None]]:
     """The one summary line ("6 files checked: 7 errors, 2 warnings, 0 notes; exit 1 ..."), as
     (text, severity it is styled as or None) pieces: plain here, coloured by the table reporter."""
-    c = counts(report)
-    code = report.exit_code(fail_on)
-    n = len(report.checked)
+    tally = report.tally()
+    c = tally.counts
+    code = tally.exit_code(fail_on)
+    n = tally.checked
     parts: list[tuple[str, str | None]] = [
         (f"{n} file{'s' if n != 1 else ''} checked: ", None),
         (f"{c['error']} error{'s' if c['error'] != 1 else ''}", "error" if c["error"] else None),
         (", ", None),
         (f"{c['warning']} warning{'s' if c['warning'] != 1 else ''}", "warning" if c["warning"] else None),
         (f", {c['note']} note{'s' if c['note'] != 1 else ''}", None)]
-    if report.skipped:
-        parts.append((f", {len(report.skipped)} skipped", None))
-    if report.errors:
-        parts.append((f", {len(report.errors)} I/O error{'s' if len(report.errors) != 1 else ''}", "error"))
+    if tally.skipped:
+        parts.append((f", {tally.skipped} skipped", None))
+    if tally.errors:
+        parts.append((f", {tally.errors} I/O error{'s' if tally.errors != 1 else ''}", "error"))
     parts.append((f"; exit {code} ({EXIT_WORDS.get(code, '?')}, --fail-on {fail_on})", None))
     return parts
 
 
-def summary_line(report: Report, fail_on: str = "error") -> str:
+def summary_line(report: Report | KeptReport, fail_on: str = "error") -> str:
     """The summary line as plain text (machine formats print it on stderr; no rich needed)."""
     return "".join(text for text, _ in summary_parts(report, fail_on))
 
