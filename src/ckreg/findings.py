@@ -60,7 +60,7 @@ CODES: dict[str, CodeInfo] = dict(
         _c("tensor-implausible", "error", "Tensor declares an impossible size",
            "A tensor's shape or storage is larger than the file can hold (a memory-exhaustion trick or corruption)."),
         _c("format-unsupported", "error", "Pickle-bearing format that cannot be fully read",
-           "A tar-format torch file, or a compressed stream ckreg cannot open: loading it runs pickle, and ckreg cannot vouch for all of it. Re-save the weights as safetensors."),
+           "A tar-format torch file, a compressed stream ckreg cannot open, or a zip stored inside a checkpoint that cannot be opened or nests too deep: loading it runs pickle, and ckreg cannot vouch for all of it. Re-save the weights as safetensors."),
         _c("npy-object-array", "warning", "numpy array of Python objects",
            "numpy.load(allow_pickle=True) unpickles this array's data; its globals are judged like any pickle. Store numbers, not objects."),
         _c("model-folder-invalid", "error", "Model folder's index or config disagrees with its files",

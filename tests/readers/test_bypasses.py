@@ -314,3 +314,72 @@ def test_hex_magic_legacy_file_is_read_as_legacy(write):
         + wrap(reduce_call("os", "system", "id")) + pickle.dumps([], protocol=0)
     res = read_checkpoint(write("old.bin", data))
     assert res.format == "torch-legacy" and "os.system" in unsafe(res)
+
+
+# ---------------------------------------------------------------- zips stored inside a torch zip
+
+
+def _zip_bytes(members, *, date_time=(2024, 1, 1, 0, 0, 0), method=zipfile.ZIP_STORED) -> bytes:
+    import io
+
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w") as z:
+        for name, data in members:
+            z.writestr(zipfile.ZipInfo(name, date_time=date_time), data, compress_type=method)
+    return b.getvalue()
+
+
+BENIGN = pickle.dumps({"w": 1}, protocol=2)
+PROTO0_PAYLOAD = b"(S'echo x'\nios\nsystem\n."   # INST os.system, protocol 0
+
+
+def _torch_zip_around(inner: bytes, **kw) -> bytes:
+    return _zip_bytes([("archive/data.pkl", BENIGN), ("archive/version", b"3\n"), ("archive/extra/model.pt", inner)],
+                      **kw)
+
+
+@pytest.mark.parametrize("second", range(0, 60, 2))
+def test_torch_zip_inside_torch_zip_whatever_its_timestamp(tmp_path, second):
+    """The inner zip's local header (PK..., then its DOS time and date) was once scanned as a
+    pickle stream, so whether its payload was found hung on the second the file was written."""
+    inner = _zip_bytes([("inner/data.pkl", PROTO0_PAYLOAD), ("inner/version", b"3\n")],
+                       date_time=(2026, 12, 3, 6, 26, second))
+    p = tmp_path / "zip_nested_torch_zip_member.pt"
+    p.write_bytes(_torch_zip_around(inner, date_time=(2026, 12, 3, 6, 26, second)))
+    res = read_checkpoint(p)
+    assert unsafe(res) == {"os.system"}
+    assert any("archive/extra/model.pt!inner/data.pkl" in f.message for f in res.findings if f.code == "unsafe-global")
+
+
+def test_deflated_zip_two_levels_down(tmp_path):
+    innermost = _zip_bytes([("x/data.pkl", call_pickle("subprocess", "Popen"))], method=zipfile.ZIP_DEFLATED)
+    middle = _zip_bytes([("m/README.txt", b"hello"), ("m/model.bin", innermost)], method=zipfile.ZIP_DEFLATED)
+    p = tmp_path / "zip_in_zip_in_zip_deflated.pt"
+    p.write_bytes(_torch_zip_around(middle, method=zipfile.ZIP_DEFLATED))
+    res = read_checkpoint(p)
+    assert unsafe(res) == {"subprocess.Popen"}
+    assert any("extra/model.pt!m/model.bin!x/data.pkl" in f.message for f in res.findings)
+
+
+def test_zips_nested_past_the_depth_limit_are_reported_not_passed(tmp_path):
+    from ckreg.readers.core import NESTED_ZIP_DEPTH
+
+    blob = _zip_bytes([("z/data.pkl", BENIGN)])
+    for level in range(NESTED_ZIP_DEPTH + 1):
+        blob = _zip_bytes([(f"l{level}/inner.zip", blob)])
+    p = tmp_path / "zip_nested_past_the_limit.pt"
+    p.write_bytes(_torch_zip_around(blob))
+    res = read_checkpoint(p)
+    assert any(f.code == "format-unsupported" and "nested more than" in f.message for f in res.findings)
+
+
+def test_a_member_that_starts_like_a_zip_but_is_not_one_is_reported(tmp_path):
+    p = tmp_path / "zip_member_with_a_zip_signature_only.pt"
+    p.write_bytes(_torch_zip_around(b"PK\x03\x04" + b"\0" * 40 + PROTO0_PAYLOAD))
+    res = read_checkpoint(p)
+    assert any(f.code == "format-unsupported" and "cannot be opened" in f.message for f in res.findings)
+
+
+def call_pickle(module: str, name: str) -> bytes:
+    """A protocol-2 pickle calling module.name('x')."""
+    return b"\x80\x02" + call(module, name) + b"."

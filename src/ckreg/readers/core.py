@@ -556,16 +556,24 @@ def _finish_torchscript(f: Source, ctx: _Ctx, idx, members: list, base: str, roo
     return res
 
 
-def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_members: set[int]) -> None:
+# How deep zips inside zip members are opened (a zip that holds itself would never end).
+NESTED_ZIP_DEPTH = 3
+
+
+def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_members: set[int],
+                        outer: str = "", depth: int = 0) -> None:
     """Every other member whose bytes may hold a pickle is scanned too, whatever its name or case.
 
     Another loader (or another torch version) may pick a different member than the one read
     as the checkpoint: `DATA.PKL` next to `data.pkl`, a pickle named `.txt`, an `.npy` object
     array (as in `.npz` files). Only the storages the pickle references are raw bytes by design.
+    A member that is itself a zip (a checkpoint stored inside the checkpoint, which whoever
+    unpacks it may load) is opened and its members scanned the same way, `outer!inner` named.
     """
     for m in members:
         if m is main or id(m) in storage_members or m.name.endswith("/"):
             continue
+        name = outer + m.name
         side = any(m.name == s or m.name.endswith("/" + s) for s in TORCH_SIDE_MEMBERS)
         if side and m.usize <= 64:
             try:
@@ -575,12 +583,15 @@ def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_membe
             if head.strip().isalnum() or not head:
                 continue
         in_data = "/data/" in m.name or m.name.startswith("data/")
-        if in_data:
-            ctx.anomalies.append(f"{m.name}: member not referenced by the pickle")
+        if in_data and not outer:
+            ctx.anomalies.append(f"{name}: member not referenced by the pickle")
         try:
             head = zipread.read_member_head(f, m, 16)
         except zipread.ZipProblem as exc:
-            ctx.anomalies.append(str(exc))
+            ctx.anomalies.append(f"{outer}{exc}")
+            continue
+        if zipread.looks_like_zip(head):
+            _scan_nested_zip(f, ctx, m, name, depth)
             continue
         named = m.name.lower().endswith((".pkl", ".pickle"))
         if not (named or head[:6] == b"\x93NUMPY" or could_be_pickle(head)):
@@ -588,16 +599,39 @@ def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_membe
         try:
             data = zipread.read_member(f, m, PICKLE_CAP, ctx.anomalies)
         except zipread.ZipProblem as exc:
-            ctx.anomalies.append(str(exc))
+            ctx.anomalies.append(f"{outer}{exc}")
             continue
         if data[:6] == b"\x93NUMPY":
-            _judge_npy(ctx, data, m.name)
+            _judge_npy(ctx, data, name)
             continue
         runs = run_all(data)
         if not named and not pickle_like(runs):
             continue
         for run in runs:
-            ctx.judge(run, f"{m.name} (another pickle member)", sniffed=not named)
+            ctx.judge(run, f"{name} (another pickle member)", sniffed=not named)
+
+
+def _scan_nested_zip(f: Source, ctx: _Ctx, m, name: str, depth: int) -> None:
+    """A zip stored as a member: every member of it is scanned (`_scan_other_members`), to
+    `NESTED_ZIP_DEPTH` levels; one that cannot be opened or goes deeper is an error finding
+    (format-unsupported),
+    never silently passed over (its pickles were not judged)."""
+    if depth + 1 > NESTED_ZIP_DEPTH:
+        ctx.add("format-unsupported", f"{name}: a zip nested more than {NESTED_ZIP_DEPTH} deep inside the "
+                                    f"checkpoint; its members were not scanned")
+        return
+    try:
+        data = zipread.read_member(f, m, PICKLE_CAP, ctx.anomalies)
+        inner = containers.BytesFile(f"{ctx.path}!{name}", data)
+        idx = zipread.read_index(inner)
+    except zipread.ZipProblem as exc:
+        ctx.add("format-unsupported", f"{name}: a member that starts like a zip cannot be opened as one ({exc}); "
+                                    f"its contents were not scanned")
+        return
+    ctx.anomalies.append(f"{name}: a zip archive stored inside the checkpoint (torch.load never reads it; "
+                         f"whoever unpacks it may); its {len(idx.members)} members were scanned")
+    ctx.anomalies.extend(f"{name}!{a}" for a in idx.anomalies)
+    _scan_other_members(inner, ctx, idx.members, None, set(), outer=name + "!", depth=depth + 1)
 
 
 # --------------------------------------------------------------------------- pickle files (plain / legacy)
