@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -18,7 +18,6 @@ StandardScaler class and joblib's wrapper) are findings; nothing is executed.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any

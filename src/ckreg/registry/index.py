@@ -23,7 +23,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
