@@ -300,8 +300,8 @@ def test_a_kept_report_that_does_not_validate_is_a_miss(demo, tmp_path):
     kept = [(k, v) for k, v in rows if v.count("\n") > 100]
     assert len(kept) == 1
     key, value = kept[0]
-    head, body = value.split("\n", 2)[:2], value.split("\n", 2)[2]
-    broken = "\n".join(head) + "\n" + body.replace('"findings": [', '"findings": [7, ', 1)
+    tree_key, head, body = value.split("\n", 2)
+    broken = f"{tree_key}\n{head}\n" + body.replace('"findings": [', '"findings": [7, ', 1)
     conn.execute("UPDATE entries SET value = ?, digest = ? WHERE key = ?", (broken, _digest(key, broken), key))
     conn.commit()
     conn.close()

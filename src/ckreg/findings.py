@@ -266,8 +266,7 @@ class KeptReport:
         light = {k: v for k, v in report.extra.items() if k not in heavy and k not in run_keys}
         head = Report(errors=report.errors, extra=light).model_dump(mode="json", include={"errors", "extra"})
         run = {k: report.extra[k] for k in run_keys if k in report.extra}
-        return text, json.dumps({"tally": report.tally().as_dict(), "head": head, "run": run},
-                                ensure_ascii=False, default=str)
+        return text, json.dumps({"tally": report.tally().as_dict(), "head": head, "run": run}, ensure_ascii=False)
 
     @classmethod
     def load(cls, text: str, head: str) -> "KeptReport":

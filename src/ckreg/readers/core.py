@@ -613,9 +613,8 @@ def _scan_other_members(f: Source, ctx: _Ctx, members: list, main, storage_membe
 
 def _scan_nested_zip(f: Source, ctx: _Ctx, m, name: str, depth: int) -> None:
     """A zip stored as a member: every member of it is scanned (`_scan_other_members`), to
-    `NESTED_ZIP_DEPTH` levels; one that cannot be opened or goes deeper is an error finding
-    (format-unsupported),
-    never silently passed over (its pickles were not judged)."""
+    `NESTED_ZIP_DEPTH` levels. One that cannot be opened or goes deeper is a format-unsupported
+    error, never silently passed over: its pickles were not judged."""
     if depth + 1 > NESTED_ZIP_DEPTH:
         ctx.add("format-unsupported", f"{name}: a zip nested more than {NESTED_ZIP_DEPTH} deep inside the "
                                     f"checkpoint; its members were not scanned")
